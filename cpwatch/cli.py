@@ -1,0 +1,179 @@
+"""The ``cpwatch`` command line: one entry point for every stage.
+
+Commands import their stage lazily so ``cpwatch --help`` stays fast and a stage's heavy
+dependencies load only when used.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from cpwatch.exceptions import CpwatchError
+from cpwatch.settings import get_settings
+
+app = typer.Typer(help="cpwatch: crypto-policy and treasury watch.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local single-node Kafka + Elasticsearch stack.")
+produce_app = typer.Typer(help="Push news, price ticks and holdings into Kafka.")
+topics_app = typer.Typer(help="Kafka topics.")
+app.add_typer(stack_app, name="stack")
+app.add_typer(produce_app, name="produce")
+app.add_typer(topics_app, name="topics")
+
+err = Console(stderr=True)
+
+
+@stack_app.command("up")
+def stack_up(
+    with_prometheus: Annotated[bool, typer.Option(help="Also start Prometheus.")] = False,
+) -> None:
+    """Install (cached) and start Kafka and Elasticsearch; wait until both are healthy."""
+    from deploy.stack import Stack
+
+    Stack(get_settings(), console=err).up(with_prometheus=with_prometheus)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the processes `stack up` started."""
+    from deploy.stack import Stack
+
+    Stack(get_settings(), console=err).down()
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Tell what runs, where its data and logs live."""
+    from deploy.stack import Stack
+
+    ok = Stack(get_settings(), console=err).status()
+    raise typer.Exit(0 if ok else 1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    service: Annotated[str, typer.Argument(help="kafka or elasticsearch")] = "kafka",
+    lines: int = 50,
+) -> None:
+    """Print the tail of a service's log."""
+    from deploy.stack import Stack
+
+    sys.stdout.write(Stack(get_settings(), console=err).logs(service, lines))
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every cpwatch topic that is missing (idempotent)."""
+    from cpwatch.topics import ensure_topics
+
+    created = ensure_topics(get_settings())
+    err.print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+@app.command("run")
+def run(
+    sample: Annotated[bool, typer.Option(help="Replay the bundled sample data.")] = True,
+    duration: Annotated[
+        Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+) -> None:
+    """The main job: topics, Faust worker, sinks, API and sample producers, supervised."""
+    from cpwatch.supervisor import run_all
+
+    raise typer.Exit(run_all(get_settings(), sample=sample, duration=duration, console=err))
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run the Faust worker (all stream agents) in the foreground."""
+    from streams.app import run_worker
+
+    run_worker(get_settings())
+
+
+@produce_app.command("news")
+def produce_news(
+    jsonl: Annotated[Optional[Path], typer.Option(help="Replay a JSON Lines file.")] = None,
+    rss: Annotated[Optional[list[str]], typer.Option(help="Poll RSS/Atom feed URL(s).")] = None,
+    interval: Annotated[float, typer.Option(help="Feed poll interval, seconds.")] = 300.0,
+    speed: Annotated[float, typer.Option(help="Replay speed factor on `published` gaps; 0 = as fast as possible.")] = 0.0,
+    once: Annotated[bool, typer.Option(help="Poll feeds once and exit.")] = False,
+) -> None:
+    """Produce news articles to the `news` topic."""
+    from producers.cli import produce_news as run_news
+
+    raise typer.Exit(run_news(get_settings(), jsonl=jsonl, rss=rss or [], interval=interval, speed=speed, once=once, console=err))
+
+
+@produce_app.command("prices")
+def produce_prices(
+    csv: Annotated[Optional[Path], typer.Option(help="Replay a CSV of date|ts,open,high,low,close[,volume].")] = None,
+    ws: Annotated[Optional[str], typer.Option(help="Live WebSocket venue: coinbase or kraken.")] = None,
+    rest: Annotated[Optional[str], typer.Option(help="REST polling fallback venue (coinbase).")] = None,
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTC-USD.")] = "BTC-USD",
+    venue: Annotated[str, typer.Option(help="Venue name for CSV replay.")] = "replay",
+    speed: Annotated[float, typer.Option(help="Replay speed factor in days of data per second; 0 = as fast as possible.")] = 0.0,
+    url: Annotated[Optional[str], typer.Option(help="Override the venue endpoint URL.")] = None,
+) -> None:
+    """Produce price ticks to the `price-ticks` topic."""
+    from producers.cli import produce_prices as run_prices
+
+    raise typer.Exit(run_prices(get_settings(), csv=csv, ws=ws, rest=rest, symbol=symbol, venue=venue, speed=speed, url=url, console=err))
+
+
+@produce_app.command("holdings")
+def produce_holdings(
+    file: Annotated[Path, typer.Argument(help="Holdings CSV or YAML (format of treasuries.csv).")],
+) -> None:
+    """Produce one HoldingUpdate per row to the compacted `holdings` topic."""
+    from producers.cli import produce_holdings as run_holdings
+
+    raise typer.Exit(run_holdings(get_settings(), file, console=err))
+
+
+@app.command("classify")
+def classify(
+    file: Annotated[str, typer.Argument(help="JSON Lines input, or - for stdin.")] = "-",
+) -> None:
+    """Classify articles offline: one JSON line out per line in, same order."""
+    from streams.classify_cli import classify_command
+
+    raise typer.Exit(classify_command(file))
+
+
+@app.command("eval")
+def evaluate(
+    file: Annotated[Path, typer.Argument(help="Labelled JSON Lines (format of dev.jsonl).")],
+) -> None:
+    """Score the classifier (and a keyword baseline) on a labelled file."""
+    from streams.classify_cli import eval_command
+
+    raise typer.Exit(eval_command(file))
+
+
+@app.command("backtest")
+def backtest(
+    prices: Annotated[Path, typer.Option(help="Prices CSV with date (or ts) and close.")],
+    holdings: Annotated[Path, typer.Option(help="Holdings CSV (format of treasuries.csv).")],
+    rules: Annotated[Path, typer.Option(help="Rules YAML with a top-level `rules:` list.")],
+) -> None:
+    """Replay prices and holdings through the rule engine; print one JSON line per crossing."""
+    from streams.backtest import backtest_command
+
+    raise typer.Exit(backtest_command(prices, holdings, rules))
+
+
+def main() -> None:
+    try:
+        app()
+    except CpwatchError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

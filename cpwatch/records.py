@@ -1,0 +1,188 @@
+"""Versioned JSON records exchanged on Kafka topics.
+
+The same models serve kafka-python producers (``to_bytes``) and Faust agents (``parse``), so a
+schema change is made once. Agents receive raw bytes and call ``parse``: a bad message becomes a
+``RecordError`` naming the field, which the agent dead-letters instead of dying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, Self, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from cpwatch.exceptions import RecordError
+
+SCHEMA_VERSION = 1
+MAX_RECORD_BYTES = 1_000_000
+MAX_JSON_DEPTH = 32
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuse deeply nested JSON before parsing it (a cheap guard against JSON bombs)."""
+    depth = 0
+    for byte in raw:
+        if byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise RecordError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+
+
+class Record(BaseModel):
+    """Base of every record: strict, immutable, serialised as compact JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    record_type: ClassVar[str] = "record"
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def parse(cls, raw: bytes | str | dict[str, Any]) -> Self:
+        """Validate a message; raise ``RecordError`` with the failing field and reason."""
+        try:
+            if isinstance(raw, dict):
+                return cls.model_validate(raw)
+            data = raw.encode() if isinstance(raw, str) else raw
+            if len(data) > MAX_RECORD_BYTES:
+                raise RecordError(f"{cls.record_type}: message of {len(data)} bytes exceeds limit")
+            _check_depth(data)
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "<message>"
+            raise RecordError(f"{cls.record_type}: field '{where}': {first['msg']}", field=where) from exc
+        except UnicodeDecodeError as exc:
+            raise RecordError(f"{cls.record_type}: invalid UTF-8: {exc}") from exc
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def stable_id(*parts: str) -> str:
+    """A short deterministic id: replays of the same input always give the same id."""
+    h = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12)
+    return h.hexdigest()
+
+
+class NewsArticle(Record):
+    record_type: ClassVar[str] = "news"
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(default="", max_length=200)
+    url: str | None = Field(default=None, max_length=2000)
+    title: str = Field(min_length=1, max_length=1000)
+    text: str = Field(default="", max_length=200_000)
+    published: AwareDatetime | None = None
+    fetched_at: AwareDatetime = Field(default_factory=utcnow)
+    lang: str = Field(default="en", max_length=16)
+
+    @staticmethod
+    def make_id(url: str | None, source: str, title: str) -> str:
+        """Hash of the canonical URL, or of source + title when there is no URL."""
+        return stable_id(url) if url else stable_id(source, title)
+
+
+Venue = str
+
+
+class PriceTick(Record):
+    record_type: ClassVar[str] = "price-tick"
+    venue: Venue = Field(min_length=1, max_length=64)
+    symbol: str = Field(min_length=1, max_length=32)
+    price: float = Field(gt=0)
+    size: float | None = Field(default=None, ge=0)
+    ts: AwareDatetime
+    seq: int = Field(default=0, ge=0)
+
+    @field_validator("price", "size")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue}:{self.symbol}"
+
+
+HolderKind = Literal["state", "company", "fund"]
+
+
+class HoldingUpdate(Record):
+    record_type: ClassVar[str] = "holding"
+    holder: str = Field(min_length=1, max_length=200, description="holder id")
+    name: str = Field(default="", max_length=200)
+    kind: HolderKind
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    btc: float = Field(ge=0)
+    as_of: AwareDatetime
+    avg_cost_usd: float | None = Field(default=None, gt=0)
+    source: str = Field(default="", max_length=2000)
+
+    @field_validator("btc", "avg_cost_usd")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+
+class DeadLetter(Record):
+    """What the dead-letter topic carries: the original bytes (as text) and why they failed."""
+
+    record_type: ClassVar[str] = "dead-letter"
+    stage: str
+    reason: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    payload: str = Field(default="", description="original message, truncated, lossy UTF-8")
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def of(
+        cls,
+        stage: str,
+        reason: str,
+        payload: bytes | str | None,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> DeadLetter:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else (payload or "")
+        return cls(
+            stage=stage,
+            reason=reason[:2000],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            payload=text[:64_000],
+        )
+
+
+R = TypeVar("R", bound=Record)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON for records that are plain dicts (e.g. enriched outputs)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()

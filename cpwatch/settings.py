@@ -1,0 +1,98 @@
+"""Typed, frozen settings read once from ``CPWATCH_*`` environment variables.
+
+Every stage builds one ``Settings`` at its entry point and passes it down; nothing reads the
+environment elsewhere. Credentials are ``SecretStr`` so they never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, StrictBool
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".cache" / "cpwatch"
+
+
+class Settings(BaseSettings):
+    """Where the engines are and how cpwatch talks to them."""
+
+    model_config = SettingsConfigDict(env_prefix="CPWATCH_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    es_url: str = "http://127.0.0.1:9200"
+    es_api_key: SecretStr | None = None
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_ca_file: Path | None = None
+    es_index_prefix: str = "cpwatch"
+    es_request_timeout: float = Field(default=30.0, gt=0)
+
+    # The local stack (cpwatch stack up): downloads cache, data, logs, pid files.
+    home: Path = DEFAULT_HOME
+    kafka_version: str = "3.9.1"
+    es_version: str = "9.2.0"
+    es_java_home: Path = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+    kafka_heap: str = "512m"
+    es_heap: str = "768m"
+    es_user: str = "cpwatch"
+
+    faust_app_id: str = "cpwatch"
+    faust_data_dir: Path | None = None
+    metrics_port: int = 9308
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    strict_engines: StrictBool = False
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic (see ``cpwatch.topics``)."""
+        return f"{self.topic_prefix}{name}"
+
+    def index(self, name: str) -> str:
+        """Full index (or alias) name for a logical index."""
+        return f"{self.es_index_prefix}-{name}"
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.home / "stack"
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """Connection options shared by kafka-python producers, consumers and admin clients."""
+        kw: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            kw["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kw["sasl_plain_username"] = self.kafka_username
+            kw["sasl_plain_password"] = (
+                self.kafka_password.get_secret_value() if self.kafka_password else None
+            )
+        return kw
+
+    def es_client_kwargs(self) -> dict[str, object]:
+        """Connection options for the Elasticsearch client (sync or async)."""
+        kw: dict[str, object] = {"hosts": [self.es_url], "request_timeout": self.es_request_timeout}
+        if self.es_api_key:
+            kw["api_key"] = self.es_api_key.get_secret_value()
+        elif self.es_username and self.es_password:
+            kw["basic_auth"] = (self.es_username, self.es_password.get_secret_value())
+        if self.es_ca_file:
+            kw["ca_certs"] = str(self.es_ca_file)
+        return kw
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""cpwatch stage: sinks."""
