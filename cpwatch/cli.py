@@ -90,7 +90,7 @@ def run(
 @app.command("worker")
 def worker() -> None:
     """Run the Faust worker (all stream agents) in the foreground."""
-    from streams.app import run_worker
+    from cpwatch.worker import run_worker
 
     run_worker(get_settings())
 

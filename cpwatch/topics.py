@@ -16,6 +16,8 @@ TREASURY_VALUATIONS = "treasury-valuations"
 ALERTS = "alerts"
 DELIVERIES = "deliveries"
 DEAD_LETTER = "dead-letter"
+# Every article after classification, event or not (feeds the `articles` search index).
+ARTICLES = "articles"
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -42,6 +44,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(PRICE_TICKS, retention_ms=7 * DAY_MS),
     # Latest holding per holder is what matters; compaction keeps it forever.
     TopicSpec(HOLDINGS, compacted=True),
+    TopicSpec(ARTICLES, retention_ms=30 * DAY_MS),
     TopicSpec(POLICY_EVENTS, retention_ms=90 * DAY_MS),
     TopicSpec(TREASURY_VALUATIONS, retention_ms=7 * DAY_MS),
     TopicSpec(ALERTS, retention_ms=90 * DAY_MS),

@@ -1,0 +1,50 @@
+# cpwatch — `make run` and `make test` do all set-up on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+APT_PKGS := kcat
+
+.PHONY: setup run test test-unit test-integration test-faults bench stack-up stack-down lint clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Debian tools the tests use as independent peers (kcat reads our topics).
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
+
+stack-up: setup
+	@if [ "$$CPWATCH_EXTERNAL_STACK" = 1 ]; then echo "using the external stack"; else $(BIN)/cpwatch stack up; fi
+
+stack-down:
+	$(BIN)/cpwatch stack down
+
+run: stack-up
+	$(BIN)/cpwatch run
+
+test: stack-up
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-unit: setup
+	$(BIN)/pytest -q -m "not integration and not faults"
+
+test-faults: stack-up
+	$(BIN)/pytest -q -m faults
+
+bench: stack-up
+	$(BIN)/python -m bench.run
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,19 @@
+"""The HTTP API (FastAPI): health now; search, ingest, subscriptions and dashboard grow here."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cpwatch import __version__
+from cpwatch.settings import get_settings
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(title="cpwatch", version=__version__)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "kafka": settings.kafka_bootstrap, "elasticsearch": settings.es_url}
+
+    return app

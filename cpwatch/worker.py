@@ -1,0 +1,38 @@
+"""Assemble and run the Faust worker: stream agents (streams/) and sink agents (sinks/)."""
+
+from __future__ import annotations
+
+import logging
+
+from cpwatch.settings import Settings
+
+
+def prepare(settings: Settings) -> None:
+    """Create topics and index templates before any agent starts (idempotent)."""
+    from elasticsearch import Elasticsearch
+
+    from cpwatch.topics import ensure_topics
+    from sinks.indices import ensure_indices
+
+    ensure_topics(settings)
+    es = Elasticsearch(**settings.es_client_kwargs())
+    try:
+        ensure_indices(es, settings)
+    finally:
+        es.close()
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    import faust
+
+    from sinks import agents as sink_agents
+    from streams import news_agent
+    from streams.app import create_app
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    prepare(settings)
+    app, topics = create_app(settings)
+    news_agent.register(app, topics, settings)
+    sink_agents.register(app, topics, settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

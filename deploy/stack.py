@@ -1,0 +1,348 @@
+"""``cpwatch stack up|down|status|logs``: a single-node Kafka (KRaft) and Elasticsearch.
+
+Each process we start leaves a pid file; ``down`` stops exactly those pids, never by name.
+Elasticsearch refuses to run as root, so when we are root it runs as an unprivileged user
+from a directory that user owns.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from rich.console import Console
+
+from cpwatch.exceptions import StackError
+from cpwatch.settings import Settings
+from deploy.install import install_elasticsearch, install_kafka, require_tool
+
+HEALTH_TIMEOUT_S = 180.0
+ES_RUNTIME_ROOT = Path("/var/lib/cpwatch")  # used when root: the ES user must reach it
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    pid_file: Path
+    log_file: Path
+    data_dir: Path
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # alive, owned by the ES user
+    return pid
+
+
+class Stack:
+    def __init__(self, settings: Settings, console: Console | None = None) -> None:
+        self.s = settings
+        self.console = console or Console(stderr=True)
+        root = settings.stack_dir
+        es_root = ES_RUNTIME_ROOT if os.geteuid() == 0 else root
+        kafka_port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+        es_port = urlsplit(settings.es_url).port or 9200
+        self.kafka = Service(
+            "kafka", kafka_port, root / "kafka.pid", root / "logs/kafka.log", root / "kafka-data"
+        )
+        self.es = Service(
+            "elasticsearch",
+            es_port,
+            es_root / "elasticsearch.pid",
+            es_root / "logs/cpwatch.log",
+            es_root / "es-data",
+        )
+        self.es_root = es_root
+
+    # ---- up -------------------------------------------------------------------------------
+
+    def up(self, *, with_prometheus: bool = False) -> None:
+        t0 = time.monotonic()
+        self._start_kafka()
+        self._start_es()
+        self._wait_kafka()
+        self._wait_es()
+        if with_prometheus:
+            from deploy.prometheus import start_prometheus
+
+            start_prometheus(self.s, self.console)
+        self.console.print(
+            f"[green]stack up[/green] in {time.monotonic() - t0:.1f}s\n"
+            f"  kafka          {self.s.kafka_bootstrap}  data {self.kafka.data_dir}"
+            f"  log {self.kafka.log_file}\n"
+            f"  elasticsearch  {self.s.es_url}  data {self.es.data_dir}  log {self.es.log_file}"
+        )
+
+    def _check_port(self, svc: Service) -> bool:
+        """True when our process already serves the port; error when a stranger holds it."""
+        if _read_pid(svc.pid_file):
+            return True
+        if _port_open(svc.port):
+            raise StackError(
+                f"port {svc.port} is taken by a process cpwatch did not start; stop it, or point"
+                f" cpwatch at that cluster with CPWATCH_KAFKA_BOOTSTRAP / CPWATCH_ES_URL"
+            )
+        return False
+
+    def _start_kafka(self) -> None:
+        if self._check_port(self.kafka):
+            self.console.print(f"kafka already running (pid {_read_pid(self.kafka.pid_file)})")
+            return
+        java = require_tool("java", "install a JDK (17+) to run Kafka")
+        self.console.print(f"kafka {self.s.kafka_version}: fetching jars (cached)...")
+        lib = install_kafka(self.s.kafka_version, self.s.home)
+        root = self.s.stack_dir
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        props = root / "kafka.properties"
+        props.write_text(self._kafka_properties())
+        log4j = root / "kafka-log4j.properties"
+        log4j.write_text(
+            "log4j.rootLogger=WARN, stdout\n"
+            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+            "log4j.logger.kafka.server.KafkaServer=INFO\n"
+            "log4j.logger.kafka.server.BrokerServer=INFO\n"
+        )
+        base = [
+            java,
+            f"-Xms{self.s.kafka_heap}",
+            f"-Xmx{self.s.kafka_heap}",
+            "-XX:+UseG1GC",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "-cp",
+            f"{lib}/*",
+        ]
+        if not (self.kafka.data_dir / "meta.properties").exists():
+            # KRaft storage must be formatted once with a cluster id before first start.
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = subprocess.run(  # noqa: S603
+                [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                capture_output=True, text=True, timeout=120, check=False,
+            )
+            if fmt.returncode != 0:
+                raise StackError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
+        with open(self.kafka.log_file, "ab") as log:
+            proc = subprocess.Popen(  # noqa: S603
+                [*base, "kafka.Kafka", str(props)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the CLI; stopped by pid in `down`
+            )
+        self.kafka.pid_file.write_text(str(proc.pid))
+        self.console.print(f"kafka starting (pid {proc.pid})")
+
+    def _kafka_properties(self) -> str:
+        p = self.kafka.port
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{p + 1}",
+                f"listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{p}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.kafka.data_dir}",
+                f"num.partitions={self.s.topic_partitions}",
+                # One broker: internal topics cannot be replicated (Faust exactly_once needs
+                # the transaction log at RF 1 here).
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+
+    def _es_user(self) -> str | None:
+        """The unprivileged account ES runs as when we are root (created on first use)."""
+        if os.geteuid() != 0:
+            return None
+        name = self.s.es_user
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(  # noqa: S603
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                check=True, capture_output=True,
+            )
+        return name
+
+    def _start_es(self) -> None:
+        if self._check_port(self.es):
+            self.console.print(f"elasticsearch already running (pid {_read_pid(self.es.pid_file)})")
+            return
+        java_home = self.s.es_java_home
+        if not (java_home / "bin/java").exists():
+            raise StackError(
+                f"Elasticsearch {self.s.es_version} needs Java 21+; none at {java_home}"
+                " (set CPWATCH_ES_JAVA_HOME)"
+            )
+        self.console.print(f"elasticsearch {self.s.es_version}: fetching distribution (cached)...")
+        es_home = install_elasticsearch(self.s.es_version, self.s.home, self.es_root / "dist")
+        for d in (self.es.data_dir, self.es.log_file.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        conf = self.es_root / "es-config"
+        if conf.exists():
+            shutil.rmtree(conf)
+        shutil.copytree(es_home / "config", conf)
+        (conf / "elasticsearch.yml").write_text(
+            "\n".join(
+                [
+                    "cluster.name: cpwatch",
+                    "node.name: cpwatch-1",
+                    f"path.data: {self.es.data_dir}",
+                    f"path.logs: {self.es.log_file.parent}",
+                    "network.host: 127.0.0.1",
+                    f"http.port: {self.es.port}",
+                    f"transport.port: {self.es.port + 100}",
+                    "discovery.type: single-node",
+                    # Loopback-only dev node: TLS and auth would only get in the way here;
+                    # real clusters are reached with CPWATCH_ES_URL + API key/CA instead.
+                    "xpack.security.enabled: false",
+                    "action.destructive_requires_name: false",
+                    "cluster.routing.allocation.disk.threshold_enabled: false",
+                    "",
+                ]
+            )
+        )
+        user = self._es_user()
+        if user:
+            subprocess.run(["chown", "-R", f"{user}:{user}", str(self.es_root)], check=True)  # noqa: S603,S607
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "ES_JAVA_HOME": str(java_home),
+            "ES_PATH_CONF": str(conf),
+            "ES_JAVA_OPTS": f"-Xms{self.s.es_heap} -Xmx{self.s.es_heap}",
+            "HOME": str(self.es_root),
+        }
+        cmd = [str(es_home / "bin/elasticsearch"), "-d", "-p", str(self.es.pid_file)]
+        if user:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *cmd]
+        with open(self.es.log_file.parent / "stdout.log", "ab") as log:
+            proc = subprocess.run(  # noqa: S603
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                timeout=HEALTH_TIMEOUT_S, check=False, cwd=self.es_root,
+            )
+        if proc.returncode != 0:
+            raise StackError(
+                f"elasticsearch failed to start (exit {proc.returncode}); see"
+                f" {self.es.log_file.parent / 'stdout.log'}:\n{self.logs('elasticsearch', 20)}"
+            )
+        self.console.print(f"elasticsearch starting (pid {_read_pid(self.es.pid_file)})")
+
+    def _wait_kafka(self) -> None:
+        from kafka.admin import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while True:
+            if not _read_pid(self.kafka.pid_file):
+                raise StackError(f"kafka exited during start:\n{self.logs('kafka', 30)}")
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=self.s.kafka_bootstrap, request_timeout_ms=5000
+                )
+                admin.list_topics()
+                admin.close()
+                return
+            except (KafkaError, OSError, ValueError):
+                if time.monotonic() > deadline:
+                    raise StackError(f"kafka not answering metadata after {HEALTH_TIMEOUT_S}s")
+                time.sleep(1)
+
+    def _wait_es(self) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        url = f"{self.s.es_url}/_cluster/health?wait_for_status=yellow&timeout=5s"
+        while True:
+            if not _read_pid(self.es.pid_file) and not _port_open(self.es.port):
+                if time.monotonic() > deadline - HEALTH_TIMEOUT_S + 30:
+                    raise StackError(f"elasticsearch exited:\n{self.logs('elasticsearch', 30)}")
+            try:
+                r = httpx.get(url, timeout=10)
+                if r.status_code == 200 and r.json().get("status") in ("yellow", "green"):
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"elasticsearch not yellow after {HEALTH_TIMEOUT_S}s")
+            time.sleep(1)
+
+    # ---- down / status / logs ---------------------------------------------------------------
+
+    def down(self) -> None:
+        for svc in (self.es, self.kafka):
+            pid = _read_pid(svc.pid_file)
+            if not pid:
+                self.console.print(f"{svc.name}: not running")
+                svc.pid_file.unlink(missing_ok=True)
+                continue
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(120):
+                if not _read_pid(svc.pid_file):
+                    break
+                time.sleep(0.5)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                time.sleep(0.5)
+            svc.pid_file.unlink(missing_ok=True)
+            self.console.print(f"{svc.name}: stopped (pid {pid})")
+        from deploy.prometheus import stop_prometheus
+
+        stop_prometheus(self.s, self.console)
+
+    def status(self) -> bool:
+        ok = True
+        for svc in (self.kafka, self.es):
+            pid = _read_pid(svc.pid_file)
+            serving = _port_open(svc.port)
+            state = "running" if pid and serving else "starting" if pid else "stopped"
+            ok &= state == "running"
+            self.console.print(
+                f"{svc.name:14} {state:8} pid={pid or '-'} port={svc.port}"
+                f" data={svc.data_dir} log={svc.log_file}"
+            )
+        return ok
+
+    def logs(self, service: str, lines: int = 50) -> str:
+        svc = {"kafka": self.kafka, "elasticsearch": self.es, "es": self.es}.get(service)
+        if svc is None:
+            raise StackError(f"unknown service '{service}': use kafka or elasticsearch")
+        files = [svc.log_file]
+        if svc is self.es:
+            files = sorted(svc.log_file.parent.glob("cpwatch*.log")) + [
+                svc.log_file.parent / "stdout.log"
+            ]
+        out: list[str] = []
+        for f in files:
+            if f.exists():
+                out += f.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(out[-lines:]) + "\n"

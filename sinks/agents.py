@@ -1,0 +1,59 @@
+"""Faust sink agents: output topics → Elasticsearch, in time-bounded batches.
+
+An agent awaits the bulk write before taking its next batch, so Faust commits a batch's
+offsets only after Elasticsearch acknowledged it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import faust
+
+from cpwatch import topics as t
+from cpwatch.records import DeadLetter
+from cpwatch.settings import Settings
+from sinks.elasticsearch import BulkWriter, async_client
+from streams.app import Topics
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+WITHIN_S = 0.5
+
+
+def register(app: faust.App, topics: Topics, settings: Settings) -> None:
+    es = async_client(settings)
+    dlq = topics[t.DEAD_LETTER]
+
+    async def rejected(action: dict[str, Any], reason: str) -> None:
+        record = DeadLetter.of("sink-es", reason, json.dumps(action.get("_source", {}), default=str))
+        await dlq.send(key=b"sink-es", value=record.to_bytes())
+
+    writer = BulkWriter(es, on_rejected=rejected)
+
+    def sink(topic: str, index: str, id_field: str) -> None:
+        alias = settings.index(index)
+
+        async def agent(stream: faust.StreamT) -> None:
+            async for values in stream.take(BATCH, within=WITHIN_S):
+                actions = []
+                for raw in values:
+                    try:
+                        doc = json.loads(raw)
+                        actions.append({"_index": alias, "_id": str(doc[id_field]), "_source": doc})
+                    except (ValueError, KeyError, TypeError) as exc:
+                        rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
+                        await dlq.send(key=b"sink-es", value=rec.to_bytes())
+                await writer.write(actions)
+
+        app.agent(topics[topic], name=f"sink-{index}", concurrency=1)(agent)
+
+    sink(t.ARTICLES, "articles", "id")
+
+    @app.on_before_shutdown.connect
+    def _close(app: faust.App, **_: Any) -> None:
+        # The loop is still running here; close the client's pooled connections on it.
+        app.loop.create_task(es.close())

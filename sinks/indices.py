@@ -1,0 +1,87 @@
+"""Index templates and aliases, installed idempotently at startup.
+
+Each logical index is an alias over a concrete ``<alias>-v<version>`` index, so a mapping change
+ships as a new template version: create the next index, reindex, swap the alias, no downtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from cpwatch.settings import Settings
+
+TEMPLATE_VERSION = 1
+
+_KEYWORD_TEXT: dict[str, Any] = {
+    "type": "text",
+    "analyzer": "cpwatch_text",
+    "fields": {"raw": {"type": "keyword", "ignore_above": 512}},
+}
+
+ANALYSIS: dict[str, Any] = {
+    # The integ-test-zip distribution ships without the analysis-common module, so the
+    # language analyzers are absent: build a lowercase + English-stop-word analyzer from core parts.
+    "analyzer": {
+        "cpwatch_text": {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": ["lowercase", "cpwatch_stop"],
+        }
+    },
+    "filter": {"cpwatch_stop": {"type": "stop", "stopwords": "_english_"}},
+}
+
+ARTICLE_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "keyword"},
+    "title": _KEYWORD_TEXT,
+    "text": {"type": "text", "analyzer": "cpwatch_text"},
+    "source": {"type": "keyword"},
+    "url": {"type": "keyword", "ignore_above": 2048},
+    "lang": {"type": "keyword"},
+    "published": {"type": "date"},
+    "fetched_at": {"type": "date"},
+    "ingested_at": {"type": "date"},
+    "is_policy_event": {"type": "boolean"},
+    "categories": {"type": "keyword"},
+    "countries": {"type": "keyword"},
+    "orgs": {"type": "keyword"},
+    "severity": {"type": "float"},
+    "evidence": {"type": "text", "analyzer": "cpwatch_text"},
+    "amounts": {
+        "properties": {
+            "value": {"type": "double"},
+            "unit": {"type": "keyword"},
+            "text": {"type": "keyword"},
+        }
+    },
+    "cluster_id": {"type": "keyword"},
+}
+
+MAPPINGS: dict[str, dict[str, Any]] = {
+    "articles": {"dynamic": "false", "properties": ARTICLE_PROPERTIES},
+}
+
+
+def concrete_index(settings: Settings, name: str) -> str:
+    return f"{settings.index(name)}-v{TEMPLATE_VERSION}"
+
+
+def ensure_indices(es: Elasticsearch, settings: Settings, names: list[str] | None = None) -> None:
+    """Install each template and create its first index behind the alias. Safe to repeat."""
+    for name in names or list(MAPPINGS):
+        alias = settings.index(name)
+        es.indices.put_index_template(
+            name=alias,
+            index_patterns=[f"{alias}-v*"],
+            version=TEMPLATE_VERSION,
+            priority=100,
+            template={
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0, "analysis": ANALYSIS},
+                "mappings": MAPPINGS[name],
+            },
+        )
+        index = concrete_index(settings, name)
+        if not es.indices.exists(index=index):
+            es.indices.create(index=index, aliases={alias: {"is_write_index": True}})

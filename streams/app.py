@@ -1,0 +1,56 @@
+"""The Faust application: one factory, configured from ``Settings``, no side effects on import.
+
+Stream agents (streams/) and sink agents (sinks/) register themselves on the app the factory
+returns; ``cpwatch.worker`` assembles both. Topics carry raw bytes: agents parse them with the
+shared record models so a malformed message can be dead-lettered instead of crashing the agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from cpwatch import topics as t
+from cpwatch.settings import Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The Faust topic handles, keyed by logical name."""
+
+    by_name: dict[str, faust.TopicT]
+
+    def __getitem__(self, name: str) -> faust.TopicT:
+        return self.by_name[name]
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Topics]:
+    app_id = f"{settings.topic_prefix}{settings.faust_app_id}"
+    datadir = settings.faust_data_dir or settings.home / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        store="memory://",  # tables are rebuilt from their changelog topics on start
+        datadir=str(datadir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_allow_declare=True,
+        web_enabled=False,
+        autodiscover=False,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+    )
+    handles = {
+        spec.name: app.topic(
+            settings.topic(spec.name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=spec.partitions or settings.topic_partitions,
+        )
+        for spec in t.TOPICS
+    }
+    return app, Topics(handles)

@@ -1,0 +1,34 @@
+"""Send a message that cannot be processed to the dead-letter topic, with the reason.
+
+Faust acks a message whose agent raised, so agents catch per event and call this instead:
+nothing is lost silently and the rest of the stream flows on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from cpwatch.records import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+async def dead_letter(
+    topic: faust.TopicT, stage: str, reason: str, event: faust.EventT | None, payload: bytes | str
+) -> None:
+    msg = event.message if event is not None else None
+    record = DeadLetter.of(
+        stage,
+        reason,
+        payload,
+        topic=msg.topic if msg else None,
+        partition=msg.partition if msg else None,
+        offset=msg.offset if msg else None,
+    )
+    log.warning(
+        "dead-letter stage=%s topic=%s partition=%s offset=%s reason=%s",
+        stage, record.topic, record.partition, record.offset, reason[:200],
+    )
+    await topic.send(key=stage.encode(), value=record.to_bytes())

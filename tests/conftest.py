@@ -1,0 +1,121 @@
+"""Shared fixtures. Integration tests run against the real Kafka and Elasticsearch that
+``cpwatch stack up`` installs and starts (reused when already up); each test gets its own
+topic prefix and index prefix, so tests never see each other's data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cpwatch.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTERNAL = os.environ.get("CPWATCH_EXTERNAL_STACK") == "1"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    """Bring the local stack up once per session (no-op when it already runs)."""
+    settings = Settings()
+    if not EXTERNAL:
+        from deploy.stack import Stack
+
+        Stack(settings).up()
+    return settings
+
+
+def _unique(request: pytest.FixtureRequest) -> str:
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:30]
+    return f"t-{name}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def kafka_settings(stack: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings with a unique topic and index prefix; every cpwatch topic already created."""
+    from cpwatch.topics import ensure_topics
+
+    uid = _unique(request)
+    settings = stack.model_copy(
+        update={
+            "topic_prefix": f"{uid}-",
+            "es_index_prefix": uid,
+            "home": stack.home,
+            "faust_data_dir": Path(f"/tmp/cpwatch-tests/{uid}"),
+        }
+    )
+    ensure_topics(settings)
+    yield settings
+    _cleanup(settings)
+
+
+def _cleanup(settings: Settings) -> None:
+    from elasticsearch import Elasticsearch
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(**settings.kafka_client_kwargs())
+        mine = [n for n in admin.list_topics() if n.startswith(settings.topic_prefix)]
+        if mine:
+            admin.delete_topics(mine)
+        admin.close()
+        es = Elasticsearch(**settings.es_client_kwargs())
+        es.options(ignore_status=404).indices.delete(index=f"{settings.es_index_prefix}-*")
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{settings.es_index_prefix}-*")
+        es.close()
+    except Exception as exc:  # noqa: BLE001 - cleanup must never fail a test
+        print(f"cleanup of {settings.topic_prefix} failed: {exc!r}", file=sys.stderr)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment that makes a child cpwatch process use these settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "CPWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "CPWATCH_ES_URL": settings.es_url,
+            "CPWATCH_TOPIC_PREFIX": settings.topic_prefix,
+            "CPWATCH_ES_INDEX_PREFIX": settings.es_index_prefix,
+            "CPWATCH_FAUST_DATA_DIR": str(settings.faust_data_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Faust worker process (`cpwatch worker`) on this test's topics and indices."""
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        env=settings_env(kafka_settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25) -> object:
+    """Poll until ``predicate`` returns a truthy value; fail the test with a clear message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {predicate.__name__}")
+        time.sleep(interval)
