@@ -65,9 +65,10 @@ class Stack:
         self.s = settings
         self.console = console or Console(stderr=True)
         root = settings.stack_dir
-        es_root = ES_RUNTIME_ROOT if os.geteuid() == 0 else root
         kafka_port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
         es_port = urlsplit(settings.es_url).port or 9200
+        # One runtime dir per port, so a second stack (e.g. CI's cold run) never shares pid files.
+        es_root = ES_RUNTIME_ROOT / f"es-{es_port}" if os.geteuid() == 0 else root
         self.kafka = Service(
             "kafka", kafka_port, root / "kafka.pid", root / "logs/kafka.log", root / "kafka-data"
         )
