@@ -54,6 +54,15 @@ class Settings(BaseSettings):
 
     strict_engines: StrictBool = False
 
+    # Treasury stage: rules file (YAML, see deploy/rules.example.yaml) and reference price.
+    rules_file: Path | None = None  # None: the packaged cpwatch/data/rules.yaml
+    price_staleness_s: float = Field(default=120.0, gt=0)
+    price_divergence_pct: float = Field(default=2.0, gt=0)
+    # at_least_once + deterministic ids is exactly-once in effect. faust-streaming 0.15.3 in
+    # exactly_once mode left some transactions uncommitted on a single broker (23 of 32 alerts
+    # reached read_committed consumers in tests/integration/test_treasury_stream.py), so it is opt-in.
+    processing_guarantee: str = Field(default="at_least_once", pattern="^(at_least_once|exactly_once)$")
+
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (see ``cpwatch.topics``)."""
         return f"{self.topic_prefix}{name}"

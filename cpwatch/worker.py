@@ -26,13 +26,14 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     import faust
 
     from sinks import agents as sink_agents
-    from streams import news_agent
+    from streams import news_agent, treasury_agent
     from streams.app import create_app
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     prepare(settings)
     app, topics = create_app(settings)
     news_agent.register(app, topics, settings)
+    treasury_agent.register(app, topics, settings)
     sink_agents.register(app, topics, settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

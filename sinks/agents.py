@@ -52,6 +52,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         app.agent(topics[topic], name=f"sink-{index}", concurrency=1)(agent)
 
     sink(t.ARTICLES, "articles", "id")
+    sink(t.ALERTS, "alerts", "fingerprint")
+    sink(t.TREASURY_VALUATIONS, "treasury-valuations", "id")
 
     @app.on_before_shutdown.connect
     def _close(app: faust.App, **_: Any) -> None:

@@ -59,8 +59,34 @@ ARTICLE_PROPERTIES: dict[str, Any] = {
     "cluster_id": {"type": "keyword"},
 }
 
+ALERT_PROPERTIES: dict[str, Any] = {
+    "fingerprint": {"type": "keyword"},
+    "rule": {"type": "keyword"},
+    "holder": {"type": "keyword"},
+    "ts": {"type": "date"},
+    "direction": {"type": "keyword"},
+    "value_usd": {"type": "double"},
+    "threshold_usd": {"type": "double"},
+    "price": {"type": "double"},
+    "btc": {"type": "double"},
+}
+
+VALUATION_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "keyword"},
+    "holder": {"type": "keyword"},
+    "name": {"type": "keyword"},
+    "kind": {"type": "keyword"},
+    "symbol": {"type": "keyword"},
+    "ts": {"type": "date"},
+    "price": {"type": "double"},
+    "btc": {"type": "double"},
+    "value_usd": {"type": "double"},
+}
+
 MAPPINGS: dict[str, dict[str, Any]] = {
     "articles": {"dynamic": "false", "properties": ARTICLE_PROPERTIES},
+    "alerts": {"dynamic": "false", "properties": ALERT_PROPERTIES},
+    "treasury-valuations": {"dynamic": "false", "properties": VALUATION_PROPERTIES},
 }
 
 

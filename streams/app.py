@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
+        processing_guarantee=settings.processing_guarantee,
     )
     handles = {
         spec.name: app.topic(

@@ -86,6 +86,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if settings.rules_file:
+        env["CPWATCH_RULES_FILE"] = str(settings.rules_file)
     return env
 
 
