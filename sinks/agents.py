@@ -52,6 +52,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         app.agent(topics[topic], name=f"sink-{index}", concurrency=1)(agent)
 
     sink(t.ARTICLES, "articles", "id")
+    sink(t.POLICY_EVENTS, "events", "cluster_id")  # one document per story, however many outlets
     sink(t.ALERTS, "alerts", "fingerprint")
     sink(t.TREASURY_VALUATIONS, "treasury-valuations", "id")
 

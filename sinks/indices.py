@@ -85,6 +85,10 @@ VALUATION_PROPERTIES: dict[str, Any] = {
 
 MAPPINGS: dict[str, dict[str, Any]] = {
     "articles": {"dynamic": "false", "properties": ARTICLE_PROPERTIES},
+    "events": {
+        "dynamic": "false",
+        "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}},
+    },
     "alerts": {"dynamic": "false", "properties": ALERT_PROPERTIES},
     "treasury-valuations": {"dynamic": "false", "properties": VALUATION_PROPERTIES},
 }

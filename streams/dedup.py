@@ -119,6 +119,15 @@ class StoryClusterer:
         self._add(article_id, _Entry(cluster, sig, ts), keys)
         return cluster, best is None, self.members(cluster)
 
+    def ids(self) -> set[str]:
+        """Article ids currently held (after eviction)."""
+        return set(self._entries)
+
+    def entry_dict(self, article_id: str) -> dict[str, Any]:
+        """One entry in the ``to_dict`` row format, for per-article table storage."""
+        e = self._entries[article_id]
+        return {"id": article_id, "cluster": e.cluster, "sig": e.sig, "ts": e.ts}
+
     def members(self, cluster: str) -> list[str]:
         return list(self._clusters.get(cluster, ()))
 

@@ -1,8 +1,15 @@
-"""Faust agent: ``news`` → parse → enrich → ``articles`` (every article, for search)."""
+"""Faust agents: ``news`` → classify → ``articles`` (every article) and, for events,
+near-duplicate grouping → ``policy-events`` keyed by story cluster.
+
+Copies of one story arrive under different article ids, hence on different partitions, so
+events are re-keyed onto one internal partition where a single bounded clusterer sees them
+all (news volumes are small; classification, the costly part, stays parallel).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -12,17 +19,31 @@ from cpwatch.exceptions import RecordError
 from cpwatch.records import NewsArticle, dumps
 from cpwatch.settings import Settings
 from streams.app import Topics
+from streams.classifier import classify
 from streams.deadletter import dead_letter
+from streams.dedup import StoryClusterer
 
 STAGE = "classify-news"
+CLUSTER_KEY = b"stories"
+MAX_STORIES = 5_000
+STORY_WINDOW = timedelta(days=3)
 
 
 def enrich(article: NewsArticle, now: datetime) -> dict[str, Any]:
-    """The article as indexed: its fields plus when the pipeline saw it."""
-    return {**article.to_dict(), "ingested_at": now.isoformat()}
+    """The article as indexed: its fields, its classification, when the pipeline saw it."""
+    result = classify(article.title, article.text)
+    return {**article.to_dict(), **result.to_dict(), "ingested_at": now.isoformat()}
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
+    stories = app.topic(
+        f"{settings.topic_prefix}{settings.faust_app_id}-story-input",
+        key_serializer="raw", value_serializer="raw", partitions=1, internal=True,
+    )
+    # One row per remembered article (small writes); the clusterer is rebuilt from it on start.
+    entries = app.Table("story-entries", default=None, partitions=1)
+    state: dict[str, StoryClusterer] = {}
+
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -33,4 +54,46 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             except RecordError as exc:
                 await dead_letter(topics[t.DEAD_LETTER], STAGE, str(exc), event, raw)
                 continue
-            await topics[t.ARTICLES].send(key=article.id.encode(), value=dumps(doc))
+            except Exception as exc:  # noqa: BLE001 - one bad article must not stop the stream
+                await dead_letter(topics[t.DEAD_LETTER], STAGE, f"classifier: {exc!r}", event, raw)
+                continue
+            body = dumps(doc)
+            await topics[t.ARTICLES].send(key=article.id.encode(), value=body)
+            if doc["is_policy_event"]:
+                await stories.send(key=CLUSTER_KEY, value=body)
+
+    def clusterer() -> StoryClusterer:
+        if "c" not in state:
+            rows = sorted((v for _, v in entries.items() if v), key=lambda r: r["ts"] or 0)
+            state["c"] = StoryClusterer.from_dict(
+                {"version": 1, "max_entries": MAX_STORIES, "window_s": STORY_WINDOW.total_seconds(),
+                 "threshold": 0.25, "entries": rows}
+            )
+        return state["c"]
+
+    @app.on_partitions_revoked.connect
+    async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
+        state.clear()
+
+    @app.agent(stories, name="cluster-stories", concurrency=1)
+    async def cluster_stories(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                NewsArticle.parse(event.value)  # the article part must still be valid
+                doc: dict[str, Any] = json.loads(event.value)
+                c = clusterer()
+                before = c.ids()
+                published = datetime.fromisoformat(doc["published"]) if doc.get("published") else None
+                cluster, _, members = c.assign(doc["id"], doc["title"], doc["text"], published)
+                after = c.ids()
+                for gone in before - after:
+                    entries.pop(gone, None)
+                if doc["id"] in after:
+                    entries[doc["id"]] = c.entry_dict(doc["id"])
+            except (RecordError, ValueError, KeyError) as exc:
+                await dead_letter(topics[t.DEAD_LETTER], "cluster-stories", repr(exc), event, event.value)
+                continue
+            out = {**doc, "cluster_id": cluster, "members": members}
+            await topics[t.POLICY_EVENTS].send(key=cluster.encode(), value=dumps(out))
+
+

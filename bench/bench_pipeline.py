@@ -1,0 +1,315 @@
+"""End-to-end throughput of our Faust pipeline on the real engines, next to a bare consumer.
+
+One run, one unique topic prefix (``bench-<uuid>-``) and index prefix, everything deleted after:
+
+(a) produce: 2 holdings to ``holdings``, then N price ticks (BTC-USD, venue "bench", 1 s apart,
+    every price different) to ``price-ticks`` with our ``producers.kafka.Producer``.
+(b) limit: a bare aiokafka consumer (no group, partitions assigned) reads ``price-ticks`` from
+    the beginning doing nothing; timed from its first to its N-th message.
+(c) ours: a worker subprocess (``python -m cpwatch.cli worker``) is started on the prefix whose
+    topics already hold the N ticks. The treasury agent emits a valuation per holder for every
+    tick (prices all differ), so a consumer of ``treasury-valuations`` sees 2 per tick. Timing is
+    first-to-last: from the first valuation seen to the one whose ts is the last tick's ts, and
+    ticks/s = (valuations seen after the first) / holders / elapsed. Worker start-up (imports,
+    group join, table recovery) is therefore excluded.
+(d) news: after (c) completes, M articles are produced to ``news``; the ES ``<prefix>-articles``
+    alias is refreshed and counted every 0.2 s; articles/s = (M - count at first non-zero count)
+    / (time count reached M - time of first non-zero count).
+
+    .venv/bin/python -m bench.bench_pipeline [--ticks 100000] [--news 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cpwatch import topics
+from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
+from cpwatch.settings import Settings
+from cpwatch.topics import ensure_topics
+from producers.kafka import Producer
+from streams.alerts import iso_utc
+
+ROOT = Path(__file__).resolve().parent.parent
+N_TICKS = 100_000
+N_NEWS = 2_000
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+HOLDERS = (("bench-state", "state", 1_000.0), ("bench-co", "company", 250.0))
+TICKS_DEADLINE_S = 150.0  # after the first valuation; beyond it a partial rate is reported
+NEWS_DEADLINE_S = 60.0
+STARTUP_DEADLINE_S = 90.0
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "CPWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "CPWATCH_ES_URL": settings.es_url,
+        "CPWATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "CPWATCH_ES_INDEX_PREFIX": settings.es_index_prefix,
+        "CPWATCH_FAUST_DATA_DIR": str(settings.faust_data_dir),
+        "CPWATCH_RULES_FILE": str(settings.rules_file),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _ticks(n: int) -> list[PriceTick]:
+    # strictly increasing price: each tick changes the reference price, so each gives valuations
+    return [PriceTick(venue="bench", symbol="BTC-USD", price=60_000 + i * 0.01, size=0.01,
+                      ts=T0 + timedelta(seconds=i), seq=i) for i in range(n)]
+
+
+def _holdings() -> list[HoldingUpdate]:
+    return [HoldingUpdate(holder=h, name=h, kind=kind, btc=btc, as_of=T0 - timedelta(days=1),  # type: ignore[arg-type]
+                          avg_cost_usd=55_000) for h, kind, btc in HOLDERS]
+
+
+def _articles(n: int) -> list[NewsArticle]:
+    from bench.bench_classifier import synthetic_articles
+
+    base = synthetic_articles()
+    return [NewsArticle(id=f"bench-{i}", source="bench", title=base[i % len(base)][0],
+                        text=base[i % len(base)][1], published=T0) for i in range(n)]
+
+
+def _produce(settings: Settings, topic: str, batch: list[tuple[str, bytes]]) -> float:
+    # compression_type=None: our default lz4 cannot be read by aiokafka 0.14 (the Faust worker's
+    # client) without cramjam, which is not installed; see the report in bench/run.py output.
+    with Producer(settings, client_id="bench-pipeline", compression_type=None) as producer:
+        start = time.perf_counter()
+        for key, value in batch:
+            producer.send(topic, key, value)
+        producer.flush()
+        return time.perf_counter() - start
+
+
+async def _bare_consume(settings: Settings, n: int) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    name = settings.topic(topics.PRICE_TICKS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        if not parts:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name))]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        t_start = time.perf_counter()
+        seen, first = 0, None
+        while seen < n:
+            got = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for msgs in got.values():
+                if first is None and msgs:
+                    first = time.perf_counter()
+                seen += len(msgs)
+            if time.perf_counter() - t_start > 120:
+                break
+        end = time.perf_counter()
+    finally:
+        await consumer.stop()
+    assert first is not None
+    return {"messages": seen, "seconds_first_to_last": round(end - first, 3),
+            "seconds_incl_connect": round(end - t_start, 3),
+            "ticks_per_s": round(seen / (end - first))}
+
+
+class ValuationWatch(threading.Thread):
+    """Reads ``treasury-valuations`` from the beginning; notes arrival times and the last ts."""
+
+    def __init__(self, settings: Settings, last_ts: str) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.last_ts = settings, last_ts
+        self.count = 0
+        self.first: float | None = None
+        self.done_at: float | None = None
+        self.done_holders: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(self.settings.topic(topics.TREASURY_VALUATIONS), group_id=None,
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 **self.settings.kafka_client_kwargs())
+        try:
+            while not self.stop.is_set():
+                for msgs in consumer.poll(timeout_ms=200, max_records=5_000).values():
+                    now = time.perf_counter()
+                    if self.first is None:
+                        self.first = now
+                    self.count += len(msgs)
+                    for m in msgs:
+                        if m.value.find(self.last_ts.encode()) >= 0:
+                            doc = json.loads(m.value)
+                            if doc["ts"] == self.last_ts:
+                                self.done_holders.add(doc["holder"])
+                    if len(self.done_holders) == len(HOLDERS) and self.done_at is None:
+                        self.done_at = now
+                        return
+        finally:
+            consumer.close()
+
+
+def _es_count(es: Any, alias: str) -> int:
+    try:
+        es.indices.refresh(index=alias)
+        return int(es.count(index=alias)["count"])
+    except Exception:  # noqa: BLE001 - the alias appears when the worker has prepared it
+        return 0
+
+
+def _cleanup(settings: Settings) -> list[str]:
+    from elasticsearch import Elasticsearch
+    from kafka.admin import KafkaAdminClient
+
+    problems = []
+    try:
+        admin = KafkaAdminClient(**settings.kafka_client_kwargs())
+        mine = [n for n in admin.list_topics() if n.startswith(settings.topic_prefix)]
+        if mine:
+            admin.delete_topics(mine)
+        admin.close()
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"topics: {exc!r}")
+    try:
+        es = Elasticsearch(**settings.es_client_kwargs())
+        es.options(ignore_status=404).indices.delete(index=f"{settings.es_index_prefix}-*")
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{settings.es_index_prefix}-*")
+        es.close()
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"indices: {exc!r}")
+    return problems
+
+
+def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
+    from elasticsearch import Elasticsearch
+
+    uid = f"bench-{uuid.uuid4().hex[:8]}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"cpwatch-{uid}-"))
+    rules = tmp / "rules.yaml"
+    threshold = HOLDERS[0][2] * (60_000 + n_ticks * 0.005)  # crossed half-way through the ticks
+    rules.write_text(json.dumps({"rules": [{"id": "bench-level", "holder": "*", "type": "level",
+                                            "threshold_usd": threshold}]}))
+    settings = Settings().model_copy(update={
+        "topic_prefix": f"{uid}-", "es_index_prefix": uid,
+        "faust_data_dir": tmp / "faust", "rules_file": rules})
+    result: dict[str, Any] = {"ticks": n_ticks, "news": n_news, "prefix": settings.topic_prefix,
+                              "method": __doc__.split("\n\n")[1].strip()}
+    proc: subprocess.Popen[bytes] | None = None
+    log_path = tmp / "worker.log"
+    try:
+        ensure_topics(settings)
+        # (a) produce holdings, then ticks
+        _produce(settings, topics.HOLDINGS, [(h.holder, h.to_bytes()) for h in _holdings()])
+        ticks = _ticks(n_ticks)
+        batch = [(t.key, t.to_bytes()) for t in ticks]
+        secs = _produce(settings, topics.PRICE_TICKS, batch)
+        result["produce"] = {"seconds": round(secs, 3), "ticks_per_s": round(n_ticks / secs)}
+        del batch
+        # (b) the limit: a bare consumer
+        result["bare_consumer"] = asyncio.run(_bare_consume(settings, n_ticks))
+        # (c) ours: worker on the pre-filled topics
+        watch = ValuationWatch(settings, iso_utc(ticks[-1].ts))
+        watch.start()
+        with open(log_path, "wb") as log:
+            t_spawn = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-m", "cpwatch.cli", "worker"],
+                                    env=_env(settings), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            while watch.first is None:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")
+                if time.perf_counter() - t_spawn > STARTUP_DEADLINE_S:
+                    raise RuntimeError(f"no valuation within {STARTUP_DEADLINE_S}s of worker start")
+                time.sleep(0.05)
+            startup = watch.first - t_spawn
+            while watch.done_at is None and time.perf_counter() - watch.first < TICKS_DEADLINE_S:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")
+                time.sleep(0.1)
+            watch.stop.set()
+            watch.join(timeout=5)
+            end = watch.done_at or time.perf_counter()
+            processed = (watch.count - 1) / len(HOLDERS)
+            rate = processed / (end - watch.first)
+            limit = result["bare_consumer"]["ticks_per_s"]
+            result["ours"] = {
+                "completed": watch.done_at is not None,
+                "valuations": watch.count, "ticks_processed": round(processed),
+                "worker_startup_s": round(startup, 2),
+                "seconds_first_to_last": round(end - watch.first, 3),
+                "ticks_per_s": round(rate), "ratio_vs_bare_consumer": round(rate / limit, 4),
+                "goal_ratio": 0.5,
+            }
+            # (d) news end to end, on the running worker
+            es = Elasticsearch(**settings.es_client_kwargs())
+            alias = settings.index("articles")
+            news = [(a.id, a.to_bytes()) for a in _articles(n_news)]
+            _produce(settings, topics.NEWS, news)
+            t_sent = time.perf_counter()
+            first_t = first_n = None
+            n = 0
+            while time.perf_counter() - t_sent < NEWS_DEADLINE_S:
+                n = _es_count(es, alias)
+                now = time.perf_counter()
+                if n and first_t is None:
+                    first_t, first_n = now, n
+                if n >= n_news:
+                    break
+                time.sleep(0.2)
+            end = time.perf_counter()
+            es.close()
+            if first_t is None:
+                raise RuntimeError(f"no article reached {alias} within {NEWS_DEADLINE_S}s")
+            span = end - first_t
+            result["news_e2e"] = {
+                "completed": n >= n_news, "indexed": n, "count_at_first": first_n,
+                "seconds_after_produce": round(end - t_sent, 3),
+                "seconds_first_to_last": round(span, 3),
+                "articles_per_s": round((n - first_n) / span, 1) if span > 0 else None,
+            }
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        problems = _cleanup(settings)
+        if problems:
+            result["cleanup_problems"] = problems
+        if log_path.exists():
+            result["worker_log_tail"] = log_path.read_text(errors="replace").splitlines()[-5:]
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=N_TICKS)
+    parser.add_argument("--news", type=int, default=N_NEWS)
+    args = parser.parse_args()
+    json.dump(run(args.ticks, args.news), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
