@@ -1,0 +1,137 @@
+"""Run every benchmark, print a Markdown table, write bench/results/latest.json.
+
+    .venv/bin/python -m bench.run        (what ``make bench`` runs)
+
+A failing benchmark is shown as ``failed: reason`` and the others still run; the exit code is 1
+if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _producers() -> dict[str, Any]:
+    # bench_producers is a script with its own argparse main: run it as one, parse its JSON.
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_producers", "--ticks", "100000",
+                           "--news", "10000"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1])
+    return json.loads(proc.stdout)
+
+
+def _classifier() -> dict[str, Any]:
+    from bench import bench_classifier
+
+    return bench_classifier.run()
+
+
+def _rules() -> dict[str, Any]:
+    from bench import bench_rules
+
+    return bench_rules.run()
+
+
+def _pipeline() -> dict[str, Any]:
+    from bench import bench_pipeline
+
+    return bench_pipeline.run()
+
+
+BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
+    "producers": _producers, "classifier": _classifier, "rules": _rules, "pipeline": _pipeline,
+}
+
+Row = tuple[str, str, str, str, str]
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:,.2f}" if x < 100 else f"{x:,.0f}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return str(x)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    try:
+        return f"{a / b:.3f}"
+    except (TypeError, ZeroDivisionError):
+        return "–"
+
+
+def rows(name: str, r: dict[str, Any]) -> list[Row]:
+    if "error" in r:
+        return [(name, f"failed: {r['error']}", "", "", "")]
+    out: list[Row] = []
+    if name == "producers":
+        for kind in ("ticks_per_s", "news_per_s"):
+            v = r[kind]
+            out.append((f"producer {kind.replace('_per_s', '')}/s", _fmt(v["ours"]),
+                        f"{_fmt(v['bare_default'])} (bare kafka-python)", _fmt(v["ratio"]), "≥ 1"))
+    elif name == "classifier":
+        out.append(("classifier articles/s, 1 core, synthetic", _fmt(r["synthetic"]["articles_per_s"]),
+                    "", "", ""))
+        if r.get("dev"):
+            out.append(("classifier articles/s, 1 core, dev.jsonl", _fmt(r["dev"]["articles_per_s"]),
+                        "", "", ""))
+    elif name == "rules":
+        out.append((f"rule evaluations/s ({r['holders']} holders x {r['rules']} rules)",
+                    _fmt(r["evaluations_per_s"]), "", "", ""))
+    elif name == "pipeline":
+        p, b, o = r["produce"], r["bare_consumer"], r["ours"]
+        out.append(("pipeline produce ticks/s (no compression)", _fmt(p["ticks_per_s"]), "", "", ""))
+        out.append(("pipeline ticks/s through treasury agent" + ("" if o["completed"] else " (partial)"),
+                    _fmt(o["ticks_per_s"]), f"{_fmt(b['ticks_per_s'])} (bare aiokafka consumer)",
+                    _ratio(o["ticks_per_s"], b["ticks_per_s"]), f"≥ {o['goal_ratio']}"))
+        n = r.get("news_e2e")
+        if n:
+            out.append(("news articles/s end to end (news → ES)" + ("" if n["completed"] else " (partial)"),
+                        _fmt(n["articles_per_s"]), "", "", ""))
+    return out
+
+
+def main() -> int:
+    results: dict[str, Any] = {"started": datetime.now(UTC).isoformat()}
+    failed = False
+    for name, fn in BENCHES.items():
+        print(f"running {name} …", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            results[name] = fn()
+        except Exception as exc:  # noqa: BLE001 - one failing benchmark must not hide the others
+            failed = True
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            results[name] = {"error": reason, "traceback": traceback.format_exc()}
+        results[name]["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    table = ["| figure | ours | limit / peer | ratio | goal |", "|---|---|---|---|---|"]
+    for name in BENCHES:
+        try:
+            table += ["| " + " | ".join(row) + " |" for row in rows(name, results[name])]
+        except (KeyError, TypeError) as exc:
+            failed = True
+            table.append(f"| {name} | failed: unexpected result ({exc!r}) | | | |")
+    print("\n".join(table))
+    if "pipeline" in results and "method" in results["pipeline"]:
+        print(f"\nPipeline method: {results['pipeline']['method']}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nJSON: {RESULTS / 'latest.json'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
