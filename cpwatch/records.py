@@ -11,15 +11,15 @@ import hashlib
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
 )
 
 from cpwatch.exceptions import RecordError
@@ -31,6 +31,16 @@ MAX_JSON_DEPTH = 32
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _finite(v: float) -> float:
+    """NaN and Infinity parse as JSON floats; no price or holding may be either."""
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
 
 
 def _check_depth(raw: bytes) -> None:
@@ -107,17 +117,11 @@ class PriceTick(Record):
     record_type: ClassVar[str] = "price-tick"
     venue: Venue = Field(min_length=1, max_length=64)
     symbol: str = Field(min_length=1, max_length=32)
-    price: float = Field(gt=0)
-    size: float | None = Field(default=None, ge=0)
+    price: Finite = Field(gt=0)
+    size: Finite | None = Field(default=None, ge=0)
     ts: AwareDatetime
     seq: int = Field(default=0, ge=0)
 
-    @field_validator("price", "size")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
 
     @property
     def key(self) -> str:
@@ -133,17 +137,11 @@ class HoldingUpdate(Record):
     name: str = Field(default="", max_length=200)
     kind: HolderKind
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    btc: float = Field(ge=0)
+    btc: Finite = Field(ge=0)
     as_of: AwareDatetime
-    avg_cost_usd: float | None = Field(default=None, gt=0)
+    avg_cost_usd: Finite | None = Field(default=None, gt=0)
     source: str = Field(default="", max_length=2000)
 
-    @field_validator("btc", "avg_cost_usd")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
 
 
 class DeadLetter(Record):
