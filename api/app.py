@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.routes_search import router as search_router
 from cpwatch import __version__
 from cpwatch.settings import get_settings
 
@@ -11,6 +12,8 @@ from cpwatch.settings import get_settings
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(title="cpwatch", version=__version__)
+
+    app.include_router(search_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -167,6 +167,67 @@ def backtest(
     raise typer.Exit(backtest_command(prices, holdings, rules))
 
 
+@app.command("search")
+def search(
+    query: Annotated[str, typer.Argument(
+        help='Words (all must match), `|` or, `-` not, "phrase", prefix*; "" for all.')],
+    category: Annotated[Optional[list[str]], typer.Option(help="Category; repeat for OR.")] = None,
+    country: Annotated[Optional[list[str]], typer.Option(help="ISO code; repeat for OR.")] = None,
+    org: Annotated[Optional[list[str]], typer.Option(help="Organisation; repeat for OR.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="From this ISO date/datetime.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Up to this ISO date (whole day).")] = None,
+    index: Annotated[str, typer.Option(help="events, articles or alerts.")] = "events",
+    size: Annotated[int, typer.Option(help="Hits per page, 1..100.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    after: Annotated[Optional[str], typer.Option(help="`next` cursor of a previous page.")] = None,
+) -> None:
+    """Full-text search over events, articles or alerts: ranked hits, highlights, facets."""
+    import json
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from api import search_service
+    from api.search import QueryError, parse_params, split_highlight
+
+    settings = get_settings()
+    try:
+        params = parse_params(query, index=index, category=category, country=country, org=org,
+                              since=since, until=until, size=size, after=after)
+        es = search_service.client(settings)
+        try:
+            result = search_service.search(es, settings, params)
+        finally:
+            es.close()
+    except QueryError as exc:
+        name = "QUERY" if exc.param == "q" else f"--{exc.param}"
+        err.print(f"[red]error:[/red] invalid value for {name}: {exc.reason}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"{result['total']:,} hit(s) in {params.index}", expand=True)
+    for col in ("score", "published", "title", "categories", "countries"):
+        table.add_column(col, overflow="fold", ratio=4 if col == "title" else 1)
+    for hit in result["hits"]:
+        title = Text()
+        for part, em in split_highlight((hit["highlight"].get("title") or [hit["title"]])[0]):
+            title.append(part, style="bold yellow" if em else None)
+        for snippet in hit["highlight"].get("text", [])[:1]:
+            title.append("\n")
+            for part, em in split_highlight(snippet):
+                title.append(part, style="bold yellow" if em else "dim")
+        table.add_row(f"{hit['score'] or 0:.2f}", str(hit["published"] or "")[:10], title,
+                      ", ".join(hit["categories"]), ", ".join(hit["countries"]))
+    out = Console()
+    out.print(table)
+    for name, buckets in result["facets"].items():
+        counts = ", ".join(f"{k} ({n})" for k, n in buckets[:10]) or "-"
+        out.print(f"[bold]{name}[/bold]: {counts}")
+    if result["next"]:
+        out.print(f"next page: --after {result['next']}")
+
+
 def main() -> None:
     try:
         app()

@@ -36,4 +36,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     treasury_agent.register(app, topics, settings)
     sink_agents.register(app, topics, settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner lowers the root logger to DEBUG so it can animate on every
+    # record; every debug call in aiokafka then builds a LogRecord (~11% of the worker's CPU).
+    worker.spinner = None
     worker.execute_from_commandline()

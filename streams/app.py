@@ -44,6 +44,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         processing_guarantee=settings.processing_guarantee,
+        # Agents send many small records (re-keys, valuations, changelogs): let them batch.
+        producer_linger=0.005,
+        producer_max_batch_size=262_144,
+        producer_compression_type="lz4",
+        stream_buffer_maxsize=16_384,
     )
     handles = {
         spec.name: app.topic(

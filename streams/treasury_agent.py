@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from streams.rules import Rule, RuleEngine, load_rules
 
 log = logging.getLogger(__name__)
 
+BATCH = 2_000  # ~300 kB of ticks: one re-keyed message stays well under Kafka's 1 MB
+WITHIN_S = 0.05
 ASSET_SYMBOL = "BTC-USD"  # holdings are BTC: they are valued at this symbol's reference price
 
 
@@ -45,6 +47,7 @@ class SymbolState:
     ref: ReferencePrice
     holdings: HoldingsTimeline
     engine: RuleEngine
+    holdings_dirty: bool = False
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -57,9 +60,16 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         partitions=settings.topic_partitions,
         internal=True,
     )
-    ref_table = app.Table("refprice", default=None, partitions=settings.topic_partitions)
-    holdings_table = app.Table("holdings", default=None, partitions=settings.topic_partitions)
-    engine_table = app.Table("rule-state", default=None, partitions=settings.topic_partitions)
+    # Tables are written once per batch, outside any single event's context, so they place
+    # changelog records with the producer's partitioner on the raw symbol key: the same
+    # partition the by-symbol topic used, which keeps table and stream partitions aligned.
+    def table(name: str) -> faust.Table:
+        return app.Table(
+            name, default=None, partitions=settings.topic_partitions,
+            key_type=bytes, use_partitioner=True,  # bytes keys: the "raw" codec
+        )
+
+    ref_table, holdings_table, engine_table = table("refprice"), table("holdings"), table("rule-state")
     cache: dict[str, SymbolState] = {}
 
     @app.on_partitions_revoked.connect
@@ -69,8 +79,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     def state_for(symbol: str) -> SymbolState:
         st = cache.get(symbol)
         if st is None:
-            ref_d = ref_table.get(symbol)
-            hold_d, eng_d = holdings_table.get(symbol), engine_table.get(symbol)
+            key = symbol.encode()
+            ref_d, hold_d, eng_d = ref_table.get(key), holdings_table.get(key), engine_table.get(key)
             st = SymbolState(
                 ref=ReferencePrice(staleness, settings.price_divergence_pct, state=ref_d),
                 holdings=HoldingsTimeline.from_dict(hold_d) if hold_d else HoldingsTimeline(),
@@ -81,13 +91,19 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.agent(topics[t.PRICE_TICKS], name="route-ticks", concurrency=1)
     async def route_ticks(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                tick = PriceTick.parse(event.value)
-            except RecordError as exc:
-                await dead_letter(topics[t.DEAD_LETTER], "route-ticks", str(exc), event, event.value)
-                continue
-            await by_symbol.send(key=tick.symbol.encode(), value=b"T" + event.value)
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            # One re-keyed message per symbol and batch, not per tick: the hop costs a Kafka
+            # send and a Faust consume per message, which dominated the worker's time.
+            per_symbol: dict[str, list[bytes]] = {}
+            for event in batch:
+                try:
+                    tick = PriceTick.parse(event.value)
+                except RecordError as exc:
+                    await dead_letter(topics[t.DEAD_LETTER], "route-ticks", str(exc), event, event.value)
+                    continue
+                per_symbol.setdefault(tick.symbol, []).append(tick.to_bytes())  # compact: no \n
+            for symbol, ticks in per_symbol.items():
+                await by_symbol.send(key=symbol.encode(), value=b"B" + b"\n".join(ticks))
 
     @app.agent(topics[t.HOLDINGS], name="route-holdings", concurrency=1)
     async def route_holdings(stream: faust.StreamT) -> None:
@@ -101,59 +117,80 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.agent(by_symbol, name="treasury", concurrency=1)  # stateful: never more than 1
     async def treasury(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            symbol = event.key.decode()
-            try:
-                await _process(symbol, event.value)
-            except (RecordError, ValueError, KeyError) as exc:
-                await dead_letter(topics[t.DEAD_LETTER], "treasury", repr(exc), event, event.value)
+        # Batches: state is changelogged once per batch, not per tick, and only the last
+        # valuation per holder and minute is sent (the index keeps one per minute anyway).
+        # Offsets of a batch are committed after the batch, so a crash replays it whole and
+        # the restored state drops what it already saw (event time never goes back).
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            touched: set[str] = set()
+            valuations: dict[str, dict[str, Any]] = {}
+            for event in batch:
+                symbol = event.key.decode()
+                kind, body = event.value[:1], event.value[1:]
+                parts = body.split(b"\n") if kind == b"B" else [body]
+                for part in parts:
+                    try:
+                        await _process(symbol, kind, part, valuations)
+                        touched.add(symbol)
+                    except (RecordError, ValueError, KeyError) as exc:
+                        await dead_letter(topics[t.DEAD_LETTER], "treasury", repr(exc), event, part)
+            for doc in valuations.values():
+                await topics[t.TREASURY_VALUATIONS].send(key=doc["holder"].encode(), value=dumps(doc))
+            for symbol in touched:
+                st, key = cache[symbol], symbol.encode()
+                ref_table[key] = st.ref.to_dict()
+                engine_table[key] = st.engine.to_dict()
+                if st.holdings_dirty:
+                    holdings_table[key] = st.holdings.to_dict()
+                    st.holdings_dirty = False
 
-    async def _process(symbol: str, raw: bytes) -> None:
+    async def _process(
+        symbol: str, kind: bytes, body: bytes, valuations: dict[str, dict[str, Any]]
+    ) -> None:
         st = state_for(symbol)
-        kind, body = raw[:1], raw[1:]
         if kind == b"H":
             update = HoldingUpdate.parse(body)
             st.holdings.add(update)
-            holdings_table[symbol] = st.holdings.to_dict()
+            st.holdings_dirty = True
             price, as_of = st.ref.price(symbol), st.ref.as_of(symbol)
             if price is not None and as_of is not None:
                 held = st.holdings.at(update.holder, as_of)
                 if held is not None:
-                    await _send_valuation(held, symbol, as_of, price)
+                    _valuation(valuations, held, symbol, as_of, price)
             return
         tick = PriceTick.parse(body)
         previous = st.ref.price(symbol)
         price, events = st.ref.update(tick)
         for ev in events:
             log.warning("venue %s", json.dumps(ev.to_dict(), default=str))
-        ref_table[symbol] = st.ref.to_dict()
         if price is None:
             return
         now = st.ref.as_of(symbol)
         assert now is not None  # a price implies at least one tick
         held = st.holdings.in_force(now)
-        alerts = st.engine.on_price(now, price, held, symbol=symbol)
-        # Alerts are sent before the new rule state is changelogged: after a crash the restored
-        # state never claims a crossing whose alert was not at least handed to the producer.
-        for alert in alerts:
+        # Alerts are handed to the producer before the batch's rule state is changelogged:
+        # restored state never claims a crossing whose alert was not sent.
+        for alert in st.engine.on_price(now, price, held, symbol=symbol):
             await topics[t.ALERTS].send(key=alert.holder.encode(), value=dumps(alert.to_message()))
-        engine_table[symbol] = st.engine.to_dict()
         if price != previous:
             for h in held:
-                await _send_valuation(h, symbol, now, price)
+                _valuation(valuations, h, symbol, now, price)
 
-    async def _send_valuation(h: HoldingUpdate, symbol: str, ts: Any, price: float) -> None:
-        doc = {
-            # One document per holder and minute: later values in the same minute overwrite,
-            # which bounds the index to holders x minutes however fast ticks come.
-            "id": f"{h.holder}|{iso_utc(ts)[:16]}",
-            "holder": h.holder,
-            "name": h.name or h.holder,
-            "kind": h.kind,
-            "symbol": symbol,
-            "ts": iso_utc(ts),
-            "price": price,
-            "btc": h.btc,
-            "value_usd": value_usd(h, price),
-        }
-        await topics[t.TREASURY_VALUATIONS].send(key=h.holder.encode(), value=dumps(doc))
+
+def _valuation(
+    out: dict[str, dict[str, Any]], h: HoldingUpdate, symbol: str, ts: datetime, price: float
+) -> None:
+    """Keep the latest valuation per holder and minute (its document id)."""
+    stamp = iso_utc(ts)
+    doc_id = f"{h.holder}|{stamp[:16]}"
+    out[doc_id] = {
+        "id": doc_id,
+        "holder": h.holder,
+        "name": h.name or h.holder,
+        "kind": h.kind,
+        "symbol": symbol,
+        "ts": stamp,
+        "price": price,
+        "btc": h.btc,
+        "value_usd": value_usd(h, price),
+    }
