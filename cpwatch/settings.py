@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     es_ca_file: Path | None = None
     es_index_prefix: str = "cpwatch"
     es_request_timeout: float = Field(default=30.0, gt=0)
+    valuation_retention_months: int = Field(default=12, ge=1)
 
     # The local stack (cpwatch stack up): downloads cache, data, logs, pid files.
     home: Path = DEFAULT_HOME

@@ -57,7 +57,12 @@ def _read_pid(pid_file: Path) -> int | None:
         return None
     except PermissionError:
         return pid  # alive, owned by the ES user
-    return pid
+    # A stopped child of this very process lingers as a zombie until reaped: not running.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return pid
+    return None if state == "Z" else pid
 
 
 class Stack:
@@ -301,24 +306,34 @@ class Stack:
 
     def down(self) -> None:
         for svc in (self.es, self.kafka):
-            pid = _read_pid(svc.pid_file)
-            if not pid:
-                self.console.print(f"{svc.name}: not running")
-                svc.pid_file.unlink(missing_ok=True)
-                continue
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(120):
-                if not _read_pid(svc.pid_file):
-                    break
-                time.sleep(0.5)
-            else:
-                os.kill(pid, signal.SIGKILL)
-                time.sleep(0.5)
-            svc.pid_file.unlink(missing_ok=True)
-            self.console.print(f"{svc.name}: stopped (pid {pid})")
+            self._stop(svc)
         from deploy.prometheus import stop_prometheus
 
         stop_prometheus(self.s, self.console)
+
+    def stop(self, service: str) -> None:
+        """Stop one engine (fault tests); `up` starts it again."""
+        svc = {"kafka": self.kafka, "elasticsearch": self.es}.get(service)
+        if svc is None:
+            raise StackError(f"unknown service '{service}': use kafka or elasticsearch")
+        self._stop(svc)
+
+    def _stop(self, svc: Service) -> None:
+        pid = _read_pid(svc.pid_file)
+        if not pid:
+            self.console.print(f"{svc.name}: not running")
+            svc.pid_file.unlink(missing_ok=True)
+            return
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(120):
+            if not _read_pid(svc.pid_file):
+                break
+            time.sleep(0.5)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        svc.pid_file.unlink(missing_ok=True)
+        self.console.print(f"{svc.name}: stopped (pid {pid})")
 
     def status(self) -> bool:
         ok = True

@@ -16,6 +16,7 @@ from cpwatch import topics as t
 from cpwatch.records import DeadLetter
 from cpwatch.settings import Settings
 from sinks.elasticsearch import BulkWriter, async_client
+from sinks.indices import TIME_SERIES, monthly_index, prune_time_series
 from streams.app import Topics
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,18 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     def sink(topic: str, index: str, id_field: str) -> None:
         alias = settings.index(index)
 
+        def target(doc: dict[str, Any]) -> str:
+            if index in TIME_SERIES:
+                return monthly_index(settings, index, str(doc["ts"]))
+            return alias
+
         async def agent(stream: faust.StreamT) -> None:
             async for values in stream.take(BATCH, within=WITHIN_S):
                 actions = []
                 for raw in values:
                     try:
                         doc = json.loads(raw)
-                        actions.append({"_index": alias, "_id": str(doc[id_field]), "_source": doc})
+                        actions.append({"_index": target(doc), "_id": str(doc[id_field]), "_source": doc})
                     except (ValueError, KeyError, TypeError) as exc:
                         rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
                         await dlq.send(key=b"sink-es", value=rec.to_bytes())
@@ -55,6 +61,23 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     sink(t.POLICY_EVENTS, "events", "cluster_id")  # one document per story, however many outlets
     sink(t.ALERTS, "alerts", "fingerprint")
     sink(t.TREASURY_VALUATIONS, "treasury-valuations", "id")
+
+    @app.timer(interval=3600.0, on_leader=True)
+    async def prune_valuations() -> None:
+        """Drop monthly valuation indices past retention (hourly, on one worker)."""
+        from datetime import UTC, datetime
+
+        from elasticsearch import Elasticsearch
+
+        sync_es = Elasticsearch(**settings.es_client_kwargs())
+        try:
+            today = datetime.now(UTC).date().isoformat()
+            await app.loop.run_in_executor(
+                None, prune_time_series, sync_es, settings, "treasury-valuations",
+                settings.valuation_retention_months, today,
+            )
+        finally:
+            sync_es.close()
 
     @app.on_before_shutdown.connect
     def _close(app: faust.App, **_: Any) -> None:

@@ -94,24 +94,61 @@ MAPPINGS: dict[str, dict[str, Any]] = {
 }
 
 
+# Time series: one index per month behind the alias, so old months are dropped whole
+# (`prune_time_series`) instead of growing one index forever. Within a month, documents are
+# already one per holder and minute (see streams/treasury_agent.py).
+TIME_SERIES = {"treasury-valuations"}
+
+
 def concrete_index(settings: Settings, name: str) -> str:
     return f"{settings.index(name)}-v{TEMPLATE_VERSION}"
+
+
+def monthly_index(settings: Settings, name: str, ts: str) -> str:
+    """The month's index for an ISO timestamp, e.g. ``cpwatch-treasury-valuations-v1-2025.03``."""
+    return f"{concrete_index(settings, name)}-{ts[:4]}.{ts[5:7]}"
 
 
 def ensure_indices(es: Elasticsearch, settings: Settings, names: list[str] | None = None) -> None:
     """Install each template and create its first index behind the alias. Safe to repeat."""
     for name in names or list(MAPPINGS):
         alias = settings.index(name)
+        template: dict[str, Any] = {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "analysis": ANALYSIS},
+            "mappings": MAPPINGS[name],
+        }
+        if name in TIME_SERIES:
+            template["aliases"] = {alias: {}}  # every monthly index joins the read alias
         es.indices.put_index_template(
             name=alias,
             index_patterns=[f"{alias}-v*"],
             version=TEMPLATE_VERSION,
             priority=100,
-            template={
-                "settings": {"number_of_shards": 1, "number_of_replicas": 0, "analysis": ANALYSIS},
-                "mappings": MAPPINGS[name],
-            },
+            template=template,
         )
+        if name in TIME_SERIES:
+            continue  # monthly indices are created on first write
         index = concrete_index(settings, name)
         if not es.indices.exists(index=index):
             es.indices.create(index=index, aliases={alias: {"is_write_index": True}})
+
+
+def prune_time_series(
+    es: Elasticsearch, settings: Settings, name: str, keep_months: int, today: str
+) -> list[str]:
+    """Delete the monthly indices older than ``keep_months`` before ``today`` (ISO date)."""
+    year, month = int(today[:4]), int(today[5:7])
+    cutoff_n = year * 12 + month - 1 - keep_months
+    doomed = []
+    prefix = f"{concrete_index(settings, name)}-"
+    for index in es.indices.get(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True):
+        stamp = index.removeprefix(prefix)
+        try:
+            y, m = (int(p) for p in stamp.split("."))
+        except ValueError:
+            continue
+        if y * 12 + m - 1 < cutoff_n:
+            doomed.append(index)
+    if doomed:
+        es.indices.delete(index=",".join(doomed))
+    return doomed

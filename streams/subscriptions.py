@@ -1,0 +1,248 @@
+"""Alert subscriptions: who wants which events and treasury alerts, on which channel.
+
+A subscription is a stored query (``simple_query_string`` text, run by Elasticsearch) plus
+keyword filters checked here in pure Python, a channel (webhook, email or Slack), a re-alert
+window, an optional silence and Alertmanager-style digest timings. The webhook secret is kept
+as a ``SecretStr``: it is stored in the subscriptions index (the sender needs it) but never
+logged, and ``public_dict`` masks it and any credentials in channel URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from cpwatch.records import stable_id, utcnow
+from streams.alerts import Alert
+from streams.rules import RULE_TYPES, parse_window
+
+RuleType = Literal["level", "below_cost", "pct_move", "drawdown"]
+assert set(RULE_TYPES) == set(get_args(RuleType))  # one list of rule types, kept in step
+
+_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+MASK = "********"
+
+
+def _duration(value: object) -> timedelta:
+    """Like ``parse_window`` but zero is allowed (``group_wait: 0s`` sends at once)."""
+    if value in (0, "0", "0s") or value == timedelta(0):
+        return timedelta(0)
+    return parse_window(value)
+
+
+Window = Annotated[timedelta, BeforeValidator(parse_window)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Keyword = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return url
+
+
+class _Channel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class WebhookChannel(_Channel):
+    type: Literal["webhook"] = "webhook"
+    url: str = Field(max_length=2000)
+    secret: SecretStr = Field(min_length=16, max_length=256, description="HMAC-SHA256 key")
+
+    _check_url = field_validator("url")(_http_url)
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+class EmailChannel(_Channel):
+    type: Literal["email"] = "email"
+    address: str = Field(max_length=320)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not _EMAIL.match(v):
+            raise ValueError("must be a single address like name@example.org")
+        return v
+
+    @property
+    def target(self) -> str:
+        return self.address.lower()
+
+
+class SlackChannel(_Channel):
+    type: Literal["slack"] = "slack"
+    # The incoming-webhook URL is itself a credential: kept out of reprs and logs.
+    url: str = Field(max_length=2000, repr=False)
+
+    _check_url = field_validator("url")(_http_url)
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+Channel = Annotated[WebhookChannel | EmailChannel | SlackChannel, Field(discriminator="type")]
+
+
+class Filters(BaseModel):
+    """Keyword filters; an empty list means "any". All given filters must match."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    categories: tuple[Keyword, ...] = ()
+    countries: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] = ()
+    orgs: tuple[Keyword, ...] = ()
+    holders: tuple[Keyword, ...] = ()
+    rule_types: tuple[RuleType, ...] = ()
+    min_severity: float = Field(default=0.0, ge=0, le=1)
+
+    @field_validator("countries", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return [c.upper() for c in v] if isinstance(v, list | tuple) else v
+
+
+def subscription_id(name: str, channel_type: str, target: str) -> str:
+    """Same name and destination -> same id, so re-creating a subscription overwrites it."""
+    return stable_id("subscription", name.strip().lower(), channel_type, target)
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(default="", max_length=64, description="derived from name + channel if empty")
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    query: str | None = Field(default=None, max_length=2000, description="simple_query_string")
+    filters: Filters = Filters()
+    channel: Channel
+    realert_window: Window = timedelta(hours=1)
+    silence_until: AwareDatetime | None = None
+    group_wait: Duration = timedelta(seconds=10)
+    group_interval: Window = timedelta(minutes=1)
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _derive_id(self) -> Subscription:
+        if not self.id:
+            sid = subscription_id(self.name, self.channel.type, self.channel.target)
+            object.__setattr__(self, "id", sid)  # frozen model: set once, during validation
+        return self
+
+    def silenced(self, now: datetime) -> bool:
+        return self.silence_until is not None and now < self.silence_until
+
+    def matches_alert(self, alert: Alert, rule_type: str | None) -> bool:
+        """Holder and rule-type filters; event-only filters (categories...) do not apply."""
+        f = self.filters
+        if f.holders and alert.holder not in f.holders:
+            return False
+        return not f.rule_types or rule_type in f.rule_types
+
+    def matches_event(self, event: dict[str, Any]) -> bool:
+        """Keyword filters on a policy event; ``query`` is Elasticsearch's job (see
+        ``event_query``), so a subscription with a query must also pass that search."""
+        f = self.filters
+        if float(event.get("severity") or 0.0) < f.min_severity:
+            return False
+        for name in ("categories", "countries", "orgs"):
+            wanted = getattr(f, name)
+            if wanted and not set(wanted) & set(event.get(name) or ()):
+                return False
+        return True
+
+    def event_query(self, event_id: str) -> dict[str, Any]:
+        """Elasticsearch query that hits the event ``event_id`` only if it matches ``query``."""
+        must: list[dict[str, Any]] = [{"ids": {"values": [event_id]}}]
+        if self.query:
+            must.append(
+                {
+                    "simple_query_string": {
+                        "query": self.query,
+                        "fields": ["title^2", "text"],
+                        "default_operator": "and",
+                    }
+                }
+            )
+        return {"bool": {"filter": must}}
+
+    def to_es_doc(self) -> dict[str, Any]:
+        """Filters as keyword fields, query as text, channel with its secret (for the sender)."""
+        doc = self.model_dump(mode="json", exclude={"channel", "filters"})
+        doc.update(self.filters.model_dump(mode="json"))
+        doc["realert_window"] = self.realert_window.total_seconds()
+        doc["group_wait"] = self.group_wait.total_seconds()
+        doc["group_interval"] = self.group_interval.total_seconds()
+        channel = self.channel.model_dump(mode="json")
+        if isinstance(self.channel, WebhookChannel):
+            channel["secret"] = self.channel.secret.get_secret_value()
+        doc["channel"] = channel
+        return doc
+
+    @classmethod
+    def from_es_doc(cls, doc: dict[str, Any]) -> Subscription:
+        filters = {k: doc[k] for k in Filters.model_fields if k in doc}
+        rest = {k: v for k, v in doc.items() if k not in Filters.model_fields}
+        for k in ("realert_window", "group_wait", "group_interval"):
+            if isinstance(rest.get(k), int | float):
+                rest[k] = timedelta(seconds=rest[k])
+        return cls.model_validate({**rest, "filters": filters})
+
+    def public_dict(self) -> dict[str, Any]:
+        """What list APIs return: the secret masked, credentials stripped from URLs."""
+        doc = self.to_es_doc()
+        channel = dict(doc["channel"])
+        if "secret" in channel:
+            channel["secret"] = MASK
+        if "url" in channel:
+            channel["url"] = redact_url(channel["url"], keep_path=channel["type"] != "slack")
+        doc["channel"] = channel
+        return doc
+
+
+def redact_url(url: str, *, keep_path: bool = True) -> str:
+    """Drop user:password and the query; Slack URLs carry their token in the path."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{p.port}" if p.port else "")
+    path = p.path if keep_path else ("/" + MASK if p.path not in ("", "/") else p.path)
+    return urlunsplit((p.scheme, netloc, path, MASK if p.query else "", ""))
+
+
+# Mapping for the subscriptions index (to be added to sinks/indices.MAPPINGS).
+SUBSCRIPTION_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "keyword"},
+    "name": {"type": "keyword"},
+    "query": {"type": "text"},
+    "categories": {"type": "keyword"},
+    "countries": {"type": "keyword"},
+    "orgs": {"type": "keyword"},
+    "holders": {"type": "keyword"},
+    "rule_types": {"type": "keyword"},
+    "min_severity": {"type": "float"},
+    "realert_window": {"type": "float"},
+    "silence_until": {"type": "date"},
+    "group_wait": {"type": "float"},
+    "group_interval": {"type": "float"},
+    "created_at": {"type": "date"},
+    # enabled: false -> kept in _source, never indexed: the secret is not searchable.
+    "channel": {"type": "object", "enabled": False},
+}
