@@ -49,8 +49,21 @@ def _pipeline() -> dict[str, Any]:
     return bench_pipeline.run()
 
 
+def _sink() -> dict[str, Any]:
+    from bench import bench_sink
+
+    return bench_sink.run()
+
+
+def _search() -> dict[str, Any]:
+    from bench import bench_search
+
+    return bench_search.run()
+
+
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "producers": _producers, "classifier": _classifier, "rules": _rules, "pipeline": _pipeline,
+    "sink": _sink, "search": _search,
 }
 
 Row = tuple[str, str, str, str, str]
@@ -101,6 +114,15 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
         if n:
             out.append(("news articles/s end to end (news → ES)" + ("" if n["completed"] else " (partial)"),
                         _fmt(n["articles_per_s"]), "", "", ""))
+    elif name == "sink":
+        o, b = r["ours"], r["bare_bulk"]
+        out.append(("sink docs/s (articles → ES)" + ("" if o["completed"] else " (partial)"),
+                    _fmt(o["docs_per_s"]), f"{_fmt(b['docs_per_s'])} (bare helpers.bulk)",
+                    _ratio(o["docs_per_s"], b["docs_per_s"]), f"≥ {o['goal_ratio']}"))
+    elif name == "search":
+        lat = r.get("latency_ms", r)
+        out.append((f"search latency p50 / p99 ms ({_fmt(r.get('docs', 100_000))} articles)",
+                    f"{_fmt(lat.get('p50'))} / {_fmt(lat.get('p99'))}", "", "", ""))
     return out
 
 

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import faust
+import orjson
 
 from cpwatch import topics as t
 from cpwatch.records import DeadLetter
@@ -21,7 +22,7 @@ from streams.app import Topics
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 1_000
 WITHIN_S = 0.5
 
 
@@ -48,7 +49,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 actions = []
                 for raw in values:
                     try:
-                        doc = json.loads(raw)
+                        doc = orjson.loads(raw)
                         actions.append({"_index": target(doc), "_id": str(doc[id_field]), "_source": doc})
                     except (ValueError, KeyError, TypeError) as exc:
                         rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)

@@ -45,6 +45,7 @@ class BulkWriter:
     chunk_size: int = 500
 
     async def write(self, actions: list[dict[str, Any]]) -> BulkResult:
+        """Index a batch; returns only when every document is indexed or dead-lettered."""
         result = BulkResult()
         attempt = 0
         pending = actions
