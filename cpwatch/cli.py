@@ -22,7 +22,9 @@ produce_app = typer.Typer(help="Push news, price ticks and holdings into Kafka."
 topics_app = typer.Typer(help="Kafka topics.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(produce_app, name="produce")
+indices_app = typer.Typer(help="Elasticsearch index templates and aliases.")
 app.add_typer(topics_app, name="topics")
+app.add_typer(indices_app, name="indices")
 
 err = Console(stderr=True)
 
@@ -72,6 +74,34 @@ def topics_create() -> None:
 
     created = ensure_topics(get_settings())
     err.print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+@indices_app.command("install")
+def indices_install() -> None:
+    """Install every index template and first index behind its alias (idempotent)."""
+    from elasticsearch import Elasticsearch
+
+    from sinks.indices import ensure_indices
+
+    settings = get_settings()
+    ensure_indices(Elasticsearch(**settings.es_client_kwargs()), settings)
+    err.print("index templates installed")
+
+
+@indices_app.command("migrate")
+def indices_migrate(
+    name: Annotated[str, typer.Argument(help="articles, events or alerts")],
+    version: Annotated[int, typer.Option(help="The new index version, e.g. 2.")],
+) -> None:
+    """Copy an alias's documents into `<alias>-v<version>` and swap the alias atomically."""
+    from elasticsearch import Elasticsearch
+
+    from sinks.indices import ensure_indices, migrate
+
+    settings = get_settings()
+    es = Elasticsearch(**settings.es_client_kwargs())
+    ensure_indices(es, settings, [name])
+    err.print(f"{settings.index(name)} now on {migrate(es, settings, name, version)}")
 
 
 @app.command("run")

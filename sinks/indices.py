@@ -152,3 +152,37 @@ def prune_time_series(
     if doomed:
         es.indices.delete(index=",".join(doomed))
     return doomed
+
+
+def migrate(es: Elasticsearch, settings: Settings, name: str, version: int) -> str:
+    """Move an alias to a fresh ``-v<version>`` index without downtime; returns the new index.
+
+    The new index takes the current template (install it first with ``ensure_indices``).
+    Documents are copied client-side (scan + bulk: this distribution has no ``_reindex``
+    module) while the old index keeps serving; then one atomic alias update swaps reads and
+    writes. Deterministic ids make a re-run, or writes racing the copy, harmless.
+    """
+    from elasticsearch import helpers
+
+    if name in TIME_SERIES:
+        raise ValueError(f"{name} is a monthly series: new months already take the new template")
+    alias = settings.index(name)
+    target = f"{alias}-v{version}"
+    old = sorted(es.indices.get_alias(name=alias))
+    if target in old:
+        return target
+    if not es.indices.exists(index=target):
+        es.indices.create(index=target)
+    # helpers.reindex would probe the data-stream API, also absent here: scan + bulk directly.
+    copies = (
+        {"_index": target, "_id": hit["_id"], "_source": hit["_source"]}
+        for hit in helpers.scan(es, index=alias, size=1000, query={"query": {"match_all": {}}})
+    )
+    helpers.bulk(es, copies, chunk_size=1000)
+    actions: list[dict[str, Any]] = [{"remove": {"index": i, "alias": alias}} for i in old]
+    actions.append({"add": {"index": target, "alias": alias, "is_write_index": True}})
+    es.indices.update_aliases(actions=actions)
+    es.indices.refresh(index=target)
+    if old:
+        es.indices.delete(index=",".join(old))
+    return target

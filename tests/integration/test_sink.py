@@ -106,3 +106,25 @@ def test_valuations_roll_into_monthly_indices_and_old_months_are_pruned(
     assert dropped == [monthly_index(s, "treasury-valuations", months[0])]
     es.indices.refresh(index=alias)
     assert es.count(index=alias)["count"] == 2
+
+
+def test_alias_migrates_to_a_new_index_version_without_losing_documents(
+    kafka_settings: Settings,
+) -> None:
+    from sinks.indices import concrete_index, migrate
+
+    s = kafka_settings
+    es = Elasticsearch(**s.es_client_kwargs())
+    ensure_indices(es, s, ["articles"])
+    alias = s.index("articles")
+    for i in range(25):
+        es.index(index=alias, id=f"m-{i}", document=_doc(i))
+    es.indices.refresh(index=alias)
+    new = migrate(es, s, "articles", version=2)
+    assert new == f"{alias}-v2"
+    assert list(es.indices.get_alias(name=alias)) == [new]
+    assert not es.indices.exists(index=concrete_index(s, "articles"))
+    assert es.count(index=alias)["count"] == 25
+    es.index(index=alias, id="after", document=_doc(99), refresh=True)  # writes follow the alias
+    assert es.exists(index=new, id="after")
+    assert migrate(es, s, "articles", version=2) == new  # re-running is harmless
