@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.routes_search import router as search_router
+from api.routes_subscriptions import router as subscriptions_router
 from cpwatch import __version__
 from cpwatch.settings import get_settings
 
@@ -14,6 +15,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="cpwatch", version=__version__)
 
     app.include_router(search_router)
+    app.include_router(subscriptions_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

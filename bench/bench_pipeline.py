@@ -207,6 +207,22 @@ def _cleanup(settings: Settings) -> list[str]:
     return problems
 
 
+def _faust_floor(settings: Settings, n: int, tmp: Path) -> dict[str, Any]:
+    """A do-nothing Faust agent on the same topic (bench/faust_floor.py), first batch to last."""
+    out = tmp / "faust_floor.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.faust_floor", settings.topic(topics.PRICE_TICKS), str(n), str(out)],
+        env=_env(settings), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.perf_counter() + 180
+    while not out.exists() and proc.poll() is None and time.perf_counter() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.2)  # the file is written in one call; let it land
+    proc.terminate()
+    proc.wait(timeout=30)
+    return {"ticks_per_s": round(float(out.read_text()))} if out.exists() else {"ticks_per_s": None}
+
+
 def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
     from elasticsearch import Elasticsearch
 
@@ -234,6 +250,7 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
         del batch
         # (b) the limit: a bare consumer
         result["bare_consumer"] = asyncio.run(_bare_consume(settings, n_ticks))
+        result["faust_floor"] = _faust_floor(settings, n_ticks, tmp)
         # (c) ours: worker on the pre-filled topics
         watch = ValuationWatch(settings, iso_utc(ticks[-1].ts))
         watch.start()

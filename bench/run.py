@@ -106,10 +106,15 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
                     _fmt(r["evaluations_per_s"]), "", "", ""))
     elif name == "pipeline":
         p, b, o = r["produce"], r["bare_consumer"], r["ours"]
-        out.append(("pipeline produce ticks/s (no compression)", _fmt(p["ticks_per_s"]), "", "", ""))
+        out.append(("pipeline produce ticks/s (lz4)", _fmt(p["ticks_per_s"]), "", "", ""))
         out.append(("pipeline ticks/s through treasury agent" + ("" if o["completed"] else " (partial)"),
                     _fmt(o["ticks_per_s"]), f"{_fmt(b['ticks_per_s'])} (bare aiokafka consumer)",
                     _ratio(o["ticks_per_s"], b["ticks_per_s"]), f"≥ {o['goal_ratio']}"))
+        floor = r.get("faust_floor", {}).get("ticks_per_s")
+        if floor:
+            out.append(("… same, vs a do-nothing Faust agent (Faust's own ceiling)",
+                        _fmt(o["ticks_per_s"]), f"{_fmt(floor)} (bare Faust agent)",
+                        _ratio(o["ticks_per_s"], floor), ""))
         n = r.get("news_e2e")
         if n:
             out.append(("news articles/s end to end (news → ES)" + ("" if n["completed"] else " (partial)"),

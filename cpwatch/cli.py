@@ -258,6 +258,105 @@ def search(
         out.print(f"next page: --after {result['next']}")
 
 
+subscriptions_app = typer.Typer(help="Alert subscriptions (through the HTTP API).")
+app.add_typer(subscriptions_app, name="subscriptions")
+
+
+def _api(method: str, path: str, **kw: object) -> object:
+    """Call the cpwatch API at settings api_host:api_port with $CPWATCH_API_TOKEN."""
+    import os
+
+    import httpx
+
+    s = get_settings()
+    headers = {}
+    token = os.environ.get("CPWATCH_API_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    url = f"http://{s.api_host}:{s.api_port}{path}"
+    try:
+        resp = httpx.request(method, url, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach the API at {url}: {exc}")
+        raise typer.Exit(1) from exc
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        err.print(f"[red]error:[/red] HTTP {resp.status_code}: {detail}")
+        raise typer.Exit(2 if resp.status_code < 500 else 1)
+    return resp.json() if resp.content else None
+
+
+@app.command("subscribe")
+def subscribe(
+    name: Annotated[str, typer.Option(help="Subscription name.")],
+    query: Annotated[Optional[str], typer.Option(help="simple_query_string, e.g. 'IMF AND mining'.")] = None,  # noqa: UP007
+    country: Annotated[Optional[list[str]], typer.Option(help="ISO country code; repeat for OR.")] = None,  # noqa: UP007
+    category: Annotated[Optional[list[str]], typer.Option(help="Category; repeat for OR.")] = None,  # noqa: UP007
+    holder: Annotated[Optional[list[str]], typer.Option(help="Treasury holder; repeat for OR.")] = None,  # noqa: UP007
+    webhook: Annotated[Optional[str], typer.Option(help="Webhook URL (needs --secret).")] = None,  # noqa: UP007
+    secret: Annotated[Optional[str], typer.Option(help="Webhook HMAC secret (16+ chars).")] = None,  # noqa: UP007
+    email: Annotated[Optional[str], typer.Option(help="Email address.")] = None,  # noqa: UP007
+    slack: Annotated[Optional[str], typer.Option(help="Slack incoming-webhook URL.")] = None,  # noqa: UP007
+    group_wait: Annotated[Optional[str], typer.Option(help="Digest wait, e.g. 0s, 10s.")] = None,  # noqa: UP007
+) -> None:
+    """Create a subscription (POST /api/subscriptions); prints it as JSON (secret masked)."""
+    import json
+
+    chosen = [c for c in (webhook, email, slack) if c]
+    if len(chosen) != 1:
+        err.print("[red]error:[/red] give exactly one of --webhook, --email, --slack")
+        raise typer.Exit(2)
+    if webhook:
+        if not secret:
+            err.print("[red]error:[/red] --webhook needs --secret")
+            raise typer.Exit(2)
+        channel: dict[str, object] = {"type": "webhook", "url": webhook, "secret": secret}
+    elif email:
+        channel = {"type": "email", "address": email}
+    else:
+        channel = {"type": "slack", "url": slack}
+    body: dict[str, object] = {
+        "name": name, "query": query, "channel": channel,
+        "filters": {"countries": country or [], "categories": category or [],
+                    "holders": holder or []},
+    }
+    if group_wait:
+        body["group_wait"] = group_wait
+    sys.stdout.write(json.dumps(_api("POST", "/api/subscriptions", json=body)) + "\n")
+
+
+@subscriptions_app.command("list")
+def subscriptions_list() -> None:
+    """List subscriptions (secrets masked)."""
+    import json
+
+    result = _api("GET", "/api/subscriptions", params={"size": 1000})
+    assert isinstance(result, dict)
+    for sub in result["subscriptions"]:
+        sys.stdout.write(json.dumps(sub) + "\n")
+
+
+@subscriptions_app.command("delete")
+def subscriptions_delete(sub_id: Annotated[str, typer.Argument(help="Subscription id.")]) -> None:
+    """Delete a subscription."""
+    _api("DELETE", f"/api/subscriptions/{sub_id}")
+    err.print(f"deleted {sub_id}")
+
+
+@subscriptions_app.command("test")
+def subscriptions_test(sub_id: Annotated[str, typer.Argument(help="Subscription id.")]) -> None:
+    """Send a sample message to the subscription's channel now; exit 1 if it failed."""
+    import json
+
+    result = _api("POST", f"/api/subscriptions/{sub_id}/test")
+    sys.stdout.write(json.dumps(result) + "\n")
+    if not (isinstance(result, dict) and result.get("delivered")):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, StrictBool
+from pydantic import BeforeValidator, Field, SecretStr, StrictBool
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".cache" / "cpwatch"
+
+
+def _env_bool(value: object) -> object:
+    """Environment values are text: accept exactly true/false/1/0, then stay strict."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    return value
+
+
+EnvBool = Annotated[StrictBool, BeforeValidator(_env_bool)]
 
 
 class Settings(BaseSettings):
@@ -63,6 +74,32 @@ class Settings(BaseSettings):
     # exactly_once mode left some transactions uncommitted on a single broker (23 of 32 alerts
     # reached read_committed consumers in tests/integration/test_treasury_stream.py), so it is opt-in.
     processing_guarantee: str = Field(default="at_least_once", pattern="^(at_least_once|exactly_once)$")
+
+    # Alert subscriptions and delivery (sinks/delivery_agent.py, api/routes_subscriptions.py).
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_read_timeout_s: float = Field(default=10.0, gt=0)
+    delivery_max_attempts: int = Field(default=5, ge=1, le=50)
+    delivery_backoff_base_s: float = Field(default=0.5, ge=0)
+    delivery_backoff_cap_s: float = Field(default=30.0, ge=0)
+    delivery_ssrf_allowlist: str = ""  # comma-separated IPs, CIDRs or host names
+    delivery_per_endpoint: int = Field(default=2, ge=1)
+    delivery_timeout_s: float = Field(default=120.0, gt=0)
+    subscriptions_refresh_s: float = Field(default=3.0, gt=0)  # matcher's cache of subscriptions
+    max_subscriptions: int = Field(default=50_000, ge=1)  # bound on the cached set
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: EnvBool = True
+    smtp_ssl: EnvBool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "cpwatch@localhost"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    # Bearer tokens for API writes, comma-separated; an entry may also be "sha256:<hex>".
+    api_tokens: SecretStr | None = None
+
+    @property
+    def ssrf_allowlist(self) -> tuple[str, ...]:
+        return tuple(e.strip() for e in self.delivery_ssrf_allowlist.split(",") if e.strip())
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (see ``cpwatch.topics``)."""

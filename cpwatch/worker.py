@@ -26,7 +26,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     import faust
 
     from sinks import agents as sink_agents
-    from streams import news_agent, treasury_agent
+    from sinks import delivery_agent
+    from streams import news_agent, subscription_agent, treasury_agent
     from streams.app import create_app
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -35,6 +36,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     news_agent.register(app, topics, settings)
     treasury_agent.register(app, topics, settings)
     sink_agents.register(app, topics, settings)
+    subscription_agent.register(app, topics, settings)
+    delivery_agent.register(app, topics, settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner lowers the root logger to DEBUG so it can animate on every
     # record; every debug call in aiokafka then builds a LogRecord (~11% of the worker's CPU).

@@ -11,6 +11,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from cpwatch.settings import Settings
+from streams.subscriptions import SUBSCRIPTION_PROPERTIES
 
 TEMPLATE_VERSION = 1
 
@@ -69,6 +70,24 @@ ALERT_PROPERTIES: dict[str, Any] = {
     "threshold_usd": {"type": "double"},
     "price": {"type": "double"},
     "btc": {"type": "double"},
+    # Set by POST /api/alerts/{fingerprint}/ack.
+    "acked_at": {"type": "date"},
+    "acked_by": {"type": "keyword"},
+}
+
+# One document per delivery attempt (sinks/delivery_agent.py).
+DELIVERY_ATTEMPT_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "keyword"},
+    "delivery_id": {"type": "keyword"},
+    "subscription": {"type": "keyword"},
+    "channel": {"type": "keyword"},
+    "endpoint": {"type": "keyword"},
+    "attempt": {"type": "integer"},
+    "status": {"type": "integer"},
+    "ok": {"type": "boolean"},
+    "latency_ms": {"type": "float"},
+    "error": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
+    "at": {"type": "date"},
 }
 
 VALUATION_PROPERTIES: dict[str, Any] = {
@@ -91,7 +110,19 @@ MAPPINGS: dict[str, dict[str, Any]] = {
     },
     "alerts": {"dynamic": "false", "properties": ALERT_PROPERTIES},
     "treasury-valuations": {"dynamic": "false", "properties": VALUATION_PROPERTIES},
+    "subscriptions": {"dynamic": "false", "properties": SUBSCRIPTION_PROPERTIES},
+    "delivery-attempts": {"dynamic": "false", "properties": DELIVERY_ATTEMPT_PROPERTIES},
+    # Scratch space of sinks/matching.py: a batch's events live here for one _msearch.
+    "match-scratch": {
+        "dynamic": "false",
+        "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}},
+    },
 }
+
+# Extra index settings per logical index. The scratch index sets its refresh interval
+# explicitly: that keeps it out of "search idle" mode, so ``refresh=wait_for`` returns within
+# 100 ms instead of waiting for the next search to wake the shard.
+INDEX_SETTINGS: dict[str, dict[str, Any]] = {"match-scratch": {"refresh_interval": "100ms"}}
 
 
 # Time series: one index per month behind the alias, so old months are dropped whole
@@ -114,7 +145,8 @@ def ensure_indices(es: Elasticsearch, settings: Settings, names: list[str] | Non
     for name in names or list(MAPPINGS):
         alias = settings.index(name)
         template: dict[str, Any] = {
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "analysis": ANALYSIS},
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "analysis": ANALYSIS,
+                         **INDEX_SETTINGS.get(name, {})},
             "mappings": MAPPINGS[name],
         }
         if name in TIME_SERIES:

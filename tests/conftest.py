@@ -88,6 +88,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.rules_file:
         env["CPWATCH_RULES_FILE"] = str(settings.rules_file)
+    # Delivery settings a test changed (allowlist, short retries, its SMTP server...).
+    defaults = Settings.model_fields
+    for name in Settings.model_fields:
+        if not name.startswith(("delivery_", "smtp_", "webhook_", "subscriptions_", "api_tokens")):
+            continue
+        value = getattr(settings, name)
+        if value is None or value == defaults[name].default:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"CPWATCH_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
 

@@ -1,0 +1,227 @@
+"""Faust agent: ``deliveries`` → webhook / email / Slack, every attempt recorded in Elasticsearch.
+
+Each delivery record (``streams.subscription_agent.delivery_message``) is looked up against
+the subscription it names (cached, reloaded on a miss: a new subscription's first message
+must not be lost) and handed to the ``Dispatcher``, which runs it as its own task with a
+concurrency limit per endpoint: a slow or dead endpoint delays only its own deliveries, and
+the agent moves on at once (``submit`` only waits when ``max_pending`` are in flight).
+Webhook and Slack sends re-check the URL against the SSRF guard before every attempt
+(``WebhookSender``). Every attempt becomes a document in ``<prefix>-delivery-attempts``
+(status, latency, error), written in batches through the ``BulkWriter``; a delivery that ends
+undelivered (retries exhausted, refused, timed out, or its subscription gone) goes to
+``dead-letter`` with the reason.
+
+Offsets are committed once a delivery is submitted, not once it is done: a crash loses the
+deliveries in flight (at most ``max_pending``). Receivers dedupe on ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from cpwatch import topics as t
+from cpwatch.records import DeadLetter
+from cpwatch.settings import Settings
+from sinks import slack
+from sinks.delivery import (
+    Attempt,
+    AttemptHook,
+    Delivery,
+    DeliveryResult,
+    DispatchConfig,
+    Dispatcher,
+    Item,
+    RetryPolicy,
+    message_body,
+)
+from sinks.elasticsearch import BulkWriter, async_client
+from sinks.email import EmailSender, SmtpConfig
+from sinks.matching import SubscriptionCache
+from sinks.webhook import WebhookConfig, WebhookSender, endpoint_of
+from streams.alerts import Alert, iso_utc, parse_utc
+from streams.app import Topics
+from streams.deadletter import dead_letter
+from streams.lifecycle import Notification
+from streams.subscriptions import EmailChannel, SlackChannel, Subscription, WebhookChannel
+
+log = logging.getLogger(__name__)
+
+STAGE = "deliver"
+ATTEMPT_FLUSH_S = 0.5
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.delivery_max_attempts, settings.delivery_backoff_base_s,
+                       settings.delivery_backoff_cap_s)
+
+
+def webhook_config(settings: Settings) -> WebhookConfig:
+    return WebhookConfig(
+        connect_timeout_s=settings.webhook_connect_timeout_s,
+        read_timeout_s=settings.webhook_read_timeout_s,
+        retry=retry_policy(settings),
+        allowlist=settings.ssrf_allowlist,
+    )
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.smtp_host, port=settings.smtp_port, starttls=settings.smtp_starttls,
+        ssl=settings.smtp_ssl, username=settings.smtp_username, password=settings.smtp_password,
+        from_address=settings.smtp_from, timeout_s=settings.smtp_timeout_s,
+        retry=retry_policy(settings),
+    )
+
+
+def items_from_message(raw_items: list[dict[str, Any]]) -> list[Item]:
+    """Inverse of ``sinks.delivery.item_dict``: what the renderers need."""
+    items: list[Item] = []
+    for it in raw_items:
+        if it.get("type") == "alert":
+            items.append(Notification(str(it["subscription"]), it["kind"],
+                                      Alert.from_dict(it["alert"]), str(it["incident"]),
+                                      parse_utc(str(it["at"]))))
+        else:
+            items.append({k: v for k, v in it.items() if k != "type"})
+    return items
+
+
+@dataclass
+class Senders:
+    """One sender per channel type, shared by every subscriber (one connection pool)."""
+
+    webhook: WebhookSender
+    email: EmailSender | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Senders:
+        try:
+            email: EmailSender | None = EmailSender(smtp_config(settings))
+        except Exception as exc:  # noqa: BLE001 - webhooks still work without SMTP
+            log.error("email delivery disabled: %s", exc)
+            email = None
+        return cls(WebhookSender(webhook_config(settings)), email)
+
+    def delivery(self, sub: Subscription, delivery_id: str, items: list[Item],
+                 settings: Settings) -> Delivery:
+        ch = sub.channel
+
+        if isinstance(ch, WebhookChannel):
+            body = message_body(delivery_id, sub.id, items)
+
+            async def send(hook: AttemptHook) -> DeliveryResult:
+                return await self.webhook.send(ch.url, body, delivery_id=delivery_id,
+                                               secret=ch.secret, on_attempt=hook)
+            return Delivery(delivery_id, endpoint_of(ch.url), send)
+        if isinstance(ch, SlackChannel):
+            async def send(hook: AttemptHook) -> DeliveryResult:
+                return await slack.send(self.webhook, ch.url, items, delivery_id=delivery_id,
+                                        on_attempt=hook)
+            return Delivery(delivery_id, endpoint_of(ch.url), send)
+        assert isinstance(ch, EmailChannel)
+        email = self.email
+
+        async def send(hook: AttemptHook) -> DeliveryResult:
+            if email is None:
+                attempt = Attempt(1, None, 0.0, "refused: SMTP is not configured")
+                hook(attempt)
+                return DeliveryResult(delivery_id, False, [attempt])
+            return await email.send(ch.address, items, delivery_id=delivery_id, on_attempt=hook)
+        return Delivery(delivery_id, f"smtp:{settings.smtp_host}:{settings.smtp_port}", send)
+
+    async def aclose(self) -> None:
+        await self.webhook.aclose()
+
+
+def attempt_doc(delivery: Delivery, meta: dict[str, str], a: Attempt) -> dict[str, Any]:
+    return {"id": f"{delivery.id}-{a.n}", "delivery_id": delivery.id,
+            "subscription": meta.get("subscription"), "channel": meta.get("channel"),
+            "endpoint": delivery.endpoint, "attempt": a.n, "status": a.status, "ok": a.ok,
+            "latency_ms": a.latency_ms, "error": a.error, "at": iso_utc(a.at)}
+
+
+def register(app: faust.App, topics: Topics, settings: Settings) -> None:
+    es = async_client(settings)
+    cache = SubscriptionCache(es, settings)
+    senders = Senders.from_settings(settings)
+    attempts_index = settings.index("delivery-attempts")
+    dlq = topics[t.DEAD_LETTER]
+    meta: dict[str, dict[str, str]] = {}  # delivery id -> subscription, channel, raw message
+    pending_docs: list[dict[str, Any]] = []
+
+    async def rejected(action: dict[str, Any], reason: str) -> None:
+        rec = DeadLetter.of("sink-es", reason, json.dumps(action.get("_source", {}), default=str))
+        await dlq.send(key=b"sink-es", value=rec.to_bytes())
+
+    writer = BulkWriter(es, on_rejected=rejected)
+
+    def on_attempt(delivery: Delivery, a: Attempt) -> None:
+        pending_docs.append(attempt_doc(delivery, meta.get(delivery.id, {}), a))
+        if not a.ok:
+            log.info("delivery %s attempt %d to %s: %s", delivery.id, a.n, delivery.endpoint,
+                     a.error)
+
+    async def on_result(delivery: Delivery, result: DeliveryResult) -> None:
+        if result.delivered:
+            meta.pop(delivery.id, None)
+
+    async def on_dead(delivery: Delivery, result: DeliveryResult) -> None:
+        m = meta.pop(delivery.id, {})
+        reason = (f"undeliverable after {len(result.attempts)} attempt(s) to "
+                  f"{delivery.endpoint}: {result.last_error}")
+        rec = DeadLetter.of(STAGE, reason, m.get("raw", ""))
+        await dlq.send(key=STAGE.encode(), value=rec.to_bytes())
+        log.warning("delivery %s dead-lettered: %s", delivery.id, reason)
+
+    dispatcher = Dispatcher(
+        DispatchConfig(per_endpoint=settings.delivery_per_endpoint,
+                       delivery_timeout_s=settings.delivery_timeout_s),
+        on_attempt=on_attempt, on_result=on_result, on_dead=on_dead,
+    )
+
+    @app.agent(topics[t.DELIVERIES], name="deliver", concurrency=1)
+    async def deliver(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw: bytes = event.value
+            try:
+                msg = json.loads(raw)
+                delivery_id, sub_id = str(msg["id"]), str(msg["subscription"])
+                items = items_from_message(msg["items"])
+                if not items:
+                    raise ValueError("delivery without items")
+            except (ValueError, KeyError, TypeError) as exc:
+                await dead_letter(dlq, STAGE, f"malformed delivery: {exc!r}", event, raw)
+                continue
+            subs = await cache.get()
+            sub = subs.get(sub_id) or (await cache.get(force=True)).get(sub_id)
+            if sub is None:
+                await dead_letter(dlq, STAGE, f"subscription {sub_id} no longer exists", event, raw)
+                continue
+            meta[delivery_id] = {"subscription": sub_id, "channel": sub.channel.type,
+                                 "raw": raw.decode("utf-8", "replace")}
+            await dispatcher.submit(senders.delivery(sub, delivery_id, items, settings))
+
+    @app.timer(interval=ATTEMPT_FLUSH_S)
+    async def write_attempts() -> None:
+        if not pending_docs:
+            return
+        docs = pending_docs[:]
+        del pending_docs[: len(docs)]
+        await writer.write([{"_index": attempts_index, "_id": d["id"], "_source": d} for d in docs])
+
+    @app.on_before_shutdown.connect
+    def _close(app: faust.App, **_: Any) -> None:
+        async def close() -> None:
+            try:
+                await asyncio.wait_for(dispatcher.drain(), 5)
+            except TimeoutError:
+                pass
+            await senders.aclose()
+            await es.close()
+        app.loop.create_task(close())

@@ -1,0 +1,193 @@
+"""Faust agents: which subscriber is owed what. ``policy-events`` and ``alerts`` → ``deliveries``.
+
+* Policy events, in batches, are matched against the cached subscriptions by Elasticsearch
+  (``sinks.matching.EventMatcher``: one ``_msearch`` per batch). Copies of one story (same
+  ``cluster_id``) are sent once per subscriber (bounded memory of what was sent).
+* Who gets what: a subscription with a query or event filters gets events; one with holder or
+  rule-type filters gets alerts; one with neither gets both (``wants_events``/``wants_alerts``).
+* Treasury alerts are matched by filters only (``Subscription.matches_alert``) inside the
+  ``LifecycleTracker`` (firing, re-alert, resolved). They are re-keyed onto a one-partition
+  internal topic so one tracker sees all holders; its state lives in a Faust table
+  (changelogged, restored on restart). Concurrency 1.
+* Both feed one ``DigestGrouper`` (Alertmanager ``group_wait`` / ``group_interval`` per
+  subscription); a 0.2 s timer flushes due groups onto ``deliveries``, keyed by subscription
+  id, value ``{"id", "subscription", "kind", "items"}`` with a deterministic id.
+
+Items waiting in a digest group are in memory only: a crash inside ``group_wait`` loses them
+(their Kafka offsets are already committed). Keep ``group_wait`` short where that matters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+
+from cpwatch import topics as t
+from cpwatch.records import dumps
+from cpwatch.settings import Settings
+from sinks.delivery import Item, delivery_id_for, item_dict
+from sinks.elasticsearch import async_client
+from sinks.matching import EventMatcher, SubscriptionCache
+from streams.alerts import Alert
+from streams.app import Topics
+from streams.deadletter import dead_letter
+from streams.lifecycle import DigestGrouper, LifecycleTracker, Notification
+from streams.rules import load_rules
+from streams.subscriptions import Subscription
+from streams.treasury_agent import rules_path
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+WITHIN_S = 0.2
+FLUSH_S = 0.2
+TICK_S = 5.0
+MAX_SENT_MEMORY = 100_000
+STATE_KEY = b"lifecycle"
+
+
+def wants_events(sub: Subscription) -> bool:
+    """A holder or rule-type filter can never match a policy event (events have neither)."""
+    return not (sub.filters.holders or sub.filters.rule_types)
+
+
+def wants_alerts(sub: Subscription) -> bool:
+    """A query or an event-only filter (category, country, org, severity) means the
+    subscriber asked for policy events; treasury alerts match by holder and rule type only."""
+    f = sub.filters
+    return not (sub.query or f.categories or f.countries or f.orgs or f.min_severity > 0)
+
+
+def delivery_message(sub_id: str, items: list[Item]) -> dict[str, Any]:
+    """The ``deliveries`` record: deterministic id, subscription, kind, items (JSON)."""
+    kinds = {("alert" if isinstance(i, Notification) else "event") for i in items}
+    kind = "digest" if len(items) > 1 else kinds.pop()
+    return {"id": delivery_id_for(sub_id, items), "subscription": sub_id, "kind": kind,
+            "items": [item_dict(i) for i in items]}
+
+
+def register(app: faust.App, topics: Topics, settings: Settings) -> None:
+    es = async_client(settings)
+    cache = SubscriptionCache(es, settings)
+    matcher = EventMatcher(es, settings)
+    subs_now: dict[str, Subscription] = {}
+    grouper: DigestGrouper[Item] = DigestGrouper(
+        lambda sid: ((s.group_wait, s.group_interval) if (s := subs_now.get(sid))
+                     else (timedelta(0), timedelta(seconds=1)))
+    )
+    sent: OrderedDict[tuple[str, str], None] = OrderedDict()  # (sub, story) already owed
+    rule_types = {r.id: r.type for r in load_rules(rules_path(settings))}
+    alert_input = app.topic(
+        f"{settings.topic_prefix}{settings.faust_app_id}-lifecycle-input",
+        key_serializer="raw", value_serializer="raw", partitions=1, internal=True,
+    )
+    state_table = app.Table("alert-lifecycle", default=None, partitions=1,
+                            key_type=bytes, use_partitioner=True)
+    trackers: dict[str, LifecycleTracker] = {}
+
+    async def subscriptions() -> dict[str, Subscription]:
+        subs = await cache.get()
+        subs_now.clear()
+        subs_now.update(subs)
+        return subs
+
+    async def alert_subscriptions() -> list[Subscription]:
+        return [s for s in (await subscriptions()).values() if wants_alerts(s)]
+
+    async def flush() -> None:
+        now = datetime.now(UTC)
+        for sid, items in grouper.due(now):
+            msg = delivery_message(sid, items)
+            await topics[t.DELIVERIES].send(key=sid.encode(), value=dumps(msg))
+
+    @app.agent(topics[t.POLICY_EVENTS], name="match-subscriptions", concurrency=1)
+    async def match_events(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            docs: list[dict[str, Any]] = []
+            for event in batch:
+                try:
+                    doc = json.loads(event.value)
+                    if not isinstance(doc, dict) or not doc.get("id"):
+                        raise ValueError("event without id")
+                    docs.append(doc)
+                except ValueError as exc:
+                    await dead_letter(topics[t.DEAD_LETTER], "match-subscriptions", repr(exc),
+                                      event, event.value)
+            subs = {k: v for k, v in (await subscriptions()).items() if wants_events(v)}
+            if not docs or not subs:
+                continue
+            now = datetime.now(UTC)
+            for sub, doc in await matcher.match(docs, subs):
+                if sub.silenced(now):
+                    continue
+                story = (sub.id, str(doc.get("cluster_id") or doc["id"]))
+                if story in sent:
+                    continue  # another outlet's copy of a story this subscriber already got
+                sent[story] = None
+                while len(sent) > MAX_SENT_MEMORY:
+                    sent.popitem(last=False)
+                grouper.add(sub.id, doc, now)
+            await flush()
+
+    @app.agent(topics[t.ALERTS], name="route-alerts", concurrency=1)
+    async def route_alerts(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await alert_input.send(key=b"alerts", value=event.value)
+
+    def tracker() -> LifecycleTracker:
+        if "t" not in trackers:
+            trackers["t"] = LifecycleTracker(
+                [s for s in subs_now.values() if wants_alerts(s)], rule_types, state=state_table.get(STATE_KEY),
+                max_seen=20_000,
+            )
+        return trackers["t"]
+
+    @app.on_partitions_revoked.connect
+    async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
+        trackers.clear()
+
+    @app.agent(alert_input, name="alert-lifecycle", concurrency=1)  # stateful: never more than 1
+    async def lifecycle(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                alert = Alert.from_dict(json.loads(event.value))
+            except (ValueError, KeyError, TypeError) as exc:
+                await dead_letter(topics[t.DEAD_LETTER], "alert-lifecycle", repr(exc), event,
+                                  event.value)
+                continue
+            subs = await alert_subscriptions()
+            tr = tracker()
+            tr.set_subscriptions(subs)
+            now = datetime.now(UTC)
+            for n in tr.observe(alert, now):
+                grouper.add(n.subscription, n, now)
+            tr.drain_suppressed()
+            state_table[STATE_KEY] = tr.to_dict()
+            await flush()
+
+    @app.timer(interval=FLUSH_S)
+    async def flush_digests() -> None:
+        await flush()
+
+    @app.timer(interval=TICK_S)
+    async def realert() -> None:
+        if "t" not in trackers:
+            return
+        tr = trackers["t"]
+        tr.set_subscriptions(await alert_subscriptions())
+        now = datetime.now(UTC)
+        due = tr.tick(now)
+        for n in due:
+            grouper.add(n.subscription, n, now)
+        if due:
+            state_table[STATE_KEY] = tr.to_dict()
+            await flush()
+
+    @app.on_before_shutdown.connect
+    def _close(app: faust.App, **_: Any) -> None:
+        app.loop.create_task(es.close())

@@ -1,0 +1,371 @@
+"""Subscriptions end to end on the real engines: a Faust worker, Kafka, Elasticsearch, a real
+HTTP receiver (aiohttp) and a real SMTP server (aiosmtpd), all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from elasticsearch import Elasticsearch
+from fastapi.testclient import TestClient
+from kafka import KafkaConsumer, KafkaProducer
+from pydantic import SecretStr
+
+from cpwatch import topics as t
+from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
+from cpwatch.settings import Settings
+from sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from tests.conftest import settings_env, wait_for
+from tests.integration.test_news_stream import SEED_TEXT
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-token-5f1e0c2a9b"
+SECRET = "s3cret-webhook-key-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+RULES = """
+rules:
+  - {id: sv-level, holder: SV, type: level, threshold_usd: 540000000, hysteresis: 0.0}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """aiohttp on 127.0.0.1 in its own thread; ``/flaky`` answers 500 three times, then 200."""
+
+    port: int = 0
+    got: list[Received] = field(default_factory=list)  # 2xx answers only
+    tries: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hits(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.got if r.path == path]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        with self.lock:
+            n = self.tries[request.path] = self.tries.get(request.path, 0) + 1
+            if request.path == "/flaky" and n <= 3:
+                return web.Response(status=500)
+            self.got.append(Received(request.path, dict(request.headers), body, time.time()))
+        return web.Response(status=200, text="ok")
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self.port = free_port()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            app = web.Application()
+            app.router.add_post("/{tail:.*}", self.handle)
+            runner = web.AppRunner(app)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+            self._loop = loop
+            ready.set()
+            loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        assert ready.wait(10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append((list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.start()
+    yield r
+    r._loop.call_soon_threadsafe(r._loop.stop)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), free_port()
+    ctl = Controller(box, hostname="127.0.0.1", port=port)
+    ctl.start()
+    yield box, port
+    ctl.stop()
+
+
+def api_client(settings: Settings) -> TestClient:
+    from api.app import create_app
+    from api.routes_subscriptions import subscription_settings
+
+    app = create_app()
+    app.dependency_overrides[subscription_settings] = lambda: settings
+    return TestClient(app)
+
+
+def _sub(name: str, channel: dict[str, Any], query: str | None = None,
+         **filters: list[str]) -> dict[str, Any]:
+    return {"name": name, "query": query, "channel": channel, "filters": filters,
+            "group_wait": "0s", "group_interval": "1s"}
+
+
+def _hook(receiver: Receiver, path: str) -> dict[str, Any]:
+    return {"type": "webhook", "url": receiver.url(path), "secret": SECRET}
+
+
+def _consume(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    c = KafkaConsumer(settings.topic(topic), auto_offset_reset="earliest",
+                      consumer_timeout_ms=1500, **settings.kafka_client_kwargs())
+    out = [json.loads(m.value) for m in c]
+    c.close()
+    return out
+
+
+def test_subscriptions_end_to_end(
+    kafka_settings: Settings, tmp_path: Path, receiver: Receiver, smtp: tuple[Mailbox, int]
+) -> None:
+    mailbox, smtp_port = smtp
+    (tmp_path / "rules.yaml").write_text(RULES)
+    dead_port = free_port()  # nothing listens: connection refused on every attempt
+    s = kafka_settings.model_copy(update={
+        "rules_file": tmp_path / "rules.yaml",
+        "delivery_ssrf_allowlist": "127.0.0.1",
+        "delivery_max_attempts": 4,
+        "delivery_backoff_base_s": 0.05,
+        "delivery_backoff_cap_s": 0.2,
+        "smtp_port": smtp_port,
+        "smtp_starttls": False,
+        "subscriptions_refresh_s": 1.0,
+        "api_tokens": SecretStr(TOKEN),
+    })
+    from sinks.indices import ensure_indices
+
+    es = Elasticsearch(**s.es_client_kwargs())
+    ensure_indices(es, s)
+
+    client = api_client(s)
+    ids: dict[str, str] = {}
+    for name, body in {
+        "main": _sub("imf mining pk", _hook(receiver, "/main"), "IMF AND mining", countries=["PK"]),
+        "nomatch": _sub("ukraine etf", _hook(receiver, "/nomatch"), "Ukraine AND ETF"),
+        "wrong-country": _sub("imf mining br", _hook(receiver, "/br"), "IMF AND mining",
+                              countries=["BR"]),
+        "email": _sub("imf by mail", {"type": "email", "address": "ops@example.org"}, "IMF"),
+        "flaky": _sub("imf flaky", _hook(receiver, "/flaky"), "IMF AND mining"),
+        "dead": _sub("imf dead", {"type": "webhook", "url": f"http://127.0.0.1:{dead_port}/x",
+                                  "secret": SECRET}, "IMF AND mining"),
+        "treasury": _sub("sv level", _hook(receiver, "/treasury"), None, holders=["SV"],
+                         rule_types=["level"]),
+    }.items():
+        resp = client.post("/api/subscriptions", json=body, headers=AUTH)
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["channel"].get("secret") in (None, "********")
+        ids[name] = resp.json()["id"]
+    listed = client.get("/api/subscriptions").json()
+    assert listed["total"] == 7 and SECRET not in json.dumps(listed)
+    # Test-fire goes straight to the channel.
+    fired = client.post(f"/api/subscriptions/{ids['main']}/test", headers=AUTH).json()
+    assert fired["delivered"], fired
+    wait_for(lambda: receiver.hits("/main"), timeout=10)
+    receiver.got.clear()
+
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "cpwatch.cli", "worker"],
+                              env=settings_env(s), stdout=log, stderr=subprocess.STDOUT)
+    producer = KafkaProducer(**s.kafka_client_kwargs())
+    try:
+        # Warm-up: a non-event article; once it is indexed, the worker is consuming.
+        warm = NewsArticle(id="warm-1", source="wire-a", title="Bitcoin slips below $90,000",
+                           text="Bitcoin fell 3% on Tuesday as traders booked profits.",
+                           published="2025-05-28T09:00:00Z")
+        producer.send(s.topic(t.NEWS), key=warm.id.encode(), value=warm.to_bytes())
+        producer.flush()
+
+        def warmed() -> bool:
+            es.indices.refresh(index=s.index("articles"))
+            return es.count(index=s.index("articles"))["count"] >= 1
+
+        wait_for(warmed, timeout=120)
+
+        seed = NewsArticle(
+            id="seed-a", source="wire-a",
+            title="Pakistan and El Salvador sign bitcoin letter of intent as IMF blocks mining power plan",
+            text=SEED_TEXT, published="2025-05-28T10:00:00Z")
+        produced_at = time.time()
+        producer.send(s.topic(t.NEWS), key=seed.id.encode(), value=seed.to_bytes())
+        producer.flush()
+
+        # Treasury: SV holds 6,000 BTC; the level is $540M (= $90,000/BTC).
+        holding = HoldingUpdate(holder="SV", kind="state", country="SV", btc=6000,
+                                as_of=datetime(2024, 1, 1, tzinfo=UTC))
+        producer.send(s.topic(t.HOLDINGS), key=b"SV", value=holding.to_bytes())
+        producer.flush()
+        start = datetime(2024, 1, 2, tzinfo=UTC)
+        for i, price in enumerate([100_000, 85_000, 100_000]):
+            tick = PriceTick(venue="replay", symbol="BTC-USD", price=price,
+                             ts=start + timedelta(minutes=i), seq=i)
+            producer.send(s.topic(t.PRICE_TICKS), key=tick.key.encode(), value=tick.to_bytes())
+        producer.flush()
+
+        main = wait_for(lambda: receiver.hits("/main"), timeout=90)
+        first = main[0]
+        latency = first.at - produced_at
+        print(f"\nproduction -> webhook receipt latency: {latency * 1000:.0f} ms")
+        (tmp_path / "latency.txt").write_text(f"{latency:.3f}\n")
+        assert verify_signature(SECRET, first.headers[TIMESTAMP_HEADER], first.body,
+                                first.headers[SIGNATURE_HEADER])
+        msg = first.json()
+        assert msg["subscription"] == ids["main"]
+        assert [i["type"] for i in msg["items"]] == ["event"]
+        assert msg["items"][0]["id"] == "seed-a" and "PK" in msg["items"][0]["countries"]
+        assert first.headers["Idempotency-Key"] == msg["delivery_id"]
+
+        wait_for(lambda: mailbox.messages, timeout=30)
+        rcpt, content = mailbox.messages[0]
+        assert rcpt == ["ops@example.org"] and b"IMF blocks mining" in content
+
+        wait_for(lambda: receiver.hits("/flaky"), timeout=30)
+
+        def treasury_done() -> bool:
+            items = [i for r in receiver.hits("/treasury") for i in r.json()["items"]]
+            return any(i["kind"] == "resolved" for i in items)
+
+        wait_for(treasury_done, timeout=90)
+
+        def dead_lettered() -> list[dict[str, Any]]:
+            return [d for d in _consume(s, t.DEAD_LETTER)
+                    if d["stage"] == "deliver" and ids["dead"] in d["payload"]]
+
+        dead = wait_for(dead_lettered, timeout=30)
+        assert "4 attempt(s)" in dead[0]["reason"], dead[0]["reason"]
+
+        time.sleep(4)  # anything duplicated or misrouted would arrive by now
+        assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+        assert receiver.hits("/nomatch") == [] and receiver.hits("/br") == []
+        assert len(receiver.hits("/main")) == 1
+        assert len(mailbox.messages) == 1
+        flaky = receiver.hits("/flaky")
+        assert len(flaky) == 1 and receiver.tries["/flaky"] == 4
+        items = [i for r in receiver.hits("/treasury") for i in r.json()["items"]]
+        for r in receiver.hits("/treasury"):
+            assert verify_signature(SECRET, r.headers[TIMESTAMP_HEADER], r.body,
+                                    r.headers[SIGNATURE_HEADER])
+        assert all(i["type"] == "alert" for i in items)
+        down = [i for i in items if i["kind"] == "firing" and i["alert"]["direction"] == "down"]
+        resolved = [i for i in items if i["kind"] == "resolved"]
+        assert len(down) == 1, items
+        assert len(resolved) == 1 and resolved[0]["incident"] == down[0]["incident"], items
+
+        def attempts() -> list[dict[str, Any]]:
+            es.indices.refresh(index=s.index("delivery-attempts"))
+            hits = es.search(index=s.index("delivery-attempts"), size=100,
+                             query={"term": {"subscription": ids["flaky"]}},
+                             sort=[{"attempt": "asc"}])["hits"]["hits"]
+            docs = [h["_source"] for h in hits]
+            return docs if len(docs) >= 4 else []
+
+        tries = wait_for(attempts, timeout=20)
+        assert [d["status"] for d in tries] == [500, 500, 500, 200]
+        assert [d["ok"] for d in tries] == [False, False, False, True]
+        assert all(d["latency_ms"] >= 0 for d in tries)
+
+        es.indices.refresh(index=s.index("delivery-attempts"))
+        dead_tries = es.count(index=s.index("delivery-attempts"),
+                              query={"term": {"subscription": ids["dead"]}})["count"]
+        assert dead_tries == 4
+
+        # Alerts API: list and ack.
+        alerts = wait_for(lambda: client.get("/api/alerts").json()["alerts"], timeout=30)
+        fp = alerts[0]["fingerprint"]
+        assert client.post(f"/api/alerts/{fp}/ack").status_code == 401
+        acked = client.post(f"/api/alerts/{fp}/ack", headers=AUTH)
+        assert acked.status_code == 200 and acked.json()["acked_at"]
+    finally:
+        producer.close()
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+        es.close()
+
+
+def test_api_auth_ssrf_and_crud(kafka_settings: Settings) -> None:
+    s = kafka_settings.model_copy(update={"api_tokens": SecretStr(f"other,{TOKEN}")})
+    from sinks.indices import ensure_indices
+
+    es = Elasticsearch(**s.es_client_kwargs())
+    ensure_indices(es, s, ["subscriptions", "alerts"])
+    es.close()
+    client = api_client(s)
+    body = _sub("pub", {"type": "webhook", "url": "https://93.184.215.14/hook",
+                        "secret": SECRET}, "IMF")
+    assert client.post("/api/subscriptions", json=body).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/api/subscriptions", json=body, headers=wrong).status_code == 401
+    for url in ("http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data",
+                "http://[::1]:8080/hook", "http://127.0.0.1/hook"):
+        bad = {**body, "channel": {**body["channel"], "url": url}}
+        resp = client.post("/api/subscriptions", json=bad, headers=AUTH)
+        assert resp.status_code == 422, (url, resp.text)
+        assert "refused" in resp.json()["detail"]
+    slack = _sub("slack", {"type": "slack", "url": "http://169.254.169.254/services/x"})
+    assert client.post("/api/subscriptions", json=slack, headers=AUTH).status_code == 422
+    short = {**body, "channel": {**body["channel"], "secret": "short"}}
+    assert client.post("/api/subscriptions", json=short, headers=AUTH).status_code == 422
+
+    created = client.post("/api/subscriptions", json=body, headers=AUTH)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    assert SECRET not in created.text
+    got = client.get(f"/api/subscriptions/{sid}").json()
+    assert got["channel"]["secret"] == "********"
+    assert client.put(f"/api/subscriptions/{sid}", json={**body, "query": "mining"}).status_code == 401
+    put = client.put(f"/api/subscriptions/{sid}", json={**body, "query": "mining"}, headers=AUTH)
+    assert put.status_code == 200 and put.json()["query"] == "mining"
+    sil = client.post(f"/api/subscriptions/{sid}/silence",
+                      params={"until": "2030-01-01T00:00:00Z"}, headers=AUTH)
+    assert sil.status_code == 200 and sil.json()["silence_until"].startswith("2030-01-01")
+    bad_until = client.post(f"/api/subscriptions/{sid}/silence", params={"until": "soon"},
+                            headers=AUTH)
+    assert bad_until.status_code == 400
+    assert client.delete(f"/api/subscriptions/{sid}").status_code == 401
+    assert client.delete(f"/api/subscriptions/{sid}", headers=AUTH).status_code == 204
+    assert client.get(f"/api/subscriptions/{sid}").status_code == 404
+    assert client.delete(f"/api/subscriptions/{sid}", headers=AUTH).status_code == 404
