@@ -86,7 +86,6 @@ class SearchResult(BaseModel):
     timed_out: bool = False
 
 
-
 def _q(text: str) -> Any:
     return Query(description=text)
 
@@ -111,6 +110,15 @@ def search(
     after: Annotated[When, _q("The `next` cursor of the previous page.")] = None,
 ) -> dict[str, Any]:
     """Relevance-ranked hits with highlighted snippets, facets and a `next` page cursor."""
-    params = parse_params(q, index=index, category=category, country=country, org=org,
-                          since=since, until=until, size=size, after=after)
+    params = parse_params(
+        q,
+        index=index,
+        category=category,
+        country=country,
+        org=org,
+        since=since,
+        until=until,
+        size=size,
+        after=after,
+    )
     return search_service.search(es, settings, params)

@@ -77,8 +77,9 @@ def require_token(
     """401 unless the bearer token matches one configured token (constant-time)."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
-                            headers=challenge)
+        raise HTTPException(
+            401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge
+        )
     presented = _digest(authorization[7:].strip())
     ok = False
     for digest in token_digests(settings):
@@ -91,7 +92,9 @@ def require_token(
 AuthDep = Annotated[str, Depends(require_token)]
 
 
-async def _validated(body: dict[str, Any], settings: Settings, sub_id: str | None = None) -> Subscription:
+async def _validated(
+    body: dict[str, Any], settings: Settings, sub_id: str | None = None
+) -> Subscription:
     if not isinstance(body, dict):
         raise HTTPException(422, "body must be a JSON object")
     if sub_id is not None:
@@ -120,8 +123,12 @@ def _load(es: Elasticsearch, settings: Settings, sub_id: str) -> Subscription:
 
 
 def _save(es: Elasticsearch, settings: Settings, sub: Subscription) -> None:
-    es.index(index=settings.index("subscriptions"), id=sub.id, document=sub.to_es_doc(),
-             refresh="wait_for")
+    es.index(
+        index=settings.index("subscriptions"),
+        id=sub.id,
+        document=sub.to_es_doc(),
+        refresh="wait_for",
+    )
 
 
 @router.post("/subscriptions", status_code=201)
@@ -136,13 +143,17 @@ async def create_subscription(
 
 @router.get("/subscriptions")
 def list_subscriptions(
-    settings: SettingsDep, es: EsDep,
+    settings: SettingsDep,
+    es: EsDep,
     size: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000 - MAX_LIST)] = 0,
 ) -> dict[str, Any]:
     resp = es.options(ignore_status=404).search(
-        index=settings.index("subscriptions"), size=size, from_=offset,
-        sort=[{"name": "asc"}, {"id": "asc"}], query={"match_all": {}},
+        index=settings.index("subscriptions"),
+        size=size,
+        from_=offset,
+        sort=[{"name": "asc"}, {"id": "asc"}],
+        query={"match_all": {}},
     )
     hits = resp.get("hits", {})
     subs = [Subscription.from_es_doc(h["_source"]).public_dict() for h in hits.get("hits", [])]
@@ -156,7 +167,10 @@ def get_subscription(settings: SettingsDep, es: EsDep, sub_id: str) -> dict[str,
 
 @router.put("/subscriptions/{sub_id}")
 async def replace_subscription(
-    settings: SettingsDep, es: EsDep, _who: AuthDep, sub_id: str,
+    settings: SettingsDep,
+    es: EsDep,
+    _who: AuthDep,
+    sub_id: str,
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     _load(es, settings, sub_id)  # 404 if absent
@@ -176,7 +190,10 @@ def delete_subscription(settings: SettingsDep, es: EsDep, _who: AuthDep, sub_id:
 
 @router.post("/subscriptions/{sub_id}/silence")
 def silence_subscription(
-    settings: SettingsDep, es: EsDep, _who: AuthDep, sub_id: str,
+    settings: SettingsDep,
+    es: EsDep,
+    _who: AuthDep,
+    sub_id: str,
     until: Annotated[str, Query(description="ISO-8601 with timezone; a past time un-silences")],
 ) -> dict[str, Any]:
     try:
@@ -192,9 +209,15 @@ def silence_subscription(
 
 
 SAMPLE_EVENT: dict[str, Any] = {
-    "id": "cpwatch-test", "title": "cpwatch test message: your subscription works",
-    "url": "https://example.org/cpwatch-test", "source": "cpwatch", "categories": ["test"],
-    "countries": [], "orgs": [], "severity": 0.0, "cluster_id": "cpwatch-test",
+    "id": "cpwatch-test",
+    "title": "cpwatch test message: your subscription works",
+    "url": "https://example.org/cpwatch-test",
+    "source": "cpwatch",
+    "categories": ["test"],
+    "countries": [],
+    "orgs": [],
+    "severity": 0.0,
+    "cluster_id": "cpwatch-test",
 }
 
 
@@ -214,14 +237,20 @@ async def test_subscription(
         result = await senders.delivery(sub, delivery_id, [event], one).send(lambda _a: None)
     finally:
         await senders.aclose()
-    return {"delivered": result.delivered, "delivery_id": delivery_id,
-            "attempts": [{"n": a.n, "status": a.status, "latency_ms": a.latency_ms,
-                          "error": a.error} for a in result.attempts]}
+    return {
+        "delivered": result.delivered,
+        "delivery_id": delivery_id,
+        "attempts": [
+            {"n": a.n, "status": a.status, "latency_ms": a.latency_ms, "error": a.error}
+            for a in result.attempts
+        ],
+    }
 
 
 @router.get("/alerts")
 def list_alerts(
-    settings: SettingsDep, es: EsDep,
+    settings: SettingsDep,
+    es: EsDep,
     holder: str | None = None,
     size: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
     unacked: bool = False,
@@ -231,19 +260,27 @@ def list_alerts(
         filters.append({"term": {"holder": holder}})
     must_not = [{"exists": {"field": "acked_at"}}] if unacked else []
     resp = es.options(ignore_status=404).search(
-        index=settings.index("alerts"), size=size, sort=[{"ts": "desc"}],
+        index=settings.index("alerts"),
+        size=size,
+        sort=[{"ts": "desc"}],
         query={"bool": {"filter": filters, "must_not": must_not}},
     )
     hits = resp.get("hits", {})
-    return {"total": hits.get("total", {}).get("value", 0),
-            "alerts": [h["_source"] for h in hits.get("hits", [])]}
+    return {
+        "total": hits.get("total", {}).get("value", 0),
+        "alerts": [h["_source"] for h in hits.get("hits", [])],
+    }
 
 
 @router.post("/alerts/{fingerprint}/ack")
 def ack_alert(settings: SettingsDep, es: EsDep, who: AuthDep, fingerprint: str) -> dict[str, Any]:
     try:
-        es.update(index=settings.index("alerts"), id=fingerprint, refresh="wait_for",
-                  doc={"acked_at": utcnow().isoformat(), "acked_by": who})
+        es.update(
+            index=settings.index("alerts"),
+            id=fingerprint,
+            refresh="wait_for",
+            doc={"acked_at": utcnow().isoformat(), "acked_by": who},
+        )
     except NotFoundError:
         raise HTTPException(404, f"no alert {fingerprint}") from None
     return es.get(index=settings.index("alerts"), id=fingerprint)["_source"]

@@ -65,8 +65,12 @@ _TEXT_SPEC = IndexSpec(
     date_field="published",
     id_field="id",
     filters={"category": "categories", "country": "countries", "org": "orgs"},
-    facets={"categories": "categories", "countries": "countries", "orgs": "orgs",
-            "sources": "source"},
+    facets={
+        "categories": "categories",
+        "countries": "countries",
+        "orgs": "orgs",
+        "sources": "source",
+    },
     highlight=("title", "text"),
     source=("id", "title", "categories", "countries", "orgs", "source", "published"),
 )
@@ -106,7 +110,7 @@ class SearchParams:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _REGEX_LIKE = re.compile(r"(?:^|[\s(+|\-\"])/[^/]+/")
-_LEADING_OPS = "+-|(\"~"
+_LEADING_OPS = '+-|("~'
 
 
 def _check_query(q: str) -> str:
@@ -122,7 +126,7 @@ def _check_query(q: str) -> str:
         raise QueryError("q", f"more than {MAX_QUERY_TERMS} terms")
     prefixes = 0
     for token in tokens:
-        word = token.lstrip(_LEADING_OPS).rstrip(")\"")
+        word = token.lstrip(_LEADING_OPS).rstrip(')"')
         if word.startswith(("*", "?")):
             raise QueryError("q", f"leading wildcard in {token!r} is not supported")
         if word.endswith("*") and not word.endswith("\\*"):
@@ -222,7 +226,12 @@ def parse_params(
     if start and end and start >= end:
         raise QueryError("until", "must be after since")
     return SearchParams(
-        q=_check_query(q or ""), index=index, filters=filters, since=start, until=end, size=size,
+        q=_check_query(q or ""),
+        index=index,
+        filters=filters,
+        since=start,
+        until=end,
+        size=size,
         after=decode_cursor(after) if after else None,
     )
 
@@ -231,11 +240,18 @@ def build_request(p: SearchParams) -> dict[str, Any]:
     """The ``_search`` body: scored query in ``must``, exact filters in ``filter`` (cached)."""
     spec = p.spec
     must: dict[str, Any] = (
-        {"simple_query_string": {
-            "query": p.q, "fields": list(spec.fields), "default_operator": "and",
-            "flags": QUERY_FLAGS, "lenient": False, "analyze_wildcard": False,
-        }}
-        if p.q else {"match_all": {}}
+        {
+            "simple_query_string": {
+                "query": p.q,
+                "fields": list(spec.fields),
+                "default_operator": "and",
+                "flags": QUERY_FLAGS,
+                "lenient": False,
+                "analyze_wildcard": False,
+            }
+        }
+        if p.q
+        else {"match_all": {}}
     )
     filters: list[dict[str, Any]] = [
         {"terms": {spec.filters[param]: list(values)}} for param, values in p.filters.items()
@@ -250,10 +266,14 @@ def build_request(p: SearchParams) -> dict[str, Any]:
     aggs: dict[str, Any] = {
         name: {"terms": {"field": fld, "size": FACET_SIZE}} for name, fld in spec.facets.items()
     }
-    aggs["published"] = {"date_histogram": {
-        "field": spec.date_field, "calendar_interval": "month", "format": "yyyy-MM",
-        "min_doc_count": 1,
-    }}
+    aggs["published"] = {
+        "date_histogram": {
+            "field": spec.date_field,
+            "calendar_interval": "month",
+            "format": "yyyy-MM",
+            "min_doc_count": 1,
+        }
+    }
     body: dict[str, Any] = {
         "query": {"bool": {"must": [must], "filter": filters}},
         # Score first; date then a unique keyword make the order total, so search_after pages
@@ -272,7 +292,8 @@ def build_request(p: SearchParams) -> dict[str, Any]:
     if spec.highlight:
         body["highlight"] = {
             "encoder": "html",  # snippets are safe to render as HTML; only <em> is markup
-            "pre_tags": ["<em>"], "post_tags": ["</em>"],
+            "pre_tags": ["<em>"],
+            "post_tags": ["</em>"],
             "fields": {
                 "title": {"number_of_fragments": 0},
                 "text": {"fragment_size": 160, "number_of_fragments": 3},
@@ -287,16 +308,25 @@ def _hit(index: str, h: dict[str, Any]) -> dict[str, Any]:
     src = h.get("_source") or {}
     if index == "alerts":
         return {
-            "id": src.get("fingerprint") or h["_id"], "index": index,
+            "id": src.get("fingerprint") or h["_id"],
+            "index": index,
             "title": " ".join(str(src.get(k, "")) for k in ("rule", "direction", "holder")).strip(),
-            "categories": [], "countries": [], "published": src.get("ts"),
-            "score": h.get("_score"), "highlight": {},
+            "categories": [],
+            "countries": [],
+            "published": src.get("ts"),
+            "score": h.get("_score"),
+            "highlight": {},
         }
     return {
-        "id": src.get("id") or h["_id"], "index": index, "title": src.get("title", ""),
-        "categories": _as_list(src.get("categories")), "countries": _as_list(src.get("countries")),
-        "published": src.get("published"), "score": h.get("_score"),
-        "highlight": h.get("highlight", {}), "source": src.get("source"),
+        "id": src.get("id") or h["_id"],
+        "index": index,
+        "title": src.get("title", ""),
+        "categories": _as_list(src.get("categories")),
+        "countries": _as_list(src.get("countries")),
+        "published": src.get("published"),
+        "score": h.get("_score"),
+        "highlight": h.get("highlight", {}),
+        "source": src.get("source"),
     }
 
 

@@ -64,32 +64,62 @@ FILLER = [
     "The decision is expected to be reviewed again at the next session in the autumn.",
     "Local media reported that the details will be published in the official gazette.",
 ]
-COUNTRIES = ["El Salvador", "Nigeria", "India", "Brazil", "Japan", "Germany", "Argentina",
-             "Kazakhstan", "the United States", "South Korea", "Thailand", "Turkey"]
-TITLES = [
-    "{country} moves to regulate crypto exchanges", "Bitcoin climbs as traders eye rate cuts",
-    "{country} central bank warns on crypto payments", "DeFi protocol loses {amount} in exploit",
-    "{country} lawmakers approve bitcoin bill", "Miner expands as hashprice recovers",
-    "{country} to build strategic bitcoin reserve", "Exchange freezes withdrawals after hack",
-    "IMF presses {country} over bitcoin law", "Crypto firm adds {amount} in bitcoin to treasury",
+COUNTRIES = [
+    "El Salvador",
+    "Nigeria",
+    "India",
+    "Brazil",
+    "Japan",
+    "Germany",
+    "Argentina",
+    "Kazakhstan",
+    "the United States",
+    "South Korea",
+    "Thailand",
+    "Turkey",
 ]
-MIXES = [(POLICY, FILLER), (MARKET, FILLER), (HACK, MARKET), (COMPANY, MARKET),
-         (POLICY, MARKET), (POLICY, COMPANY), (COMPANY, FILLER), (HACK, FILLER)]
+TITLES = [
+    "{country} moves to regulate crypto exchanges",
+    "Bitcoin climbs as traders eye rate cuts",
+    "{country} central bank warns on crypto payments",
+    "DeFi protocol loses {amount} in exploit",
+    "{country} lawmakers approve bitcoin bill",
+    "Miner expands as hashprice recovers",
+    "{country} to build strategic bitcoin reserve",
+    "Exchange freezes withdrawals after hack",
+    "IMF presses {country} over bitcoin law",
+    "Crypto firm adds {amount} in bitcoin to treasury",
+]
+MIXES = [
+    (POLICY, FILLER),
+    (MARKET, FILLER),
+    (HACK, MARKET),
+    (COMPANY, MARKET),
+    (POLICY, MARKET),
+    (POLICY, COMPANY),
+    (COMPANY, FILLER),
+    (HACK, FILLER),
+]
 
 
-def synthetic_articles(n_distinct: int = 20, length: int = 1_500, seed: int = 7) -> list[tuple[str, str]]:
+def synthetic_articles(
+    n_distinct: int = 20, length: int = 1_500, seed: int = 7
+) -> list[tuple[str, str]]:
     """``n_distinct`` varied (title, text) pairs of about ``length`` characters."""
     rnd = random.Random(seed)
     out = []
     for i in range(n_distinct):
         main, side = MIXES[i % len(MIXES)]
-        fill = {"country": rnd.choice(COUNTRIES), "amount": f"${rnd.randint(2, 900)} million",
-                "price": f"{rnd.randint(20, 120)},{rnd.randint(100, 999)}"}
+        fill = {
+            "country": rnd.choice(COUNTRIES),
+            "amount": f"${rnd.randint(2, 900)} million",
+            "price": f"{rnd.randint(20, 120)},{rnd.randint(100, 999)}",
+        }
         sentences: list[str] = []
         while sum(len(s) + 1 for s in sentences) < length:
             pool = main if rnd.random() < 0.55 else side if rnd.random() < 0.7 else FILLER
             sentences.append(rnd.choice(pool).format(**fill))
-        paras = [" ".join(sentences[j:j + 3]) for j in range(0, len(sentences), 3)]
+        paras = [" ".join(sentences[j : j + 3]) for j in range(0, len(sentences), 3)]
         out.append((TITLES[i % len(TITLES)].format(**fill), "\n".join(paras)))
     return out
 
@@ -103,10 +133,13 @@ def _rate(articles: list[tuple[str, str]]) -> dict[str, Any]:
     for title, text in articles:
         events += classify(title, text).is_policy_event
     elapsed = time.perf_counter() - start
-    return {"articles": len(articles), "seconds": round(elapsed, 3),
-            "articles_per_s": round(len(articles) / elapsed, 1),
-            "mean_chars": round(sum(len(t) + len(x) for t, x in articles) / len(articles)),
-            "events": events}
+    return {
+        "articles": len(articles),
+        "seconds": round(elapsed, 3),
+        "articles_per_s": round(len(articles) / elapsed, 1),
+        "mean_chars": round(sum(len(t) + len(x) for t, x in articles) / len(articles)),
+        "events": events,
+    }
 
 
 def run() -> dict[str, Any]:
@@ -120,8 +153,11 @@ def run() -> dict[str, Any]:
         synth = [base[i % len(base)] for i in range(N_SYNTH)]
         result: dict[str, Any] = {"core": pinned, "synthetic": _rate(synth)}
         if DEV.exists():
-            dev = [(d["title"], d.get("text", "")) for d in map(json.loads, DEV.read_text().splitlines())
-                   if d.get("title")]
+            dev = [
+                (d["title"], d.get("text", ""))
+                for d in map(json.loads, DEV.read_text().splitlines())
+                if d.get("title")
+            ]
             reps = max(1, N_SYNTH // max(1, len(dev)))
             result["dev"] = {**_rate(dev * reps), "distinct": len(dev), "source": str(DEV)}
         else:

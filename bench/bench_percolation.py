@@ -24,14 +24,42 @@ N_SUBS = 10_000
 N_BATCHES = int(__import__("os").environ.get("BENCH_BATCHES", "50"))
 BATCH = 20
 
-WORDS = ["IMF", "mining", "reserve", "ban", "legal tender", "ETF", "stablecoin", "tax",
-         "central bank", "CBDC", "sanctions", "exchange", "licence", "bitcoin", "Pakistan",
-         "El Salvador", "regulation", "custody", "energy", "treasury"]
+WORDS = [
+    "IMF",
+    "mining",
+    "reserve",
+    "ban",
+    "legal tender",
+    "ETF",
+    "stablecoin",
+    "tax",
+    "central bank",
+    "CBDC",
+    "sanctions",
+    "exchange",
+    "licence",
+    "bitcoin",
+    "Pakistan",
+    "El Salvador",
+    "regulation",
+    "custody",
+    "energy",
+    "treasury",
+]
 # Selective subscriptions, as real ones are: two of ~220 terms each, events carry ~12 terms.
 VOCAB = WORDS + [f"topic{i:03d}" for i in range(200)]
 COUNTRIES = ["PK", "SV", "US", "GB", "DE", "FR", "JP", "BR", "AR", "NG", "IN", "CN", "RU", "UA"]
-CATEGORIES = ["reserve", "mining_energy", "cooperation", "multilateral", "ban", "legal_tender",
-              "regulation", "taxation", "cbdc"]
+CATEGORIES = [
+    "reserve",
+    "mining_energy",
+    "cooperation",
+    "multilateral",
+    "ban",
+    "legal_tender",
+    "regulation",
+    "taxation",
+    "cbdc",
+]
 
 
 def _subscriptions(rng: random.Random) -> list[Subscription]:
@@ -43,18 +71,32 @@ def _subscriptions(rng: random.Random) -> list[Subscription]:
             countries=tuple(rng.sample(COUNTRIES, rng.choice([0, 0, 1, 2]))),
             categories=tuple(rng.sample(CATEGORIES, rng.choice([0, 0, 1]))),
         )
-        subs.append(Subscription(name=f"bench-{i}", query=query, filters=filters,
-                                 channel=EmailChannel(address=f"u{i}@example.org")))
+        subs.append(
+            Subscription(
+                name=f"bench-{i}",
+                query=query,
+                filters=filters,
+                channel=EmailChannel(address=f"u{i}@example.org"),
+            )
+        )
     return subs
 
 
 def _event(rng: random.Random, n: int) -> dict[str, Any]:
     words = rng.sample(VOCAB, 12)
-    return {"id": f"ev-{n}", "cluster_id": f"ev-{n}", "title": " ".join(words[:4]),
-            "text": "Officials discussed " + ", ".join(words[4:]) + " in parliament.",
-            "published": "2025-05-28T10:00:00Z", "source": "bench",
-            "categories": rng.sample(CATEGORIES, 2), "countries": rng.sample(COUNTRIES, 2),
-            "orgs": [], "severity": round(rng.random(), 2), "is_policy_event": True}
+    return {
+        "id": f"ev-{n}",
+        "cluster_id": f"ev-{n}",
+        "title": " ".join(words[:4]),
+        "text": "Officials discussed " + ", ".join(words[4:]) + " in parliament.",
+        "published": "2025-05-28T10:00:00Z",
+        "source": "bench",
+        "categories": rng.sample(CATEGORIES, 2),
+        "countries": rng.sample(COUNTRIES, 2),
+        "orgs": [],
+        "severity": round(rng.random(), 2),
+        "is_policy_event": True,
+    }
 
 
 async def _match(settings: Settings, batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -74,12 +116,18 @@ async def _match(settings: Settings, batches: list[list[dict[str, Any]]]) -> dic
         elapsed = time.perf_counter() - t0
         per_batch.sort()
         st = matcher.stats
-        return {"subscriptions_loaded": len(subs), "load_s": round(load_s, 3),
-                "events": st.events, "batches": st.batches, "queries": st.queries,
-                "matches": st.matches, "elapsed_s": round(elapsed, 3),
-                "events_per_s": round(st.events / elapsed, 1),
-                "batch_p50_ms": round(per_batch[len(per_batch) // 2] * 1000, 1),
-                "batch_max_ms": round(per_batch[-1] * 1000, 1)}
+        return {
+            "subscriptions_loaded": len(subs),
+            "load_s": round(load_s, 3),
+            "events": st.events,
+            "batches": st.batches,
+            "queries": st.queries,
+            "matches": st.matches,
+            "elapsed_s": round(elapsed, 3),
+            "events_per_s": round(st.events / elapsed, 1),
+            "batch_p50_ms": round(per_batch[len(per_batch) // 2] * 1000, 1),
+            "batch_max_ms": round(per_batch[-1] * 1000, 1),
+        }
     finally:
         await es.close()
 
@@ -93,8 +141,14 @@ def run() -> dict[str, Any]:
     try:
         ensure_indices(es, settings, ["subscriptions", "match-scratch"])
         subs = _subscriptions(rng)
-        helpers.bulk(es, ({"_index": settings.index("subscriptions"), "_id": s.id,
-                           "_source": s.to_es_doc()} for s in subs), chunk_size=2000)
+        helpers.bulk(
+            es,
+            (
+                {"_index": settings.index("subscriptions"), "_id": s.id, "_source": s.to_es_doc()}
+                for s in subs
+            ),
+            chunk_size=2000,
+        )
         es.indices.refresh(index=settings.index("subscriptions"))
         batches = [[_event(rng, b * BATCH + i) for i in range(BATCH)] for b in range(N_BATCHES)]
         result = asyncio.run(_match(settings, batches))

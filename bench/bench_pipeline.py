@@ -65,36 +65,64 @@ STARTUP_DEADLINE_S = 90.0
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "CPWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "CPWATCH_ES_URL": settings.es_url,
-        "CPWATCH_TOPIC_PREFIX": settings.topic_prefix,
-        "CPWATCH_ES_INDEX_PREFIX": settings.es_index_prefix,
-        "CPWATCH_FAUST_DATA_DIR": str(settings.faust_data_dir),
-        "CPWATCH_RULES_FILE": str(settings.rules_file),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "CPWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "CPWATCH_ES_URL": settings.es_url,
+            "CPWATCH_TOPIC_PREFIX": settings.topic_prefix,
+            "CPWATCH_ES_INDEX_PREFIX": settings.es_index_prefix,
+            "CPWATCH_FAUST_DATA_DIR": str(settings.faust_data_dir),
+            "CPWATCH_RULES_FILE": str(settings.rules_file),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 def _ticks(n: int) -> list[PriceTick]:
     # One tick per second (a live ticker's pace or slower); strictly increasing price, so the
     # last tick's valuation (ts == last tick) marks the end of processing.
-    return [PriceTick(venue="bench", symbol="BTC-USD", price=60_000 + i * 0.01, size=0.01,
-                      ts=T0 + timedelta(seconds=i), seq=i) for i in range(n)]
+    return [
+        PriceTick(
+            venue="bench",
+            symbol="BTC-USD",
+            price=60_000 + i * 0.01,
+            size=0.01,
+            ts=T0 + timedelta(seconds=i),
+            seq=i,
+        )
+        for i in range(n)
+    ]
 
 
 def _holdings() -> list[HoldingUpdate]:
-    return [HoldingUpdate(holder=h, name=h, kind=kind, btc=btc, as_of=T0 - timedelta(days=1),  # type: ignore[arg-type]
-                          avg_cost_usd=55_000) for h, kind, btc in HOLDERS]
+    return [
+        HoldingUpdate(
+            holder=h,
+            name=h,
+            kind=kind,
+            btc=btc,
+            as_of=T0 - timedelta(days=1),  # type: ignore[arg-type]
+            avg_cost_usd=55_000,
+        )
+        for h, kind, btc in HOLDERS
+    ]
 
 
 def _articles(n: int) -> list[NewsArticle]:
     from bench.bench_classifier import synthetic_articles
 
     base = synthetic_articles()
-    return [NewsArticle(id=f"bench-{i}", source="bench", title=base[i % len(base)][0],
-                        text=base[i % len(base)][1], published=T0) for i in range(n)]
+    return [
+        NewsArticle(
+            id=f"bench-{i}",
+            source="bench",
+            title=base[i % len(base)][0],
+            text=base[i % len(base)][1],
+            published=T0,
+        )
+        for i in range(n)
+    ]
 
 
 def _produce(settings: Settings, topic: str, batch: list[tuple[str, bytes]]) -> float:
@@ -110,8 +138,12 @@ async def _bare_consume(settings: Settings, n: int) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     name = settings.topic(topics.PRICE_TICKS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
@@ -134,9 +166,12 @@ async def _bare_consume(settings: Settings, n: int) -> dict[str, Any]:
     finally:
         await consumer.stop()
     assert first is not None
-    return {"messages": seen, "seconds_first_to_last": round(end - first, 3),
-            "seconds_from_seek": round(end - t_start, 3),
-            "ticks_per_s": round(seen / (end - t_start))}
+    return {
+        "messages": seen,
+        "seconds_first_to_last": round(end - first, 3),
+        "seconds_from_seek": round(end - t_start, 3),
+        "ticks_per_s": round(seen / (end - t_start)),
+    }
 
 
 class ValuationWatch(threading.Thread):
@@ -154,9 +189,13 @@ class ValuationWatch(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer
 
-        consumer = KafkaConsumer(self.settings.topic(topics.TREASURY_VALUATIONS), group_id=None,
-                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                 **self.settings.kafka_client_kwargs())
+        consumer = KafkaConsumer(
+            self.settings.topic(topics.TREASURY_VALUATIONS),
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **self.settings.kafka_client_kwargs(),
+        )
         try:
             while not self.stop.is_set():
                 for msgs in consumer.poll(timeout_ms=200, max_records=5_000).values():
@@ -200,7 +239,9 @@ def _cleanup(settings: Settings) -> list[str]:
     try:
         es = Elasticsearch(**settings.es_client_kwargs())
         es.options(ignore_status=404).indices.delete(index=f"{settings.es_index_prefix}-*")
-        es.options(ignore_status=404).indices.delete_index_template(name=f"{settings.es_index_prefix}-*")
+        es.options(ignore_status=404).indices.delete_index_template(
+            name=f"{settings.es_index_prefix}-*"
+        )
         es.close()
     except Exception as exc:  # noqa: BLE001
         problems.append(f"indices: {exc!r}")
@@ -211,8 +252,18 @@ def _faust_floor(settings: Settings, n: int, tmp: Path) -> dict[str, Any]:
     """A do-nothing Faust agent on the same topic (bench/faust_floor.py), first batch to last."""
     out = tmp / "faust_floor.txt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.faust_floor", settings.topic(topics.PRICE_TICKS), str(n), str(out)],
-        env=_env(settings), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "bench.faust_floor",
+            settings.topic(topics.PRICE_TICKS),
+            str(n),
+            str(out),
+        ],
+        env=_env(settings),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.perf_counter() + 180
     while not out.exists() and proc.poll() is None and time.perf_counter() < deadline:
@@ -230,13 +281,34 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"cpwatch-{uid}-"))
     rules = tmp / "rules.yaml"
     threshold = HOLDERS[0][2] * (60_000 + n_ticks * 0.005)  # crossed half-way through the ticks
-    rules.write_text(json.dumps({"rules": [{"id": "bench-level", "holder": "*", "type": "level",
-                                            "threshold_usd": threshold}]}))
-    settings = Settings().model_copy(update={
-        "topic_prefix": f"{uid}-", "es_index_prefix": uid,
-        "faust_data_dir": tmp / "faust", "rules_file": rules})
-    result: dict[str, Any] = {"ticks": n_ticks, "news": n_news, "prefix": settings.topic_prefix,
-                              "method": METHOD}
+    rules.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {
+                        "id": "bench-level",
+                        "holder": "*",
+                        "type": "level",
+                        "threshold_usd": threshold,
+                    }
+                ]
+            }
+        )
+    )
+    settings = Settings().model_copy(
+        update={
+            "topic_prefix": f"{uid}-",
+            "es_index_prefix": uid,
+            "faust_data_dir": tmp / "faust",
+            "rules_file": rules,
+        }
+    )
+    result: dict[str, Any] = {
+        "ticks": n_ticks,
+        "news": n_news,
+        "prefix": settings.topic_prefix,
+        "method": METHOD,
+    }
     proc: subprocess.Popen[bytes] | None = None
     log_path = tmp / "worker.log"
     try:
@@ -256,8 +328,13 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
         watch.start()
         with open(log_path, "wb") as log:
             t_spawn = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "cpwatch.cli", "worker"],
-                                    env=_env(settings), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cpwatch.cli", "worker"],
+                env=_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
             while watch.first is None:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")
@@ -279,10 +356,12 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
             limit = result["bare_consumer"]["ticks_per_s"]
             result["ours"] = {
                 "completed": watch.done_at is not None,
-                "valuations": watch.count, "ticks_processed": round(processed),
+                "valuations": watch.count,
+                "ticks_processed": round(processed),
                 "worker_startup_s": round(startup, 2),
                 "seconds_first_to_last": round(end - watch.first, 3),
-                "ticks_per_s": round(rate), "ratio_vs_bare_consumer": round(rate / limit, 4),
+                "ticks_per_s": round(rate),
+                "ratio_vs_bare_consumer": round(rate / limit, 4),
                 "goal_ratio": 0.5,
             }
             # (d) news end to end, on the running worker
@@ -307,7 +386,9 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
                 raise RuntimeError(f"no article reached {alias} within {NEWS_DEADLINE_S}s")
             span = end - first_t
             result["news_e2e"] = {
-                "completed": n >= n_news, "indexed": n, "count_at_first": first_n,
+                "completed": n >= n_news,
+                "indexed": n,
+                "count_at_first": first_n,
                 "seconds_after_produce": round(end - t_sent, 3),
                 "seconds_first_to_last": round(span, 3),
                 "articles_per_s": round((n - first_n) / span, 1) if span > 0 else None,

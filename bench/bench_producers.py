@@ -37,9 +37,14 @@ def make_tick_records(n: int) -> list[PriceTick]:
     """``n`` realistic ticks spread over a few venue keys (so over several partitions)."""
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     return [
-        PriceTick(venue=VENUES[i % len(VENUES)], symbol="BTC-USD",
-                  price=60_000 + (i % 5000) * 0.37, size=0.001 * (i % 97 + 1),
-                  ts=t0 + timedelta(milliseconds=250 * i), seq=i)
+        PriceTick(
+            venue=VENUES[i % len(VENUES)],
+            symbol="BTC-USD",
+            price=60_000 + (i % 5000) * 0.37,
+            size=0.001 * (i % 97 + 1),
+            ts=t0 + timedelta(milliseconds=250 * i),
+            seq=i,
+        )
         for i in range(n)
     ]
 
@@ -83,8 +88,9 @@ def run_ours(settings: Settings, topic: str, batch: Batch, **overrides: Any) -> 
 def run_bare(settings: Settings, topic: str, batch: Batch) -> float:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                             client_id="bench-bare")
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="bench-bare"
+    )
     full = settings.topic(topic)
     try:
         start = time.perf_counter()
@@ -122,21 +128,32 @@ def main() -> int:
     # (a producer streaming from a file never holds them all, so this is the fairer number).
     gc.collect()
     gc.freeze()
-    result: dict[str, Any] = {"ticks": args.ticks, "news": args.news,
-                              "ours_settings": {k: v for k, v in TUNING.items()}}
+    result: dict[str, Any] = {
+        "ticks": args.ticks,
+        "news": args.news,
+        "ours_settings": {k: v for k, v in TUNING.items()},
+    }
     try:
         run_ours(settings, topics.PRICE_TICKS, ticks[:5000])  # warm-up: metadata, connections
-        result["ticks_per_s"] = {"ours": run_ours(settings, topics.PRICE_TICKS, ticks),
-                                 "bare_default": run_bare(settings, topics.PRICE_TICKS, ticks)}
-        result["news_per_s"] = {"ours": run_ours(settings, topics.NEWS, news),
-                                "bare_default": run_bare(settings, topics.NEWS, news)}
+        result["ticks_per_s"] = {
+            "ours": run_ours(settings, topics.PRICE_TICKS, ticks),
+            "bare_default": run_bare(settings, topics.PRICE_TICKS, ticks),
+        }
+        result["news_per_s"] = {
+            "ours": run_ours(settings, topics.NEWS, news),
+            "bare_default": run_bare(settings, topics.NEWS, news),
+        }
         result["ticks_per_s_ours_incl_serialisation"] = round(
-            run_ours_records(settings, topics.PRICE_TICKS, records))
+            run_ours_records(settings, topics.PRICE_TICKS, records)
+        )
         for kind in ("ticks_per_s", "news_per_s"):
             rates = result[kind]
             ours, bare = rates["ours"], rates["bare_default"]
-            result[kind] = {"ours": round(ours), "bare_default": round(bare),
-                            "ratio": round(ours / bare, 2)}
+            result[kind] = {
+                "ours": round(ours),
+                "bare_default": round(bare),
+                "ratio": round(ours / bare, 2),
+            }
         if args.grid:
             result["grid_ticks_per_s"] = [
                 {**cfg, "rate": round(run_ours(settings, topics.PRICE_TICKS, ticks, **cfg))}

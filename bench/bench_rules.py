@@ -24,18 +24,33 @@ HOLDERS = 20
 PRICES = 20_000
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
-RULES = {"rules": [
-    {"id": "level", "holder": "*", "type": "level", "threshold_usd": 60_000_000, "hysteresis": 0.01},
-    {"id": "cost", "holder": "*", "type": "below_cost", "hysteresis": 0.01},
-    {"id": "move", "holder": "*", "type": "pct_move", "window": "24h", "pct": 5},
-    {"id": "dd", "holder": "*", "type": "drawdown", "pct": 10},
-]}
+RULES = {
+    "rules": [
+        {
+            "id": "level",
+            "holder": "*",
+            "type": "level",
+            "threshold_usd": 60_000_000,
+            "hysteresis": 0.01,
+        },
+        {"id": "cost", "holder": "*", "type": "below_cost", "hysteresis": 0.01},
+        {"id": "move", "holder": "*", "type": "pct_move", "window": "24h", "pct": 5},
+        {"id": "dd", "holder": "*", "type": "drawdown", "pct": 10},
+    ]
+}
 
 
 def holdings() -> list[HoldingUpdate]:
-    return [HoldingUpdate(holder=f"holder-{i:02d}", kind="company", btc=500 + 100 * i,
-                          as_of=T0 - timedelta(days=1), avg_cost_usd=50_000 + 1_000 * i)
-            for i in range(HOLDERS)]
+    return [
+        HoldingUpdate(
+            holder=f"holder-{i:02d}",
+            kind="company",
+            btc=500 + 100 * i,
+            as_of=T0 - timedelta(days=1),
+            avg_cost_usd=50_000 + 1_000 * i,
+        )
+        for i in range(HOLDERS)
+    ]
 
 
 def prices(n: int, seed: int = 3) -> list[tuple[datetime, float]]:
@@ -59,10 +74,16 @@ def run() -> dict[str, Any]:
     for ts, price in series:
         alerts += len(eng.on_price(ts, price, held))
     elapsed = time.perf_counter() - start
-    return {"holders": HOLDERS, "rules": len(rules), "prices": PRICES,
-            "evaluations": eng.evaluations, "alerts": alerts, "seconds": round(elapsed, 3),
-            "evaluations_per_s": round(eng.evaluations / elapsed),
-            "prices_per_s": round(PRICES / elapsed)}
+    return {
+        "holders": HOLDERS,
+        "rules": len(rules),
+        "prices": PRICES,
+        "evaluations": eng.evaluations,
+        "alerts": alerts,
+        "seconds": round(elapsed, 3),
+        "evaluations_per_s": round(eng.evaluations / elapsed),
+        "prices_per_s": round(PRICES / elapsed),
+    }
 
 
 if __name__ == "__main__":

@@ -31,40 +31,108 @@ SEARCHES = 300
 DEEP_PAGES = 105  # x 100 hits: past index.max_result_window (10,000)
 SEED = 11
 
-PLACES = ["Pakistan", "El Salvador", "Nigeria", "India", "Brazil", "Kazakhstan", "Argentina",
-          "Japan", "Germany", "Texas", "Bhutan", "Kenya", "Vietnam", "Turkey", "Canada"]
-COUNTRIES = ["PK", "SV", "NG", "IN", "BR", "KZ", "AR", "JP", "DE", "US", "BT", "KE", "VN", "TR",
-             "CA"]
+PLACES = [
+    "Pakistan",
+    "El Salvador",
+    "Nigeria",
+    "India",
+    "Brazil",
+    "Kazakhstan",
+    "Argentina",
+    "Japan",
+    "Germany",
+    "Texas",
+    "Bhutan",
+    "Kenya",
+    "Vietnam",
+    "Turkey",
+    "Canada",
+]
+COUNTRIES = [
+    "PK",
+    "SV",
+    "NG",
+    "IN",
+    "BR",
+    "KZ",
+    "AR",
+    "JP",
+    "DE",
+    "US",
+    "BT",
+    "KE",
+    "VN",
+    "TR",
+    "CA",
+]
 ORGS = ["IMF", "SEC", "FATF", "World Bank", "ECB", "BIS", "Treasury", "central bank"]
-CATEGORIES = ["regulation", "ban", "reserve", "tax", "cbdc", "mining_energy", "legal_tender",
-              "cooperation", "multilateral", "enforcement"]
-ACTIONS = ["approves", "rejects", "debates", "delays", "proposes", "blocks", "signs", "reviews",
-           "expands", "suspends"]
-SUBJECTS = ["bitcoin reserve", "stablecoin law", "mining power tariffs", "crypto tax",
-            "exchange licences", "digital currency pilot", "letter of intent", "loan programme",
-            "custody rules", "trading ban", "energy subsidy", "payment rails"]
-FILLER = ("officials said the plan would be reviewed by lawmakers before the budget vote while "
-          "analysts expect market volatility investors watched closely as regulators weighed "
-          "consumer protection concerns capital controls inflation remittances treasury bonds "
-          "holdings purchases electricity surplus data centres compliance audits wallets "
-          "custodians exchanges liquidity settlement cross border transfers sanctions").split()
+CATEGORIES = [
+    "regulation",
+    "ban",
+    "reserve",
+    "tax",
+    "cbdc",
+    "mining_energy",
+    "legal_tender",
+    "cooperation",
+    "multilateral",
+    "enforcement",
+]
+ACTIONS = [
+    "approves",
+    "rejects",
+    "debates",
+    "delays",
+    "proposes",
+    "blocks",
+    "signs",
+    "reviews",
+    "expands",
+    "suspends",
+]
+SUBJECTS = [
+    "bitcoin reserve",
+    "stablecoin law",
+    "mining power tariffs",
+    "crypto tax",
+    "exchange licences",
+    "digital currency pilot",
+    "letter of intent",
+    "loan programme",
+    "custody rules",
+    "trading ban",
+    "energy subsidy",
+    "payment rails",
+]
+FILLER = (
+    "officials said the plan would be reviewed by lawmakers before the budget vote while "
+    "analysts expect market volatility investors watched closely as regulators weighed "
+    "consumer protection concerns capital controls inflation remittances treasury bonds "
+    "holdings purchases electricity surplus data centres compliance audits wallets "
+    "custodians exchanges liquidity settlement cross border transfers sanctions"
+).split()
 
 
 def _article(rnd: random.Random, i: int) -> dict[str, Any]:
     place_i = rnd.randrange(len(PLACES))
     org, subject = rnd.choice(ORGS), rnd.choice(SUBJECTS)
     words = rnd.choices(FILLER, k=rnd.randint(30, 70))
-    text = (f"{PLACES[place_i]} {rnd.choice(ACTIONS)} {subject}. The {org} commented on the "
-            f"{rnd.choice(SUBJECTS)}. " + " ".join(words) + ".")
+    text = (
+        f"{PLACES[place_i]} {rnd.choice(ACTIONS)} {subject}. The {org} commented on the "
+        f"{rnd.choice(SUBJECTS)}. " + " ".join(words) + "."
+    )
     day = rnd.randrange(3 * 365)
     return {
-        "id": f"a{i:06d}", "source": f"wire-{i % 7}",
+        "id": f"a{i:06d}",
+        "source": f"wire-{i % 7}",
         "title": f"{PLACES[place_i]} {rnd.choice(ACTIONS)} {subject} as {org} weighs in",
         "text": text,
         "published": f"{2023 + day // 365}-{1 + day % 365 // 31:02d}-{1 + day % 28:02d}T"
-                     f"{rnd.randrange(24):02d}:00:00Z",
+        f"{rnd.randrange(24):02d}:00:00Z",
         "categories": rnd.sample(CATEGORIES, k=rnd.randint(1, 3)),
-        "countries": [COUNTRIES[place_i]], "orgs": [org], "is_policy_event": True,
+        "countries": [COUNTRIES[place_i]],
+        "orgs": [org],
+        "is_policy_event": True,
     }
 
 
@@ -135,8 +203,9 @@ def run() -> dict[str, Any]:
             lat.append((time.perf_counter() - t) * 1000)
             hits_total += out["total"]
             if out["next"] and rnd.random() < 0.2 and len(lat) < SEARCHES:  # some second pages
-                page2 = parse_params(params.q, index="articles", size=params.size,
-                                     after=out["next"])
+                page2 = parse_params(
+                    params.q, index="articles", size=params.size, after=out["next"]
+                )
                 t = time.perf_counter()
                 search_service.search(es, settings, page2)
                 lat.append((time.perf_counter() - t) * 1000)
@@ -150,15 +219,24 @@ def run() -> dict[str, Any]:
             after = out["next"]
         deep_s = time.perf_counter() - t
         return {
-            "docs": ok, "bulk_load_s": round(load_s, 1),
+            "docs": ok,
+            "bulk_load_s": round(load_s, 1),
             "docs_per_s": round(ok / load_s),
             "searches": len(lat),
-            "latency_ms": {"p50": _pct(lat, 50), "p90": _pct(lat, 90), "p99": _pct(lat, 99),
-                           "mean": round(statistics.fmean(lat), 2), "max": round(max(lat), 2)},
+            "latency_ms": {
+                "p50": _pct(lat, 50),
+                "p90": _pct(lat, 90),
+                "p99": _pct(lat, 99),
+                "mean": round(statistics.fmean(lat), 2),
+                "max": round(max(lat), 2),
+            },
             "mean_total_hits": round(hits_total / SEARCHES),
-            "deep_pagination": {"pages": DEEP_PAGES, "unique_hits": len(seen),
-                                "ok": len(seen) == DEEP_PAGES * 100,
-                                "ms_per_page": round(deep_s * 1000 / DEEP_PAGES, 2)},
+            "deep_pagination": {
+                "pages": DEEP_PAGES,
+                "unique_hits": len(seen),
+                "ok": len(seen) == DEEP_PAGES * 100,
+                "ms_per_page": round(deep_s * 1000 / DEEP_PAGES, 2),
+            },
         }
     finally:
         es.options(ignore_status=404).indices.delete(index=index)

@@ -23,7 +23,9 @@ def main() -> None:
     app = faust.App(
         f"faust-floor-{uuid.uuid4().hex[:8]}",
         broker=[f"kafka://{h}" for h in s.kafka_bootstrap.split(",")],
-        store="memory://", web_enabled=False, consumer_auto_offset_reset="earliest",
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=16_384,
     )
     seen = {"n": 0, "t0": 0.0}

@@ -24,8 +24,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _producers() -> dict[str, Any]:
     # bench_producers is a script with its own argparse main: run it as one, parse its JSON.
-    proc = subprocess.run([sys.executable, "-m", "bench.bench_producers", "--ticks", "100000",
-                           "--news", "10000"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.bench_producers", "--ticks", "100000", "--news", "10000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1])
     return json.loads(proc.stdout)
@@ -62,8 +67,12 @@ def _search() -> dict[str, Any]:
 
 
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
-    "producers": _producers, "classifier": _classifier, "rules": _rules, "pipeline": _pipeline,
-    "sink": _sink, "search": _search,
+    "producers": _producers,
+    "classifier": _classifier,
+    "rules": _rules,
+    "pipeline": _pipeline,
+    "sink": _sink,
+    "search": _search,
 }
 
 Row = tuple[str, str, str, str, str]
@@ -93,41 +102,103 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
     if name == "producers":
         for kind in ("ticks_per_s", "news_per_s"):
             v = r[kind]
-            out.append((f"producer {kind.replace('_per_s', '')}/s", _fmt(v["ours"]),
-                        f"{_fmt(v['bare_default'])} (bare kafka-python)", _fmt(v["ratio"]), "≥ 1"))
+            out.append(
+                (
+                    f"producer {kind.replace('_per_s', '')}/s",
+                    _fmt(v["ours"]),
+                    f"{_fmt(v['bare_default'])} (bare kafka-python)",
+                    _fmt(v["ratio"]),
+                    "≥ 1",
+                )
+            )
     elif name == "classifier":
-        out.append(("classifier articles/s, 1 core, synthetic", _fmt(r["synthetic"]["articles_per_s"]),
-                    "", "", ""))
+        out.append(
+            (
+                "classifier articles/s, 1 core, synthetic",
+                _fmt(r["synthetic"]["articles_per_s"]),
+                "",
+                "",
+                "",
+            )
+        )
         if r.get("dev"):
-            out.append(("classifier articles/s, 1 core, dev.jsonl", _fmt(r["dev"]["articles_per_s"]),
-                        "", "", ""))
+            out.append(
+                (
+                    "classifier articles/s, 1 core, dev.jsonl",
+                    _fmt(r["dev"]["articles_per_s"]),
+                    "",
+                    "",
+                    "",
+                )
+            )
     elif name == "rules":
-        out.append((f"rule evaluations/s ({r['holders']} holders x {r['rules']} rules)",
-                    _fmt(r["evaluations_per_s"]), "", "", ""))
+        out.append(
+            (
+                f"rule evaluations/s ({r['holders']} holders x {r['rules']} rules)",
+                _fmt(r["evaluations_per_s"]),
+                "",
+                "",
+                "",
+            )
+        )
     elif name == "pipeline":
         p, b, o = r["produce"], r["bare_consumer"], r["ours"]
         out.append(("pipeline produce ticks/s (lz4)", _fmt(p["ticks_per_s"]), "", "", ""))
-        out.append(("pipeline ticks/s through treasury agent" + ("" if o["completed"] else " (partial)"),
-                    _fmt(o["ticks_per_s"]), f"{_fmt(b['ticks_per_s'])} (bare aiokafka consumer)",
-                    _ratio(o["ticks_per_s"], b["ticks_per_s"]), f"≥ {o['goal_ratio']}"))
+        out.append(
+            (
+                "pipeline ticks/s through treasury agent"
+                + ("" if o["completed"] else " (partial)"),
+                _fmt(o["ticks_per_s"]),
+                f"{_fmt(b['ticks_per_s'])} (bare aiokafka consumer)",
+                _ratio(o["ticks_per_s"], b["ticks_per_s"]),
+                f"≥ {o['goal_ratio']}",
+            )
+        )
         floor = r.get("faust_floor", {}).get("ticks_per_s")
         if floor:
-            out.append(("… same, vs a do-nothing Faust agent (Faust's own ceiling)",
-                        _fmt(o["ticks_per_s"]), f"{_fmt(floor)} (bare Faust agent)",
-                        _ratio(o["ticks_per_s"], floor), ""))
+            out.append(
+                (
+                    "… same, vs a do-nothing Faust agent (Faust's own ceiling)",
+                    _fmt(o["ticks_per_s"]),
+                    f"{_fmt(floor)} (bare Faust agent)",
+                    _ratio(o["ticks_per_s"], floor),
+                    "",
+                )
+            )
         n = r.get("news_e2e")
         if n:
-            out.append(("news articles/s end to end (news → ES)" + ("" if n["completed"] else " (partial)"),
-                        _fmt(n["articles_per_s"]), "", "", ""))
+            out.append(
+                (
+                    "news articles/s end to end (news → ES)"
+                    + ("" if n["completed"] else " (partial)"),
+                    _fmt(n["articles_per_s"]),
+                    "",
+                    "",
+                    "",
+                )
+            )
     elif name == "sink":
         o, b = r["ours"], r["bare_bulk"]
-        out.append(("sink docs/s (articles → ES)" + ("" if o["completed"] else " (partial)"),
-                    _fmt(o["docs_per_s"]), f"{_fmt(b['docs_per_s'])} (bare helpers.bulk)",
-                    _ratio(o["docs_per_s"], b["docs_per_s"]), f"≥ {o['goal_ratio']}"))
+        out.append(
+            (
+                "sink docs/s (articles → ES)" + ("" if o["completed"] else " (partial)"),
+                _fmt(o["docs_per_s"]),
+                f"{_fmt(b['docs_per_s'])} (bare helpers.bulk)",
+                _ratio(o["docs_per_s"], b["docs_per_s"]),
+                f"≥ {o['goal_ratio']}",
+            )
+        )
     elif name == "search":
         lat = r.get("latency_ms", r)
-        out.append((f"search latency p50 / p99 ms ({_fmt(r.get('docs', 100_000))} articles)",
-                    f"{_fmt(lat.get('p50'))} / {_fmt(lat.get('p99'))}", "", "", ""))
+        out.append(
+            (
+                f"search latency p50 / p99 ms ({_fmt(r.get('docs', 100_000))} articles)",
+                f"{_fmt(lat.get('p50'))} / {_fmt(lat.get('p99'))}",
+                "",
+                "",
+                "",
+            )
+        )
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -108,7 +108,7 @@ def indices_migrate(
 def run(
     sample: Annotated[bool, typer.Option(help="Replay the bundled sample data.")] = True,
     duration: Annotated[
-        Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
     ] = None,
 ) -> None:
     """The main job: topics, Faust worker, sinks, API and sample producers, supervised."""
@@ -127,32 +127,68 @@ def worker() -> None:
 
 @produce_app.command("news")
 def produce_news(
-    jsonl: Annotated[Optional[Path], typer.Option(help="Replay a JSON Lines file.")] = None,
-    rss: Annotated[Optional[list[str]], typer.Option(help="Poll RSS/Atom feed URL(s).")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Replay a JSON Lines file.")] = None,
+    rss: Annotated[list[str] | None, typer.Option(help="Poll RSS/Atom feed URL(s).")] = None,
     interval: Annotated[float, typer.Option(help="Feed poll interval, seconds.")] = 300.0,
-    speed: Annotated[float, typer.Option(help="Replay speed factor on `published` gaps; 0 = as fast as possible.")] = 0.0,
+    speed: Annotated[
+        float,
+        typer.Option(help="Replay speed factor on `published` gaps; 0 = as fast as possible."),
+    ] = 0.0,
     once: Annotated[bool, typer.Option(help="Poll feeds once and exit.")] = False,
 ) -> None:
     """Produce news articles to the `news` topic."""
     from producers.cli import produce_news as run_news
 
-    raise typer.Exit(run_news(get_settings(), jsonl=jsonl, rss=rss or [], interval=interval, speed=speed, once=once, console=err))
+    raise typer.Exit(
+        run_news(
+            get_settings(),
+            jsonl=jsonl,
+            rss=rss or [],
+            interval=interval,
+            speed=speed,
+            once=once,
+            console=err,
+        )
+    )
 
 
 @produce_app.command("prices")
 def produce_prices(
-    csv: Annotated[Optional[Path], typer.Option(help="Replay a CSV of date|ts,open,high,low,close[,volume].")] = None,
-    ws: Annotated[Optional[str], typer.Option(help="Live WebSocket venue: coinbase or kraken.")] = None,
-    rest: Annotated[Optional[str], typer.Option(help="REST polling fallback venue (coinbase).")] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Replay a CSV of date|ts,open,high,low,close[,volume].")
+    ] = None,
+    ws: Annotated[
+        str | None, typer.Option(help="Live WebSocket venue: coinbase or kraken.")
+    ] = None,
+    rest: Annotated[
+        str | None, typer.Option(help="REST polling fallback venue (coinbase).")
+    ] = None,
     symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTC-USD.")] = "BTC-USD",
     venue: Annotated[str, typer.Option(help="Venue name for CSV replay.")] = "replay",
-    speed: Annotated[float, typer.Option(help="Replay speed factor in days of data per second; 0 = as fast as possible.")] = 0.0,
-    url: Annotated[Optional[str], typer.Option(help="Override the venue endpoint URL.")] = None,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="Replay speed factor in days of data per second; 0 = as fast as possible."
+        ),
+    ] = 0.0,
+    url: Annotated[str | None, typer.Option(help="Override the venue endpoint URL.")] = None,
 ) -> None:
     """Produce price ticks to the `price-ticks` topic."""
     from producers.cli import produce_prices as run_prices
 
-    raise typer.Exit(run_prices(get_settings(), csv=csv, ws=ws, rest=rest, symbol=symbol, venue=venue, speed=speed, url=url, console=err))
+    raise typer.Exit(
+        run_prices(
+            get_settings(),
+            csv=csv,
+            ws=ws,
+            rest=rest,
+            symbol=symbol,
+            venue=venue,
+            speed=speed,
+            url=url,
+            console=err,
+        )
+    )
 
 
 @produce_app.command("holdings")
@@ -199,17 +235,21 @@ def backtest(
 
 @app.command("search")
 def search(
-    query: Annotated[str, typer.Argument(
-        help='Words (all must match), `|` or, `-` not, "phrase", prefix*; "" for all.')],
-    category: Annotated[Optional[list[str]], typer.Option(help="Category; repeat for OR.")] = None,
-    country: Annotated[Optional[list[str]], typer.Option(help="ISO code; repeat for OR.")] = None,
-    org: Annotated[Optional[list[str]], typer.Option(help="Organisation; repeat for OR.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="From this ISO date/datetime.")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Up to this ISO date (whole day).")] = None,
+    query: Annotated[
+        str,
+        typer.Argument(
+            help='Words (all must match), `|` or, `-` not, "phrase", prefix*; "" for all.'
+        ),
+    ],
+    category: Annotated[list[str] | None, typer.Option(help="Category; repeat for OR.")] = None,
+    country: Annotated[list[str] | None, typer.Option(help="ISO code; repeat for OR.")] = None,
+    org: Annotated[list[str] | None, typer.Option(help="Organisation; repeat for OR.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this ISO date/datetime.")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this ISO date (whole day).")] = None,
     index: Annotated[str, typer.Option(help="events, articles or alerts.")] = "events",
     size: Annotated[int, typer.Option(help="Hits per page, 1..100.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
-    after: Annotated[Optional[str], typer.Option(help="`next` cursor of a previous page.")] = None,
+    after: Annotated[str | None, typer.Option(help="`next` cursor of a previous page.")] = None,
 ) -> None:
     """Full-text search over events, articles or alerts: ranked hits, highlights, facets."""
     import json
@@ -222,8 +262,17 @@ def search(
 
     settings = get_settings()
     try:
-        params = parse_params(query, index=index, category=category, country=country, org=org,
-                              since=since, until=until, size=size, after=after)
+        params = parse_params(
+            query,
+            index=index,
+            category=category,
+            country=country,
+            org=org,
+            since=since,
+            until=until,
+            size=size,
+            after=after,
+        )
         es = search_service.client(settings)
         try:
             result = search_service.search(es, settings, params)
@@ -247,8 +296,13 @@ def search(
             title.append("\n")
             for part, em in split_highlight(snippet):
                 title.append(part, style="bold yellow" if em else "dim")
-        table.add_row(f"{hit['score'] or 0:.2f}", str(hit["published"] or "")[:10], title,
-                      ", ".join(hit["categories"]), ", ".join(hit["countries"]))
+        table.add_row(
+            f"{hit['score'] or 0:.2f}",
+            str(hit["published"] or "")[:10],
+            title,
+            ", ".join(hit["categories"]),
+            ", ".join(hit["countries"]),
+        )
     out = Console()
     out.print(table)
     for name, buckets in result["facets"].items():
@@ -292,15 +346,21 @@ def _api(method: str, path: str, **kw: object) -> object:
 @app.command("subscribe")
 def subscribe(
     name: Annotated[str, typer.Option(help="Subscription name.")],
-    query: Annotated[Optional[str], typer.Option(help="simple_query_string, e.g. 'IMF AND mining'.")] = None,  # noqa: UP007
-    country: Annotated[Optional[list[str]], typer.Option(help="ISO country code; repeat for OR.")] = None,  # noqa: UP007
-    category: Annotated[Optional[list[str]], typer.Option(help="Category; repeat for OR.")] = None,  # noqa: UP007
-    holder: Annotated[Optional[list[str]], typer.Option(help="Treasury holder; repeat for OR.")] = None,  # noqa: UP007
-    webhook: Annotated[Optional[str], typer.Option(help="Webhook URL (needs --secret).")] = None,  # noqa: UP007
-    secret: Annotated[Optional[str], typer.Option(help="Webhook HMAC secret (16+ chars).")] = None,  # noqa: UP007
-    email: Annotated[Optional[str], typer.Option(help="Email address.")] = None,  # noqa: UP007
-    slack: Annotated[Optional[str], typer.Option(help="Slack incoming-webhook URL.")] = None,  # noqa: UP007
-    group_wait: Annotated[Optional[str], typer.Option(help="Digest wait, e.g. 0s, 10s.")] = None,  # noqa: UP007
+    query: Annotated[
+        str | None, typer.Option(help="simple_query_string, e.g. 'IMF AND mining'.")
+    ] = None,  # noqa: UP007
+    country: Annotated[
+        list[str] | None, typer.Option(help="ISO country code; repeat for OR.")
+    ] = None,  # noqa: UP007
+    category: Annotated[list[str] | None, typer.Option(help="Category; repeat for OR.")] = None,  # noqa: UP007
+    holder: Annotated[
+        list[str] | None, typer.Option(help="Treasury holder; repeat for OR.")
+    ] = None,  # noqa: UP007
+    webhook: Annotated[str | None, typer.Option(help="Webhook URL (needs --secret).")] = None,  # noqa: UP007
+    secret: Annotated[str | None, typer.Option(help="Webhook HMAC secret (16+ chars).")] = None,  # noqa: UP007
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,  # noqa: UP007
+    slack: Annotated[str | None, typer.Option(help="Slack incoming-webhook URL.")] = None,  # noqa: UP007
+    group_wait: Annotated[str | None, typer.Option(help="Digest wait, e.g. 0s, 10s.")] = None,  # noqa: UP007
 ) -> None:
     """Create a subscription (POST /api/subscriptions); prints it as JSON (secret masked)."""
     import json
@@ -319,9 +379,14 @@ def subscribe(
     else:
         channel = {"type": "slack", "url": slack}
     body: dict[str, object] = {
-        "name": name, "query": query, "channel": channel,
-        "filters": {"countries": country or [], "categories": category or [],
-                    "holders": holder or []},
+        "name": name,
+        "query": query,
+        "channel": channel,
+        "filters": {
+            "countries": country or [],
+            "categories": category or [],
+            "holders": holder or [],
+        },
     }
     if group_wait:
         body["group_wait"] = group_wait

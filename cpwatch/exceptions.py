@@ -1,10 +1,10 @@
 """cpwatch's own errors. Foreign errors are translated at the engine edges.
 
-    CpwatchError
-    ├── ConfigError      bad settings or a bad rules/config file
-    ├── RecordError      a message or input row that does not fit its schema
-    ├── StackError       the local Kafka/Elasticsearch stack cannot be installed or started
-    └── EngineError      Kafka or Elasticsearch refused or failed a request
+CpwatchError
+├── ConfigError      bad settings or a bad rules/config file
+├── RecordError      a message or input row that does not fit its schema
+├── StackError       the local Kafka/Elasticsearch stack cannot be installed or started
+└── EngineError      Kafka or Elasticsearch refused or failed a request
 """
 
 from __future__ import annotations

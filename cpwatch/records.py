@@ -76,7 +76,9 @@ class Record(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "<message>"
-            raise RecordError(f"{cls.record_type}: field '{where}': {first['msg']}", field=where) from exc
+            raise RecordError(
+                f"{cls.record_type}: field '{where}': {first['msg']}", field=where
+            ) from exc
         except UnicodeDecodeError as exc:
             raise RecordError(f"{cls.record_type}: invalid UTF-8: {exc}") from exc
 
@@ -122,7 +124,6 @@ class PriceTick(Record):
     ts: AwareDatetime
     seq: int = Field(default=0, ge=0)
 
-
     @property
     def key(self) -> str:
         return f"{self.venue}:{self.symbol}"
@@ -141,7 +142,6 @@ class HoldingUpdate(Record):
     as_of: AwareDatetime
     avg_cost_usd: Finite | None = Field(default=None, gt=0)
     source: str = Field(default="", max_length=2000)
-
 
 
 class DeadLetter(Record):

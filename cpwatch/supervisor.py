@@ -44,15 +44,52 @@ def plan(settings: Settings, sample: bool) -> list[Child]:
         Child("worker", _cpwatch("worker")),
         Child(
             "api",
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-             "--host", settings.api_host, "--port", str(settings.api_port), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+                "--log-level",
+                "warning",
+            ],
         ),
     ]
     if sample:
         children += [
-            Child("holdings", _cpwatch("produce", "holdings", str(sample_file("treasuries.csv"))), oneshot=True),
-            Child("news", _cpwatch("produce", "news", "--jsonl", str(sample_file("sample_news.jsonl")), "--speed", "0"), oneshot=True),
-            Child("prices", _cpwatch("produce", "prices", "--csv", str(sample_file("btc_usd_daily.csv")), "--speed", "30"), oneshot=True),
+            Child(
+                "holdings",
+                _cpwatch("produce", "holdings", str(sample_file("treasuries.csv"))),
+                oneshot=True,
+            ),
+            Child(
+                "news",
+                _cpwatch(
+                    "produce",
+                    "news",
+                    "--jsonl",
+                    str(sample_file("sample_news.jsonl")),
+                    "--speed",
+                    "0",
+                ),
+                oneshot=True,
+            ),
+            Child(
+                "prices",
+                _cpwatch(
+                    "produce",
+                    "prices",
+                    "--csv",
+                    str(sample_file("btc_usd_daily.csv")),
+                    "--speed",
+                    "30",
+                ),
+                oneshot=True,
+            ),
         ]
     return children
 

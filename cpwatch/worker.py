@@ -30,7 +30,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from streams import news_agent, subscription_agent, treasury_agent
     from streams.app import create_app
 
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     prepare(settings)
     app, topics = create_app(settings)
     news_agent.register(app, topics, settings)

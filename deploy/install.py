@@ -58,9 +58,7 @@ def _mvn(args: list[str], repo: Path, cwd: Path | None = None) -> None:
         raise StackError(f"Maven timed out after {MVN_TIMEOUT_S}s: {' '.join(args)}") from exc
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-        raise StackError(
-            f"Maven download failed ({' '.join(args[:2])}):\n" + "\n".join(tail)
-        )
+        raise StackError(f"Maven download failed ({' '.join(args[:2])}):\n" + "\n".join(tail))
 
 
 def install_kafka(version: str, home: Path) -> Path:
@@ -100,8 +98,10 @@ def install_elasticsearch(version: str, home: Path, target: Path) -> Path:
         repo=repo,
     )
     zip_path = (
-        repo / "org/elasticsearch/distribution/integ-test-zip/elasticsearch"
-        / version / f"elasticsearch-{version}.zip"
+        repo
+        / "org/elasticsearch/distribution/integ-test-zip/elasticsearch"
+        / version
+        / f"elasticsearch-{version}.zip"
     )
     if not zip_path.exists():
         raise StackError(f"Elasticsearch {version}: expected {zip_path} after Maven download")

@@ -37,7 +37,10 @@ def start_prometheus(settings: Settings, console: Console) -> None:
             f"--storage.tsdb.path={data}",
             f"--web.listen-address=127.0.0.1:{PROM_PORT}",
         ],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     pid_file.write_text(str(proc.pid))
     console.print(f"prometheus on http://127.0.0.1:{PROM_PORT} (pid {proc.pid})")

@@ -150,14 +150,19 @@ class Stack:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(  # noqa: S603
                 [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                capture_output=True, text=True, timeout=120, check=False,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
             )
             if fmt.returncode != 0:
                 raise StackError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
         with open(self.kafka.log_file, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603
                 [*base, "kafka.Kafka", str(props)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # survives the CLI; stopped by pid in `down`
             )
         self.kafka.pid_file.write_text(str(proc.pid))
@@ -198,7 +203,8 @@ class Stack:
         except KeyError:
             subprocess.run(  # noqa: S603
                 ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                check=True, capture_output=True,
+                check=True,
+                capture_output=True,
             )
         return name
 
@@ -255,8 +261,14 @@ class Stack:
             cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *cmd]
         with open(self.es.log_file.parent / "stdout.log", "ab") as log:
             proc = subprocess.run(  # noqa: S603
-                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                timeout=HEALTH_TIMEOUT_S, check=False, cwd=self.es_root,
+                cmd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=HEALTH_TIMEOUT_S,
+                check=False,
+                cwd=self.es_root,
             )
         if proc.returncode != 0:
             raise StackError(
@@ -280,9 +292,11 @@ class Stack:
                 admin.list_topics()
                 admin.close()
                 return
-            except (KafkaError, OSError, ValueError):
+            except (KafkaError, OSError, ValueError) as exc:
                 if time.monotonic() > deadline:
-                    raise StackError(f"kafka not answering metadata after {HEALTH_TIMEOUT_S}s")
+                    raise StackError(
+                        f"kafka not answering metadata after {HEALTH_TIMEOUT_S}s: {exc}"
+                    ) from exc
                 time.sleep(1)
 
     def _wait_es(self) -> None:

@@ -49,8 +49,14 @@ def seen_path(settings: Settings) -> Path:
     return settings.home / "producers" / "rss-seen.json"
 
 
-def _replay_news(producer: Producer, path: Path, speed: float, stop: threading.Event,
-                 summary: Summary, console: Console) -> None:
+def _replay_news(
+    producer: Producer,
+    path: Path,
+    speed: float,
+    stop: threading.Event,
+    summary: Summary,
+    console: Console,
+) -> None:
     pacer = Pacer(speed, stop)
     for item in read_jsonl(path):
         if isinstance(item, Bad):
@@ -62,8 +68,17 @@ def _replay_news(producer: Producer, path: Path, speed: float, stop: threading.E
         summary.sent += 1
 
 
-def _poll_feeds(producer: Producer, settings: Settings, urls: list[str], *, interval: float,
-                once: bool, stop: threading.Event, summary: Summary, console: Console) -> None:
+def _poll_feeds(
+    producer: Producer,
+    settings: Settings,
+    urls: list[str],
+    *,
+    interval: float,
+    once: bool,
+    stop: threading.Event,
+    summary: Summary,
+    console: Console,
+) -> None:
     from producers.rss import make_client, poll_once
     from producers.seen import SeenStore
 
@@ -94,8 +109,16 @@ def _poll_feeds(producer: Producer, settings: Settings, urls: list[str], *, inte
             stop.wait(interval)
 
 
-def produce_news(settings: Settings, *, jsonl: Path | None, rss: list[str], interval: float,
-                 speed: float, once: bool, console: Console) -> int:
+def produce_news(
+    settings: Settings,
+    *,
+    jsonl: Path | None,
+    rss: list[str],
+    interval: float,
+    speed: float,
+    once: bool,
+    console: Console,
+) -> int:
     """Replay a JSON Lines file and/or poll RSS/Atom feeds into the ``news`` topic."""
     summary = Summary("news")
     if jsonl is None and not rss:
@@ -109,19 +132,40 @@ def produce_news(settings: Settings, *, jsonl: Path | None, rss: list[str], inte
             if jsonl is not None:
                 _replay_news(producer, jsonl, speed, stop, summary, console)
             if rss and not stop.is_set():
-                _poll_feeds(producer, settings, rss, interval=interval, once=once, stop=stop,
-                            summary=summary, console=console)
+                _poll_feeds(
+                    producer,
+                    settings,
+                    rss,
+                    interval=interval,
+                    once=once,
+                    stop=stop,
+                    summary=summary,
+                    console=console,
+                )
     except (EngineError, OSError) as exc:  # OSError: the seen-set file cannot be written
         _error(console, exc)
         return _finish(summary, console, 1)
     return _finish(summary, console, 0)
 
 
-def _replay_csv(producer: Producer, path: Path, *, venue: str, symbol: str, speed: float,
-                stop: threading.Event, summary: Summary, console: Console) -> None:
+def _replay_csv(
+    producer: Producer,
+    path: Path,
+    *,
+    venue: str,
+    symbol: str,
+    speed: float,
+    stop: threading.Event,
+    summary: Summary,
+    console: Console,
+) -> None:
     pacer = Pacer(speed * DAY_S, stop)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"replay {path.name}", total=count_rows(path))
         pending = 0
@@ -140,8 +184,18 @@ def _replay_csv(producer: Producer, path: Path, *, venue: str, symbol: str, spee
         progress.advance(task, pending)
 
 
-def produce_prices(settings: Settings, *, csv: Path | None, ws: str | None, rest: str | None,
-                   symbol: str, venue: str, speed: float, url: str | None, console: Console) -> int:
+def produce_prices(
+    settings: Settings,
+    *,
+    csv: Path | None,
+    ws: str | None,
+    rest: str | None,
+    symbol: str,
+    venue: str,
+    speed: float,
+    url: str | None,
+    console: Console,
+) -> int:
     """Replay a prices CSV, or stream live ticks (WebSocket or REST) into ``price-ticks``."""
     from producers.venues import VenueError, normalise_symbol
 
@@ -161,14 +215,31 @@ def produce_prices(settings: Settings, *, csv: Path | None, ws: str | None, rest
                 _skip(producer, summary, "producer-prices", item, console)
 
             if csv is not None:
-                _replay_csv(producer, csv, venue=venue, symbol=symbol, speed=speed, stop=stop,
-                            summary=summary, console=console)
+                _replay_csv(
+                    producer,
+                    csv,
+                    venue=venue,
+                    symbol=symbol,
+                    speed=speed,
+                    stop=stop,
+                    summary=summary,
+                    console=console,
+                )
             elif ws is not None:
                 from producers.live import run_live
                 from producers.venues import adapter
 
-                asyncio.run(run_live(adapter(ws), [symbol], on_tick=send, on_bad=bad, stop=stop,
-                                     url=url, console=console))
+                asyncio.run(
+                    run_live(
+                        adapter(ws),
+                        [symbol],
+                        on_tick=send,
+                        on_bad=bad,
+                        stop=stop,
+                        url=url,
+                        console=console,
+                    )
+                )
             else:
                 from producers import rest as rest_mod
 
@@ -208,4 +279,3 @@ def produce_holdings(settings: Settings, file: Path, *, console: Console) -> int
         _error(console, exc)
         return _finish(summary, console, 1)
     return _finish(summary, console, 0)
-

@@ -37,7 +37,11 @@ def parse_time(value: object, field: str) -> datetime:
 
 
 def parse_number(
-    value: object, field: str, *, required: bool = True, minimum: float | None = None,
+    value: object,
+    field: str,
+    *,
+    required: bool = True,
+    minimum: float | None = None,
     strict_min: bool = False,
 ) -> float | None:
     """A finite float; empty means None unless ``required``; bounds checked with the name."""

@@ -49,8 +49,9 @@ def holding_from_row(row: Mapping[str, Any]) -> HoldingUpdate:
         # Sending 0 would claim the holder sold everything; skip until an amount is known.
         raise Undisclosed("btc", f"amount not disclosed for {holder}")
     btc = parse_number(row.get("btc"), "btc", minimum=0)
-    avg = parse_number(row.get("avg_cost_usd"), "avg_cost_usd", required=False, minimum=0,
-                       strict_min=True)
+    avg = parse_number(
+        row.get("avg_cost_usd"), "avg_cost_usd", required=False, minimum=0, strict_min=True
+    )
     return HoldingUpdate(
         holder=holder,
         name=holder,

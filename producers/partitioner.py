@@ -22,13 +22,23 @@ class MemoPartitioner(Partitioner):
         self._memo: dict[tuple[str, bytes, int], int] = {}
         self._fallback = DefaultPartitioner()
 
-    def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
-                  serialized_value: bytes | None, cluster: Any) -> int:
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
         partitions = cluster.partitions_for_topic(topic) if serialized_key is not None else None
         if not partitions:
             # No key (random choice) or unknown topic (the default raises the right error).
-            return int(self._fallback.partition(topic, key, serialized_key, value,
-                                                serialized_value, cluster))
+            return int(
+                self._fallback.partition(
+                    topic, key, serialized_key, value, serialized_value, cluster
+                )
+            )
         assert serialized_key is not None
         memo_key = (topic, serialized_key, len(partitions))
         chosen = self._memo.get(memo_key)

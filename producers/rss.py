@@ -115,8 +115,10 @@ def fetch_feed(client: httpx.Client, url: str, store: SeenStore) -> FeedBatch:
                 chunks.append(chunk)
             validators = {
                 k: v
-                for k, v in (("etag", resp.headers.get("etag")),
-                             ("modified", resp.headers.get("last-modified")))
+                for k, v in (
+                    ("etag", resp.headers.get("etag")),
+                    ("modified", resp.headers.get("last-modified")),
+                )
                 if v
             }
     except httpx.HTTPError as exc:

@@ -31,7 +31,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     dlq = topics[t.DEAD_LETTER]
 
     async def rejected(action: dict[str, Any], reason: str) -> None:
-        record = DeadLetter.of("sink-es", reason, json.dumps(action.get("_source", {}), default=str))
+        record = DeadLetter.of(
+            "sink-es", reason, json.dumps(action.get("_source", {}), default=str)
+        )
         await dlq.send(key=b"sink-es", value=record.to_bytes())
 
     writer = BulkWriter(es, on_rejected=rejected)
@@ -50,7 +52,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 for raw in values:
                     try:
                         doc = orjson.loads(raw)
-                        actions.append({"_index": target(doc), "_id": str(doc[id_field]), "_source": doc})
+                        actions.append(
+                            {"_index": target(doc), "_id": str(doc[id_field]), "_source": doc}
+                        )
                     except (ValueError, KeyError, TypeError) as exc:
                         rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
                         await dlq.send(key=b"sink-es", value=rec.to_bytes())
@@ -74,8 +78,13 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         try:
             today = datetime.now(UTC).date().isoformat()
             await app.loop.run_in_executor(
-                None, prune_time_series, sync_es, settings, "treasury-valuations",
-                settings.valuation_retention_months, today,
+                None,
+                prune_time_series,
+                sync_es,
+                settings,
+                "treasury-valuations",
+                settings.valuation_retention_months,
+                today,
             )
         finally:
             sync_es.close()

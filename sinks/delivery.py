@@ -100,8 +100,18 @@ def timed(start: float) -> float:
 # ---------------------------------------------------------------- what a message says
 
 Item = Notification | dict[str, Any]  # an alert notification, or a policy event document
-EVENT_FIELDS = ("id", "title", "url", "source", "published", "categories", "countries", "orgs",
-                "severity", "cluster_id")
+EVENT_FIELDS = (
+    "id",
+    "title",
+    "url",
+    "source",
+    "published",
+    "categories",
+    "countries",
+    "orgs",
+    "severity",
+    "cluster_id",
+)
 _LABEL = {"firing": "FIRING", "realert": "STILL FIRING", "resolved": "RESOLVED"}
 
 
@@ -115,14 +125,23 @@ def summarize(item: Item) -> Summary:
     """One headline and a few labelled facts, shared by the Slack and email renderers."""
     if isinstance(item, Notification):
         a = item.alert
-        title = (f"[{_LABEL[item.kind]}] {a.holder}: rule {a.rule} crossed {a.direction} "
-                 f"${a.threshold_usd:,.0f}")
-        facts = [("value", f"${a.value_usd:,.0f}"), ("BTC price", f"${a.price:,.2f}"),
-                 ("BTC held", f"{a.btc:,.4f}"), ("at", iso_utc(a.ts)), ("incident", item.incident)]
+        title = (
+            f"[{_LABEL[item.kind]}] {a.holder}: rule {a.rule} crossed {a.direction} "
+            f"${a.threshold_usd:,.0f}"
+        )
+        facts = [
+            ("value", f"${a.value_usd:,.0f}"),
+            ("BTC price", f"${a.price:,.2f}"),
+            ("BTC held", f"{a.btc:,.4f}"),
+            ("at", iso_utc(a.ts)),
+            ("incident", item.incident),
+        ]
         return Summary(title, facts, None)
-    facts = [(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
-             for k in ("categories", "countries", "orgs", "severity", "source", "published")
-             if (v := item.get(k)) not in (None, "", [])]
+    facts = [
+        (k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
+        for k in ("categories", "countries", "orgs", "severity", "source", "published")
+        if (v := item.get(k)) not in (None, "", [])
+    ]
     return Summary(f"[EVENT] {item.get('title', '(untitled)')}", facts, item.get("url"))
 
 
@@ -140,8 +159,12 @@ def delivery_id_for(subscription: str, items: list[Item]) -> str:
 
 def message_body(delivery_id: str, subscription: str, items: list[Item]) -> dict[str, Any]:
     """The JSON a webhook receives: one message per digest, items in arrival order."""
-    return {"delivery_id": delivery_id, "subscription": subscription,
-            "sent_at": iso_utc(utcnow()), "items": [item_dict(i) for i in items]}
+    return {
+        "delivery_id": delivery_id,
+        "subscription": subscription,
+        "sent_at": iso_utc(utcnow()),
+        "items": [item_dict(i) for i in items],
+    }
 
 
 # ---------------------------------------------------------------- dispatcher

@@ -57,8 +57,11 @@ ATTEMPT_FLUSH_S = 0.5
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(settings.delivery_max_attempts, settings.delivery_backoff_base_s,
-                       settings.delivery_backoff_cap_s)
+    return RetryPolicy(
+        settings.delivery_max_attempts,
+        settings.delivery_backoff_base_s,
+        settings.delivery_backoff_cap_s,
+    )
 
 
 def webhook_config(settings: Settings) -> WebhookConfig:
@@ -72,9 +75,14 @@ def webhook_config(settings: Settings) -> WebhookConfig:
 
 def smtp_config(settings: Settings) -> SmtpConfig:
     return SmtpConfig(
-        host=settings.smtp_host, port=settings.smtp_port, starttls=settings.smtp_starttls,
-        ssl=settings.smtp_ssl, username=settings.smtp_username, password=settings.smtp_password,
-        from_address=settings.smtp_from, timeout_s=settings.smtp_timeout_s,
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        starttls=settings.smtp_starttls,
+        ssl=settings.smtp_ssl,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        from_address=settings.smtp_from,
+        timeout_s=settings.smtp_timeout_s,
         retry=retry_policy(settings),
     )
 
@@ -84,9 +92,15 @@ def items_from_message(raw_items: list[dict[str, Any]]) -> list[Item]:
     items: list[Item] = []
     for it in raw_items:
         if it.get("type") == "alert":
-            items.append(Notification(str(it["subscription"]), it["kind"],
-                                      Alert.from_dict(it["alert"]), str(it["incident"]),
-                                      parse_utc(str(it["at"]))))
+            items.append(
+                Notification(
+                    str(it["subscription"]),
+                    it["kind"],
+                    Alert.from_dict(it["alert"]),
+                    str(it["incident"]),
+                    parse_utc(str(it["at"])),
+                )
+            )
         else:
             items.append({k: v for k, v in it.items() if k != "type"})
     return items
@@ -108,21 +122,27 @@ class Senders:
             email = None
         return cls(WebhookSender(webhook_config(settings)), email)
 
-    def delivery(self, sub: Subscription, delivery_id: str, items: list[Item],
-                 settings: Settings) -> Delivery:
+    def delivery(
+        self, sub: Subscription, delivery_id: str, items: list[Item], settings: Settings
+    ) -> Delivery:
         ch = sub.channel
 
         if isinstance(ch, WebhookChannel):
             body = message_body(delivery_id, sub.id, items)
 
             async def send(hook: AttemptHook) -> DeliveryResult:
-                return await self.webhook.send(ch.url, body, delivery_id=delivery_id,
-                                               secret=ch.secret, on_attempt=hook)
+                return await self.webhook.send(
+                    ch.url, body, delivery_id=delivery_id, secret=ch.secret, on_attempt=hook
+                )
+
             return Delivery(delivery_id, endpoint_of(ch.url), send)
         if isinstance(ch, SlackChannel):
+
             async def send(hook: AttemptHook) -> DeliveryResult:
-                return await slack.send(self.webhook, ch.url, items, delivery_id=delivery_id,
-                                        on_attempt=hook)
+                return await slack.send(
+                    self.webhook, ch.url, items, delivery_id=delivery_id, on_attempt=hook
+                )
+
             return Delivery(delivery_id, endpoint_of(ch.url), send)
         assert isinstance(ch, EmailChannel)
         email = self.email
@@ -133,6 +153,7 @@ class Senders:
                 hook(attempt)
                 return DeliveryResult(delivery_id, False, [attempt])
             return await email.send(ch.address, items, delivery_id=delivery_id, on_attempt=hook)
+
         return Delivery(delivery_id, f"smtp:{settings.smtp_host}:{settings.smtp_port}", send)
 
     async def aclose(self) -> None:
@@ -140,10 +161,19 @@ class Senders:
 
 
 def attempt_doc(delivery: Delivery, meta: dict[str, str], a: Attempt) -> dict[str, Any]:
-    return {"id": f"{delivery.id}-{a.n}", "delivery_id": delivery.id,
-            "subscription": meta.get("subscription"), "channel": meta.get("channel"),
-            "endpoint": delivery.endpoint, "attempt": a.n, "status": a.status, "ok": a.ok,
-            "latency_ms": a.latency_ms, "error": a.error, "at": iso_utc(a.at)}
+    return {
+        "id": f"{delivery.id}-{a.n}",
+        "delivery_id": delivery.id,
+        "subscription": meta.get("subscription"),
+        "channel": meta.get("channel"),
+        "endpoint": delivery.endpoint,
+        "attempt": a.n,
+        "status": a.status,
+        "ok": a.ok,
+        "latency_ms": a.latency_ms,
+        "error": a.error,
+        "at": iso_utc(a.at),
+    }
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -164,8 +194,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     def on_attempt(delivery: Delivery, a: Attempt) -> None:
         pending_docs.append(attempt_doc(delivery, meta.get(delivery.id, {}), a))
         if not a.ok:
-            log.info("delivery %s attempt %d to %s: %s", delivery.id, a.n, delivery.endpoint,
-                     a.error)
+            log.info(
+                "delivery %s attempt %d to %s: %s", delivery.id, a.n, delivery.endpoint, a.error
+            )
 
     async def on_result(delivery: Delivery, result: DeliveryResult) -> None:
         if result.delivered:
@@ -173,16 +204,22 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     async def on_dead(delivery: Delivery, result: DeliveryResult) -> None:
         m = meta.pop(delivery.id, {})
-        reason = (f"undeliverable after {len(result.attempts)} attempt(s) to "
-                  f"{delivery.endpoint}: {result.last_error}")
+        reason = (
+            f"undeliverable after {len(result.attempts)} attempt(s) to "
+            f"{delivery.endpoint}: {result.last_error}"
+        )
         rec = DeadLetter.of(STAGE, reason, m.get("raw", ""))
         await dlq.send(key=STAGE.encode(), value=rec.to_bytes())
         log.warning("delivery %s dead-lettered: %s", delivery.id, reason)
 
     dispatcher = Dispatcher(
-        DispatchConfig(per_endpoint=settings.delivery_per_endpoint,
-                       delivery_timeout_s=settings.delivery_timeout_s),
-        on_attempt=on_attempt, on_result=on_result, on_dead=on_dead,
+        DispatchConfig(
+            per_endpoint=settings.delivery_per_endpoint,
+            delivery_timeout_s=settings.delivery_timeout_s,
+        ),
+        on_attempt=on_attempt,
+        on_result=on_result,
+        on_dead=on_dead,
     )
 
     @app.agent(topics[t.DELIVERIES], name="deliver", concurrency=1)
@@ -203,8 +240,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             if sub is None:
                 await dead_letter(dlq, STAGE, f"subscription {sub_id} no longer exists", event, raw)
                 continue
-            meta[delivery_id] = {"subscription": sub_id, "channel": sub.channel.type,
-                                 "raw": raw.decode("utf-8", "replace")}
+            meta[delivery_id] = {
+                "subscription": sub_id,
+                "channel": sub.channel.type,
+                "raw": raw.decode("utf-8", "replace"),
+            }
             await dispatcher.submit(senders.delivery(sub, delivery_id, items, settings))
 
     @app.timer(interval=ATTEMPT_FLUSH_S)
@@ -224,4 +264,5 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 pass
             await senders.aclose()
             await es.close()
+
         app.loop.create_task(close())

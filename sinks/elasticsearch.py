@@ -79,10 +79,11 @@ class BulkWriter:
                         await self.on_rejected(action, reason)
                 pending = retry
             except (ConnectionError, TransportError) as exc:
-                log.warning("elasticsearch unavailable (%s); retrying batch of %d", exc, len(pending))
+                log.warning(
+                    "elasticsearch unavailable (%s); retrying batch of %d", exc, len(pending)
+                )
             if pending:
                 attempt += 1
                 delay = min(MAX_BACKOFF_S, 0.5 * 2 ** min(attempt, 6))
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter
         return result
-

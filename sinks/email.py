@@ -132,8 +132,12 @@ class EmailSender:
             return Attempt(n, 250, timed(start)), None
 
         return await with_retries(
-            delivery_id, attempt, self.config.retry,
-            on_attempt=on_attempt, sleep=self._sleep, rng=self._rng,
+            delivery_id,
+            attempt,
+            self.config.retry,
+            on_attempt=on_attempt,
+            sleep=self._sleep,
+            rng=self._rng,
         )
 
     def _send_sync(self, msg: EmailMessage) -> None:

@@ -145,8 +145,12 @@ def ensure_indices(es: Elasticsearch, settings: Settings, names: list[str] | Non
     for name in names or list(MAPPINGS):
         alias = settings.index(name)
         template: dict[str, Any] = {
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "analysis": ANALYSIS,
-                         **INDEX_SETTINGS.get(name, {})},
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": 0,
+                "analysis": ANALYSIS,
+                **INDEX_SETTINGS.get(name, {}),
+            },
             "mappings": MAPPINGS[name],
         }
         if name in TIME_SERIES:

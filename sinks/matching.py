@@ -71,8 +71,11 @@ class SubscriptionCache:
         while len(subs) < self.max:
             kw: dict[str, Any] = {"search_after": after} if after else {}
             resp = await self.es.options(ignore_status=404).search(
-                index=self.alias, size=min(PAGE, self.max - len(subs)), sort=["_doc"],
-                query={"match_all": {}}, **kw,
+                index=self.alias,
+                size=min(PAGE, self.max - len(subs)),
+                sort=["_doc"],
+                query={"match_all": {}},
+                **kw,
             )
             hits = resp.get("hits", {}).get("hits", [])
             for hit in hits:
@@ -165,16 +168,29 @@ class EventMatcher:
             # Each subscription's query is one *named* clause; a search carries a chunk of them
             # and each hit lists the clauses it matched (``matched_queries``). Thousands of
             # tiny searches would each pay a full query phase; chunks of named clauses do not.
-            chunks = [searches[i:i + self.chunk] for i in range(0, len(searches), self.chunk)]
+            chunks = [searches[i : i + self.chunk] for i in range(0, len(searches), self.chunk)]
             body: list[dict[str, Any]] = []
             for chunk in chunks:
                 ids = sorted({i for _, cand in chunk for i in cand})
-                named = [{"bool": {**subscription_query(sub, cand)["bool"], "_name": sub.id}}
-                         for sub, cand in chunk]
+                named = [
+                    {"bool": {**subscription_query(sub, cand)["bool"], "_name": sub.id}}
+                    for sub, cand in chunk
+                ]
                 body.append({"index": self.scratch})
-                body.append({"query": {"bool": {"filter": [{"ids": {"values": ids}}],
-                                                "should": named, "minimum_should_match": 1}},
-                             "size": len(ids), "_source": False, "track_total_hits": False})
+                body.append(
+                    {
+                        "query": {
+                            "bool": {
+                                "filter": [{"ids": {"values": ids}}],
+                                "should": named,
+                                "minimum_should_match": 1,
+                            }
+                        },
+                        "size": len(ids),
+                        "_source": False,
+                        "track_total_hits": False,
+                    }
+                )
             self.stats.queries += len(searches)
             res = await self.es.msearch(searches=body)
             out: list[tuple[Subscription, dict[str, Any]]] = []
@@ -201,8 +217,14 @@ class EventMatcher:
         body: list[dict[str, Any]] = []
         for sub, cand in chunk:
             body.append({"index": self.scratch})
-            body.append({"query": subscription_query(sub, cand), "size": len(cand),
-                         "_source": False, "track_total_hits": False})
+            body.append(
+                {
+                    "query": subscription_query(sub, cand),
+                    "size": len(cand),
+                    "_source": False,
+                    "track_total_hits": False,
+                }
+            )
         res = await self.es.msearch(searches=body)
         out: list[tuple[Subscription, dict[str, Any]]] = []
         for (sub, _), r in zip(chunk, res["responses"], strict=True):

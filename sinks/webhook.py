@@ -132,8 +132,12 @@ class WebhookSender:
             return await self._attempt(n, url, data, delivery_id, secret)
 
         return await with_retries(
-            delivery_id, attempt, self.config.retry,
-            on_attempt=on_attempt, sleep=self._sleep, rng=self._rng,
+            delivery_id,
+            attempt,
+            self.config.retry,
+            on_attempt=on_attempt,
+            sleep=self._sleep,
+            rng=self._rng,
         )
 
     async def _attempt(

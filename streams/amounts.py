@@ -10,8 +10,18 @@ Unit = Literal["BTC", "USD", "MW"]
 
 _NUM = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
 _SCALE = r"(trillion|billion|million|thousand|bn|mn|tn|[mbkMBK])"
-_SCALES = {"trillion": 1e12, "tn": 1e12, "billion": 1e9, "bn": 1e9, "b": 1e9, "million": 1e6,
-           "mn": 1e6, "m": 1e6, "thousand": 1e3, "k": 1e3}
+_SCALES = {
+    "trillion": 1e12,
+    "tn": 1e12,
+    "billion": 1e9,
+    "bn": 1e9,
+    "b": 1e9,
+    "million": 1e6,
+    "mn": 1e6,
+    "m": 1e6,
+    "thousand": 1e3,
+    "k": 1e3,
+}
 
 _USD = re.compile(rf"(?:US\s?\$|USD\s?|\$)\s?{_NUM}(?:\s?{_SCALE}\b)?")
 _DOLLARS = re.compile(rf"{_NUM}\s?(trillion|billion|million)?\s+(?:US\s+|U\.S\.\s+)?dollars\b")

@@ -121,8 +121,11 @@ def _pick_categories(scores: dict[str, float], n_countries: int, evidence: list[
         scores = {**scores, "cooperation": 0.0}  # cooperation needs two parties
     top = max(scores.values())
     # Cooperation is gated on two parties above, so it needs no share of the top score.
-    cats = sorted(c for c, s in scores.items() if s >= CAT_MIN.get(c, CAT_MIN_DEFAULT)
-                  and (s >= CAT_REL * top or c == "cooperation"))
+    cats = sorted(
+        c
+        for c, s in scores.items()
+        if s >= CAT_MIN.get(c, CAT_MIN_DEFAULT) and (s >= CAT_REL * top or c == "cooperation")
+    )
     if not cats and top > 0:
         cats = [max(scores, key=lambda c: scores[c])]
     for c in cats:
@@ -147,9 +150,13 @@ def _countries(doc: Doc, restrict_to_actors: bool, evidence: list[str]) -> list[
         return []
     top = max(scores.values())
     # A state named in one body sentence only is usually a passing comparison or a venue.
-    out = sorted(cc for cc, s in scores.items()
-                 if s >= COUNTRY_MIN and s >= COUNTRY_REL * top
-                 and (0 in sents[cc] or len(sents[cc]) >= 2 or s >= COUNTRY_SOLO))
+    out = sorted(
+        cc
+        for cc, s in scores.items()
+        if s >= COUNTRY_MIN
+        and s >= COUNTRY_REL * top
+        and (0 in sents[cc] or len(sents[cc]) >= 2 or s >= COUNTRY_SOLO)
+    )
     for cc in out:
         evidence.append(f"country {cc} score {scores[cc]:.1f}")
     return out
@@ -177,8 +184,9 @@ def classify(title: str, text: str) -> Classification:
     score = _detect(doc, evidence)
     crypto_mentions = doc.tag_count["crypto"]
     is_event = score >= THRESHOLD and (crypto_mentions >= 2 or doc.sents[0]["crypto"] > 0)
-    evidence.insert(0, f"score {score:.2f} (threshold {THRESHOLD}), "
-                       f"crypto terms x{crypto_mentions}")
+    evidence.insert(
+        0, f"score {score:.2f} (threshold {THRESHOLD}), crypto terms x{crypto_mentions}"
+    )
     cats: list[str] = []
     if is_event:
         # Stories led by a multilateral body name only the states that act themselves.

@@ -19,8 +19,16 @@ from streams.classifier import classify
 from streams.evaluate import PRF, Report, evaluate, keyword_baseline
 from streams.lexicon import CATEGORIES
 
-OUTPUT_KEYS = ("id", "is_policy_event", "categories", "countries", "orgs", "amounts",
-               "severity", "evidence")
+OUTPUT_KEYS = (
+    "id",
+    "is_policy_event",
+    "categories",
+    "countries",
+    "orgs",
+    "amounts",
+    "severity",
+    "evidence",
+)
 REQUIRED = ("id", "title", "text")
 
 
@@ -123,7 +131,8 @@ def eval_command(path: Path) -> int:
     for c in CATEGORIES:
         table.add_row(f"  {c}", _fmt(ours.per_category[c]), _fmt(base.per_category[c]))
     table.add_row("countries (micro)", _fmt(ours.countries), _fmt(base.countries))
-    table.add_row("misclassified", "\n".join(ours.misclassified) or "-",
-                  "\n".join(base.misclassified) or "-")
+    table.add_row(
+        "misclassified", "\n".join(ours.misclassified) or "-", "\n".join(base.misclassified) or "-"
+    )
     Console(width=140).print(table)
     return 0

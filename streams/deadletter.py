@@ -29,6 +29,10 @@ async def dead_letter(
     )
     log.warning(
         "dead-letter stage=%s topic=%s partition=%s offset=%s reason=%s",
-        stage, record.topic, record.partition, record.offset, reason[:200],
+        stage,
+        record.topic,
+        record.partition,
+        record.offset,
+        reason[:200],
     )
     await topic.send(key=stage.encode(), value=record.to_bytes())

@@ -62,7 +62,7 @@ def signature(title: str, text: str) -> list[int]:
 def band_keys(sig: list[int]) -> list[str]:
     keys = []
     for band in range(BANDS):
-        chunk = ",".join(str(v) for v in sig[band * ROWS:(band + 1) * ROWS])
+        chunk = ",".join(str(v) for v in sig[band * ROWS : (band + 1) * ROWS])
         keys.append(f"{band}:{hashlib.blake2b(chunk.encode(), digest_size=6).hexdigest()}")
     return keys
 
@@ -82,8 +82,12 @@ class _Entry:
 class StoryClusterer:
     """Assign articles to story clusters; state bounded by count and by time."""
 
-    def __init__(self, max_entries: int = 10_000, window: timedelta = timedelta(days=3),
-                 threshold: float = 0.25) -> None:
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        window: timedelta = timedelta(days=3),
+        threshold: float = 0.25,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
         self.max_entries = max_entries
@@ -97,8 +101,9 @@ class StoryClusterer:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def assign(self, article_id: str, title: str, text: str,
-               published: datetime | None = None) -> tuple[str, bool, list[str]]:
+    def assign(
+        self, article_id: str, title: str, text: str, published: datetime | None = None
+    ) -> tuple[str, bool, list[str]]:
         """Return (cluster_id, is_new_cluster, member ids known in state, oldest first)."""
         if article_id in self._entries:  # a replay keeps its cluster and creates nothing
             cluster = self._entries[article_id].cluster
@@ -109,8 +114,11 @@ class StoryClusterer:
         best, best_sim = None, self.threshold
         for cand in sorted({i for k in keys for i in self._buckets.get(k, ())}):
             entry = self._entries[cand]
-            if ts is not None and entry.ts is not None and \
-                    abs(ts - entry.ts) > self.window.total_seconds():
+            if (
+                ts is not None
+                and entry.ts is not None
+                and abs(ts - entry.ts) > self.window.total_seconds()
+            ):
                 continue
             sim = similarity(sig, entry.sig)
             if sim >= best_sim and (best is None or sim > best_sim):
@@ -165,16 +173,21 @@ class StoryClusterer:
             "max_entries": self.max_entries,
             "window_s": self.window.total_seconds(),
             "threshold": self.threshold,
-            "entries": [{"id": i, "cluster": e.cluster, "sig": e.sig, "ts": e.ts}
-                        for i, e in self._entries.items()],
+            "entries": [
+                {"id": i, "cluster": e.cluster, "sig": e.sig, "ts": e.ts}
+                for i, e in self._entries.items()
+            ],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StoryClusterer:
         if data.get("version") != 1:
             raise ValueError(f"unsupported StoryClusterer state version: {data.get('version')}")
-        self = cls(int(data["max_entries"]), timedelta(seconds=float(data["window_s"])),
-                   float(data["threshold"]))
+        self = cls(
+            int(data["max_entries"]),
+            timedelta(seconds=float(data["window_s"])),
+            float(data["threshold"]),
+        )
         for row in data["entries"]:
             sig = [int(v) for v in row["sig"]]
             if len(sig) != NUM_PERM:

@@ -69,8 +69,11 @@ def score(gold: list[Prediction], pred: list[Prediction], ids: list[str]) -> Rep
     cat_pairs = [(set(g["categories"]), set(p["categories"])) for g, p in pairs]
     per_cat = {c: _set_prf(({c} & gs, {c} & ps) for gs, ps in cat_pairs) for c in CATEGORIES}
     countries = _set_prf((set(g["countries"]), set(p["countries"])) for g, p in pairs)
-    wrong = [i for i, (g, p) in zip(ids, pairs, strict=True)
-             if bool(g["is_policy_event"]) != bool(p["is_policy_event"])]
+    wrong = [
+        i
+        for i, (g, p) in zip(ids, pairs, strict=True)
+        if bool(g["is_policy_event"]) != bool(p["is_policy_event"])
+    ]
     return Report(det, _set_prf(cat_pairs), per_cat, countries, wrong, len(gold))
 
 
@@ -84,8 +87,11 @@ def evaluate(rows: list[Mapping[str, Any]], predictor: Predictor) -> Report:
 _CRYPTO = re.compile(
     r"\b(?:bitcoin|btc|crypto\w*|stablecoin\w*|blockchain|digital assets?|cbdc)\b", re.I
 )
-_GOV = re.compile(r"\b(?:government|ministry|minister|central bank|parliament|regulator|president"
-                  r"|law|imf|world bank|fatf|sec)\b", re.I)
+_GOV = re.compile(
+    r"\b(?:government|ministry|minister|central bank|parliament|regulator|president"
+    r"|law|imf|world bank|fatf|sec)\b",
+    re.I,
+)
 _BASE_CATS = {
     "legal_tender": re.compile(r"legal tender", re.I),
     "reserve": re.compile(r"\breserve", re.I),
@@ -99,8 +105,11 @@ _BASE_CATS = {
     ),
 }
 _COUNTRY_NAMES = re.compile(
-    r"\b(?:" + "|".join(sorted((re.escape(v.split("|")[0]) for v in gz.PLACES.values()),
-                               key=len, reverse=True)) + r")\b"
+    r"\b(?:"
+    + "|".join(
+        sorted((re.escape(v.split("|")[0]) for v in gz.PLACES.values()), key=len, reverse=True)
+    )
+    + r")\b"
 )
 _NAME_TO_CC = {v.split("|")[0]: cc for cc, v in gz.PLACES.items()}
 

@@ -335,8 +335,20 @@ CITIES: dict[str, str] = {
 
 # Longer names that contain a country word but name no single state.
 BLOCKERS: tuple[str, ...] = (
-    "Latin America", "Latin American", "South America", "South American", "North America",
-    "North American", "Central America", "Central American", "Central Africa",
-    "Central African States", "Central African Monetary Union", "American Express",
-    "Bank of America", "Indian Ocean", "Arab", "Central African Economic",
+    "Latin America",
+    "Latin American",
+    "South America",
+    "South American",
+    "North America",
+    "North American",
+    "Central America",
+    "Central American",
+    "Central Africa",
+    "Central African States",
+    "Central African Monetary Union",
+    "American Express",
+    "Bank of America",
+    "Indian Ocean",
+    "Arab",
+    "Central African Economic",
 )

@@ -13,8 +13,14 @@ Tags: ``crypto`` (the article is about crypto-assets), ``state`` (a public autho
 from __future__ import annotations
 
 CATEGORIES: tuple[str, ...] = (
-    "legal_tender", "reserve", "mining_energy", "regulation", "taxation", "multilateral",
-    "cooperation", "cbdc",
+    "legal_tender",
+    "reserve",
+    "mining_energy",
+    "regulation",
+    "taxation",
+    "multilateral",
+    "cooperation",
+    "cbdc",
 )
 
 LEXICON: dict[str, str] = {
@@ -120,23 +126,63 @@ ACRONYMS: dict[str, str] = {
 
 # Multilateral bodies: alias -> canonical name.
 MULTILATERAL: dict[str, str] = {
-    "IMF": "IMF", "International Monetary Fund": "IMF", "World Bank": "World Bank",
-    "FATF": "FATF", "Financial Action Task Force": "FATF", "BIS": "BIS",
-    "Bank for International Settlements": "BIS", "OECD": "OECD",
+    "IMF": "IMF",
+    "International Monetary Fund": "IMF",
+    "World Bank": "World Bank",
+    "FATF": "FATF",
+    "Financial Action Task Force": "FATF",
+    "BIS": "BIS",
+    "Bank for International Settlements": "BIS",
+    "OECD": "OECD",
     "Organisation for Economic Co-operation and Development": "OECD",
-    "Organization for Economic Cooperation and Development": "OECD", "G20": "G20",
-    "G-20": "G20", "Group of Twenty": "G20", "G7": "G7", "G-7": "G7", "FSB": "FSB",
-    "Financial Stability Board": "FSB", "EU": "EU", "European Union": "EU",
-    "European Commission": "EU", "European Parliament": "EU", "European Central Bank": "ECB",
-    "ECB": "ECB", "ESMA": "ESMA", "European Banking Authority": "EBA", "Basel Committee": "BCBS",
-    "BCBS": "BCBS", "IOSCO": "IOSCO", "United Nations": "UN", "Asian Development Bank": "ADB",
-    "African Development Bank": "AfDB", "BEAC": "BEAC", "CEMAC": "CEMAC", "Beac": "BEAC",
-    "Cemac": "CEMAC", "Bank of Central African States": "BEAC", "ECCB": "ECCB",
+    "Organization for Economic Cooperation and Development": "OECD",
+    "G20": "G20",
+    "G-20": "G20",
+    "Group of Twenty": "G20",
+    "G7": "G7",
+    "G-7": "G7",
+    "FSB": "FSB",
+    "Financial Stability Board": "FSB",
+    "EU": "EU",
+    "European Union": "EU",
+    "European Commission": "EU",
+    "European Parliament": "EU",
+    "European Central Bank": "ECB",
+    "ECB": "ECB",
+    "ESMA": "ESMA",
+    "European Banking Authority": "EBA",
+    "Basel Committee": "BCBS",
+    "BCBS": "BCBS",
+    "IOSCO": "IOSCO",
+    "United Nations": "UN",
+    "Asian Development Bank": "ADB",
+    "African Development Bank": "AfDB",
+    "BEAC": "BEAC",
+    "CEMAC": "CEMAC",
+    "Beac": "BEAC",
+    "Cemac": "CEMAC",
+    "Bank of Central African States": "BEAC",
+    "ECCB": "ECCB",
 }
 
 # Of those, the ones the labelling rule calls multilateral (IMF, World Bank, FATF, BIS, EU,
 # OECD, G20, FSB and their close kin); regional central banks count as state actors only.
 MULTILATERAL_CATEGORY: frozenset[str] = frozenset(
-    {"IMF", "World Bank", "FATF", "BIS", "OECD", "G20", "G7", "FSB", "EU", "ECB", "ESMA", "EBA",
-     "BCBS", "IOSCO", "UN"}
+    {
+        "IMF",
+        "World Bank",
+        "FATF",
+        "BIS",
+        "OECD",
+        "G20",
+        "G7",
+        "FSB",
+        "EU",
+        "ECB",
+        "ESMA",
+        "EBA",
+        "BCBS",
+        "IOSCO",
+        "UN",
+    }
 )

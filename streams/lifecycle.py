@@ -47,8 +47,13 @@ class Notification:
         return stable_id(self.subscription, self.incident, self.kind, when)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "incident": self.incident, "subscription": self.subscription,
-                "at": iso_utc(self.at), "alert": self.alert.to_message()}
+        return {
+            "kind": self.kind,
+            "incident": self.incident,
+            "subscription": self.subscription,
+            "at": iso_utc(self.at),
+            "alert": self.alert.to_message(),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ def expand(spec: str) -> list[str]:
             out.append(alt.strip())
             continue
         for opt in m.group(1).split(","):
-            out.extend(expand(alt[: m.start()] + opt + alt[m.end():]))
+            out.extend(expand(alt[: m.start()] + opt + alt[m.end() :]))
     return out
 
 
@@ -56,8 +56,11 @@ def _trie_pattern(keys: Iterable[str]) -> str:
         node[""] = {}
 
     def emit(node: dict[str, dict]) -> str:
-        alts = [(r"[\s\-]+" if ch == " " else re.escape(ch)) + emit(child)
-                for ch, child in sorted(node.items()) if ch]
+        alts = [
+            (r"[\s\-]+" if ch == " " else re.escape(ch)) + emit(child)
+            for ch, child in sorted(node.items())
+            if ch
+        ]
         if not alts:
             return ""
         body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
@@ -89,7 +92,7 @@ class PhraseMatcher:
             words = key.split(" ")
             for n in range(1, len(words)):
                 for i in range(len(words) - n + 1):
-                    own.update(tags.get(" ".join(words[i:i + n]), ()))
+                    own.update(tags.get(" ".join(words[i : i + n]), ()))
         self._fold = fold
         self._tags = {k: tuple(sorted(v)) for k, v in tags.items() if k}
         pattern = r"(?<!\w)(?:" + _trie_pattern(self._tags) + r")(?!\w)"
@@ -110,11 +113,15 @@ _CUES = PhraseMatcher({tag: expand(spec) for tag, spec in LEXICON.items()}, fold
 _NAMES = PhraseMatcher(
     {
         **{tag: expand(spec) for tag, spec in ACRONYMS.items()},
-        **_names(gz.PLACES, "place"), **_names(gz.BODIES, "body"),
-        **_names(gz.LEADERS, "leader"), **_names(gz.CITIES, "city"),
+        **_names(gz.PLACES, "place"),
+        **_names(gz.BODIES, "body"),
+        **_names(gz.LEADERS, "leader"),
+        **_names(gz.CITIES, "city"),
         "block": list(gz.BLOCKERS),
-        **{f"mlat:{canon}": [alias for alias, c in MULTILATERAL.items() if c == canon]
-           for canon in set(MULTILATERAL.values())},
+        **{
+            f"mlat:{canon}": [alias for alias, c in MULTILATERAL.items() if c == canon]
+            for canon in set(MULTILATERAL.values())
+        },
     },
     fold=False,
     inherit=False,
@@ -169,8 +176,11 @@ def analyse(title: str, text: str) -> Doc:
     doc = Doc(full, [Counter() for _ in starts])
     cues = list(_CUES.finditer(full))
     names = [h for h in _NAMES.finditer(full) if "block" not in h.tags]
-    state_at = sorted(h.start for h in cues + names
-                      if "state" in h.tags or any(t.startswith("body:") for t in h.tags))
+    state_at = sorted(
+        h.start
+        for h in cues + names
+        if "state" in h.tags or any(t.startswith("body:") for t in h.tags)
+    )
     state_end = sorted(h.end for h in cues + names if "state" in h.tags)
     verb_at = [h.start for h in cues if "action" in h.tags]
     for hit in cues + names:
@@ -181,11 +191,17 @@ def analyse(title: str, text: str) -> Doc:
             if kind in ("place", "body", "leader", "city"):
                 verb = _near(verb_at, hit.end, VERB_AFTER)
                 # "Kosovo bans ...": the country is the subject only if no comma intervenes.
-                subject = verb is not None and "," not in full[hit.end:verb]
+                subject = verb is not None and "," not in full[hit.end : verb]
                 after = _near(state_at, hit.end, ACTOR_AFTER) is not None or subject
                 before = _near(state_end, hit.start - ACTOR_BEFORE, ACTOR_BEFORE) is not None
-                doc.country_hits.append(CountryHit(val, kind, i, kind != "city" and (
-                    after or before or kind in ("body", "leader"))))
+                doc.country_hits.append(
+                    CountryHit(
+                        val,
+                        kind,
+                        i,
+                        kind != "city" and (after or before or kind in ("body", "leader")),
+                    )
+                )
                 sent["country"] += 1
                 if kind in ("body", "leader"):
                     sent["body"] += 1

@@ -38,7 +38,10 @@ def enrich(article: NewsArticle, now: datetime) -> dict[str, Any]:
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     stories = app.topic(
         f"{settings.topic_prefix}{settings.faust_app_id}-story-input",
-        key_serializer="raw", value_serializer="raw", partitions=1, internal=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+        internal=True,
     )
     # One row per remembered article (small writes); the clusterer is rebuilt from it on start.
     entries = app.Table("story-entries", default=None, partitions=1)
@@ -66,8 +69,13 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         if "c" not in state:
             rows = sorted((v for _, v in entries.items() if v), key=lambda r: r["ts"] or 0)
             state["c"] = StoryClusterer.from_dict(
-                {"version": 1, "max_entries": MAX_STORIES, "window_s": STORY_WINDOW.total_seconds(),
-                 "threshold": 0.25, "entries": rows}
+                {
+                    "version": 1,
+                    "max_entries": MAX_STORIES,
+                    "window_s": STORY_WINDOW.total_seconds(),
+                    "threshold": 0.25,
+                    "entries": rows,
+                }
             )
         return state["c"]
 
@@ -83,7 +91,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 doc: dict[str, Any] = json.loads(event.value)
                 c = clusterer()
                 before = c.ids()
-                published = datetime.fromisoformat(doc["published"]) if doc.get("published") else None
+                published = (
+                    datetime.fromisoformat(doc["published"]) if doc.get("published") else None
+                )
                 cluster, _, members = c.assign(doc["id"], doc["title"], doc["text"], published)
                 after = c.ids()
                 for gone in before - after:
@@ -91,9 +101,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 if doc["id"] in after:
                     entries[doc["id"]] = c.entry_dict(doc["id"])
             except (RecordError, ValueError, KeyError) as exc:
-                await dead_letter(topics[t.DEAD_LETTER], "cluster-stories", repr(exc), event, event.value)
+                await dead_letter(
+                    topics[t.DEAD_LETTER], "cluster-stories", repr(exc), event, event.value
+                )
                 continue
             out = {**doc, "cluster_id": cluster, "members": members}
             await topics[t.POLICY_EVENTS].send(key=cluster.encode(), value=dumps(out))
-
-

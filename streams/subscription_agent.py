@@ -67,8 +67,12 @@ def delivery_message(sub_id: str, items: list[Item]) -> dict[str, Any]:
     """The ``deliveries`` record: deterministic id, subscription, kind, items (JSON)."""
     kinds = {("alert" if isinstance(i, Notification) else "event") for i in items}
     kind = "digest" if len(items) > 1 else kinds.pop()
-    return {"id": delivery_id_for(sub_id, items), "subscription": sub_id, "kind": kind,
-            "items": [item_dict(i) for i in items]}
+    return {
+        "id": delivery_id_for(sub_id, items),
+        "subscription": sub_id,
+        "kind": kind,
+        "items": [item_dict(i) for i in items],
+    }
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -77,17 +81,24 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     matcher = EventMatcher(es, settings)
     subs_now: dict[str, Subscription] = {}
     grouper: DigestGrouper[Item] = DigestGrouper(
-        lambda sid: ((s.group_wait, s.group_interval) if (s := subs_now.get(sid))
-                     else (timedelta(0), timedelta(seconds=1)))
+        lambda sid: (
+            (s.group_wait, s.group_interval)
+            if (s := subs_now.get(sid))
+            else (timedelta(0), timedelta(seconds=1))
+        )
     )
     sent: OrderedDict[tuple[str, str], None] = OrderedDict()  # (sub, story) already owed
     rule_types = {r.id: r.type for r in load_rules(rules_path(settings))}
     alert_input = app.topic(
         f"{settings.topic_prefix}{settings.faust_app_id}-lifecycle-input",
-        key_serializer="raw", value_serializer="raw", partitions=1, internal=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+        internal=True,
     )
-    state_table = app.Table("alert-lifecycle", default=None, partitions=1,
-                            key_type=bytes, use_partitioner=True)
+    state_table = app.Table(
+        "alert-lifecycle", default=None, partitions=1, key_type=bytes, use_partitioner=True
+    )
     trackers: dict[str, LifecycleTracker] = {}
 
     async def subscriptions() -> dict[str, Subscription]:
@@ -116,8 +127,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                         raise ValueError("event without id")
                     docs.append(doc)
                 except ValueError as exc:
-                    await dead_letter(topics[t.DEAD_LETTER], "match-subscriptions", repr(exc),
-                                      event, event.value)
+                    await dead_letter(
+                        topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
+                    )
             subs = {k: v for k, v in (await subscriptions()).items() if wants_events(v)}
             if not docs or not subs:
                 continue
@@ -142,7 +154,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     def tracker() -> LifecycleTracker:
         if "t" not in trackers:
             trackers["t"] = LifecycleTracker(
-                [s for s in subs_now.values() if wants_alerts(s)], rule_types, state=state_table.get(STATE_KEY),
+                [s for s in subs_now.values() if wants_alerts(s)],
+                rule_types,
+                state=state_table.get(STATE_KEY),
                 max_seen=20_000,
             )
         return trackers["t"]
@@ -157,8 +171,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             try:
                 alert = Alert.from_dict(json.loads(event.value))
             except (ValueError, KeyError, TypeError) as exc:
-                await dead_letter(topics[t.DEAD_LETTER], "alert-lifecycle", repr(exc), event,
-                                  event.value)
+                await dead_letter(
+                    topics[t.DEAD_LETTER], "alert-lifecycle", repr(exc), event, event.value
+                )
                 continue
             subs = await alert_subscriptions()
             tr = tracker()

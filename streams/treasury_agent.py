@@ -60,16 +60,24 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         partitions=settings.topic_partitions,
         internal=True,
     )
+
     # Tables are written once per batch, outside any single event's context, so they place
     # changelog records with the producer's partitioner on the raw symbol key: the same
     # partition the by-symbol topic used, which keeps table and stream partitions aligned.
     def table(name: str) -> faust.Table:
         return app.Table(
-            name, default=None, partitions=settings.topic_partitions,
-            key_type=bytes, use_partitioner=True,  # bytes keys: the "raw" codec
+            name,
+            default=None,
+            partitions=settings.topic_partitions,
+            key_type=bytes,
+            use_partitioner=True,  # bytes keys: the "raw" codec
         )
 
-    ref_table, holdings_table, engine_table = table("refprice"), table("holdings"), table("rule-state")
+    ref_table, holdings_table, engine_table = (
+        table("refprice"),
+        table("holdings"),
+        table("rule-state"),
+    )
     cache: dict[str, SymbolState] = {}
 
     @app.on_partitions_revoked.connect
@@ -80,7 +88,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         st = cache.get(symbol)
         if st is None:
             key = symbol.encode()
-            ref_d, hold_d, eng_d = ref_table.get(key), holdings_table.get(key), engine_table.get(key)
+            ref_d, hold_d, eng_d = (
+                ref_table.get(key),
+                holdings_table.get(key),
+                engine_table.get(key),
+            )
             st = SymbolState(
                 ref=ReferencePrice(staleness, settings.price_divergence_pct, state=ref_d),
                 holdings=HoldingsTimeline.from_dict(hold_d) if hold_d else HoldingsTimeline(),
@@ -99,7 +111,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 try:
                     tick = PriceTick.parse(event.value)
                 except RecordError as exc:
-                    await dead_letter(topics[t.DEAD_LETTER], "route-ticks", str(exc), event, event.value)
+                    await dead_letter(
+                        topics[t.DEAD_LETTER], "route-ticks", str(exc), event, event.value
+                    )
                     continue
                 per_symbol.setdefault(tick.symbol, []).append(tick.to_bytes())  # compact: no \n
             for symbol, ticks in per_symbol.items():
@@ -111,7 +125,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             try:
                 HoldingUpdate.parse(event.value)
             except RecordError as exc:
-                await dead_letter(topics[t.DEAD_LETTER], "route-holdings", str(exc), event, event.value)
+                await dead_letter(
+                    topics[t.DEAD_LETTER], "route-holdings", str(exc), event, event.value
+                )
                 continue
             await by_symbol.send(key=ASSET_SYMBOL.encode(), value=b"H" + event.value)
 
@@ -135,7 +151,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     except (RecordError, ValueError, KeyError) as exc:
                         await dead_letter(topics[t.DEAD_LETTER], "treasury", repr(exc), event, part)
             for doc in valuations.values():
-                await topics[t.TREASURY_VALUATIONS].send(key=doc["holder"].encode(), value=dumps(doc))
+                await topics[t.TREASURY_VALUATIONS].send(
+                    key=doc["holder"].encode(), value=dumps(doc)
+                )
             for symbol in touched:
                 st, key = cache[symbol], symbol.encode()
                 ref_table[key] = st.ref.to_dict()

@@ -67,7 +67,9 @@ def _cleanup(settings: Settings) -> None:
         admin.close()
         es = Elasticsearch(**settings.es_client_kwargs())
         es.options(ignore_status=404).indices.delete(index=f"{settings.es_index_prefix}-*")
-        es.options(ignore_status=404).indices.delete_index_template(name=f"{settings.es_index_prefix}-*")
+        es.options(ignore_status=404).indices.delete_index_template(
+            name=f"{settings.es_index_prefix}-*"
+        )
         es.close()
     except Exception as exc:  # noqa: BLE001 - cleanup must never fail a test
         print(f"cleanup of {settings.topic_prefix} failed: {exc!r}", file=sys.stderr)
@@ -98,7 +100,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
-        env[f"CPWATCH_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f"CPWATCH_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
     return env
 
 
@@ -122,7 +126,9 @@ def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Pope
     log.close()
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25) -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25
+) -> object:
     """Poll until ``predicate`` returns a truthy value; fail the test with a clear message."""
     deadline = time.monotonic() + timeout
     while True:

@@ -79,9 +79,22 @@ class FakeVenue:
         self.connections += 1
         first_connection = self.connections == 1
         if self.kind == "kraken":
-            await ws.send(json.dumps({"channel": "status", "type": "update", "data": [
-                {"api_version": "v2", "connection_id": 4242, "system": "online",
-                 "version": "2.0.10"}]}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "channel": "status",
+                        "type": "update",
+                        "data": [
+                            {
+                                "api_version": "v2",
+                                "connection_id": 4242,
+                                "system": "online",
+                                "version": "2.0.10",
+                            }
+                        ],
+                    }
+                )
+            )
         sub = json.loads(await asyncio.wait_for(ws.recv(), 5))
         self.subscriptions.append(sub)
         symbols = self._check_subscription(sub)
@@ -102,38 +115,62 @@ class FakeVenue:
                 await ws.send(json.dumps({"channel": "heartbeat"}))
             await asyncio.sleep(self.tick_gap_s)
         while True:  # all prices sent: idle like a quiet market, heartbeats only
-            heartbeat = {"channel": "heartbeat"} if self.kind == "kraken" else {
-                "type": "heartbeat", "sequence": 1000 + self.sent, "last_trade_id": self.sent,
-                "product_id": symbols[0], "time": _iso(datetime.now(UTC))}
+            heartbeat = (
+                {"channel": "heartbeat"}
+                if self.kind == "kraken"
+                else {
+                    "type": "heartbeat",
+                    "sequence": 1000 + self.sent,
+                    "last_trade_id": self.sent,
+                    "product_id": symbols[0],
+                    "time": _iso(datetime.now(UTC)),
+                }
+            )
             await ws.send(json.dumps(heartbeat))
             await asyncio.sleep(0.2)
 
     def _check_subscription(self, sub: dict[str, Any]) -> list[str] | None:
         if self.kind == "coinbase":
-            ok = (sub.get("type") == "subscribe" and "ticker" in sub.get("channels", [])
-                  and isinstance(sub.get("product_ids"), list) and sub["product_ids"]
-                  and all(p in self.supported for p in sub["product_ids"]))
+            ok = (
+                sub.get("type") == "subscribe"
+                and "ticker" in sub.get("channels", [])
+                and isinstance(sub.get("product_ids"), list)
+                and sub["product_ids"]
+                and all(p in self.supported for p in sub["product_ids"])
+            )
             return list(sub["product_ids"]) if ok else None
         params = sub.get("params") or {}
-        ok = (sub.get("method") == "subscribe" and params.get("channel") == "ticker"
-              and isinstance(params.get("symbol"), list) and params["symbol"]
-              and all(s.replace("/", "-") in self.supported and "/" in s
-                      for s in params["symbol"]))
+        ok = (
+            sub.get("method") == "subscribe"
+            and params.get("channel") == "ticker"
+            and isinstance(params.get("symbol"), list)
+            and params["symbol"]
+            and all(s.replace("/", "-") in self.supported and "/" in s for s in params["symbol"])
+        )
         return list(params["symbol"]) if ok else None
 
     def _error(self, sub: dict[str, Any]) -> dict[str, Any]:
         if self.kind == "coinbase":
             return {"type": "error", "message": "Failed to subscribe", "reason": "bad request"}
-        return {"method": "subscribe", "success": False, "error": "Currency pair not supported",
-                "time_in": _iso(T0), "time_out": _iso(T0)}
+        return {
+            "method": "subscribe",
+            "success": False,
+            "error": "Currency pair not supported",
+            "time_in": _iso(T0),
+            "time_out": _iso(T0),
+        }
 
     def _ack(self, symbols: list[str]) -> dict[str, Any]:
         if self.kind == "coinbase":
             channel = {"name": "ticker", "product_ids": symbols}
             return {"type": "subscriptions", "channels": [channel]}
-        return {"method": "subscribe", "result": {"channel": "ticker", "snapshot": True,
-                                                  "symbol": symbols[0]},
-                "success": True, "time_in": _iso(T0), "time_out": _iso(T0)}
+        return {
+            "method": "subscribe",
+            "result": {"channel": "ticker", "snapshot": True, "symbol": symbols[0]},
+            "success": True,
+            "time_in": _iso(T0),
+            "time_out": _iso(T0),
+        }
 
     def tick_time(self, i: int) -> datetime:
         return T0 + timedelta(seconds=i)
@@ -142,18 +179,37 @@ class FakeVenue:
         price = self.prices[i]
         if self.kind == "coinbase":
             return {
-                "type": "ticker", "sequence": 37475248783 + i, "product_id": symbol,
-                "price": f"{price:.2f}", "open_24h": "60000.00", "volume_24h": "12000.5",
-                "low_24h": "59000.00", "high_24h": "65000.00", "volume_30d": "400000.1",
-                "best_bid": f"{price - 0.01:.2f}", "best_bid_size": "0.5",
-                "best_ask": f"{price + 0.01:.2f}", "best_ask_size": "0.7", "side": "buy",
-                "time": _iso(self.tick_time(i)), "trade_id": 900000 + i,
+                "type": "ticker",
+                "sequence": 37475248783 + i,
+                "product_id": symbol,
+                "price": f"{price:.2f}",
+                "open_24h": "60000.00",
+                "volume_24h": "12000.5",
+                "low_24h": "59000.00",
+                "high_24h": "65000.00",
+                "volume_30d": "400000.1",
+                "best_bid": f"{price - 0.01:.2f}",
+                "best_bid_size": "0.5",
+                "best_ask": f"{price + 0.01:.2f}",
+                "best_ask_size": "0.7",
+                "side": "buy",
+                "time": _iso(self.tick_time(i)),
+                "trade_id": 900000 + i,
                 "last_size": f"{0.001 * (i + 1):.8f}",
             }
         item: dict[str, Any] = {
-            "symbol": symbol, "bid": price - 0.1, "bid_qty": 1.5, "ask": price + 0.1,
-            "ask_qty": 2.0, "last": price, "volume": 1234.5, "vwap": price, "low": price - 500,
-            "high": price + 500, "change": 12.3, "change_pct": 0.02,
+            "symbol": symbol,
+            "bid": price - 0.1,
+            "bid_qty": 1.5,
+            "ask": price + 0.1,
+            "ask_qty": 2.0,
+            "last": price,
+            "volume": 1234.5,
+            "vwap": price,
+            "low": price - 500,
+            "high": price + 500,
+            "change": 12.3,
+            "change_pct": 0.02,
         }
         if self.kraken_timestamps:
             item["timestamp"] = _iso(self.tick_time(i))

@@ -37,12 +37,32 @@ COPY_TEXT = (
 )
 
 
-def test_seed_story_becomes_one_event(kafka_settings: Settings, worker: subprocess.Popen[bytes]) -> None:
+def test_seed_story_becomes_one_event(
+    kafka_settings: Settings, worker: subprocess.Popen[bytes]
+) -> None:
     s = kafka_settings
     articles = [
-        NewsArticle(id="seed-a", source="wire-a", title="Pakistan and El Salvador sign bitcoin letter of intent as IMF blocks mining power plan", text=SEED_TEXT, published="2025-05-28T10:00:00Z"),
-        NewsArticle(id="seed-b", source="wire-b", title="Pakistan, El Salvador sign bitcoin letter of intent; IMF blocks mining power plan", text=COPY_TEXT, published="2025-05-28T12:00:00Z"),
-        NewsArticle(id="market-1", source="wire-a", title="Bitcoin slips below $90,000 as traders take profit", text="Bitcoin fell 3% on Tuesday as traders booked profits after a rally; analysts watch the $88,000 support level.", published="2025-05-28T13:00:00Z"),
+        NewsArticle(
+            id="seed-a",
+            source="wire-a",
+            title="Pakistan and El Salvador sign bitcoin letter of intent as IMF blocks mining power plan",
+            text=SEED_TEXT,
+            published="2025-05-28T10:00:00Z",
+        ),
+        NewsArticle(
+            id="seed-b",
+            source="wire-b",
+            title="Pakistan, El Salvador sign bitcoin letter of intent; IMF blocks mining power plan",
+            text=COPY_TEXT,
+            published="2025-05-28T12:00:00Z",
+        ),
+        NewsArticle(
+            id="market-1",
+            source="wire-a",
+            title="Bitcoin slips below $90,000 as traders take profit",
+            text="Bitcoin fell 3% on Tuesday as traders booked profits after a rally; analysts watch the $88,000 support level.",
+            published="2025-05-28T13:00:00Z",
+        ),
     ]
     producer = KafkaProducer(**s.kafka_client_kwargs())
     for a in articles:
@@ -51,7 +71,9 @@ def test_seed_story_becomes_one_event(kafka_settings: Settings, worker: subproce
     producer.close()
 
     consumer = KafkaConsumer(
-        s.topic(t.POLICY_EVENTS), auto_offset_reset="earliest", consumer_timeout_ms=1000,
+        s.topic(t.POLICY_EVENTS),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
         **s.kafka_client_kwargs(),
     )
     events: list[dict[str, object]] = []
@@ -77,7 +99,10 @@ def test_seed_story_becomes_one_event(kafka_settings: Settings, worker: subproce
 
     def indexed() -> bool:
         es.indices.refresh(index=[s.index("events"), s.index("articles")])
-        return es.count(index=s.index("articles"))["count"] == 3 and es.count(index=s.index("events"))["count"] == 1
+        return (
+            es.count(index=s.index("articles"))["count"] == 3
+            and es.count(index=s.index("events"))["count"] == 1
+        )
 
     wait_for(indexed, timeout=60)
     doc = es.get(index=s.index("events"), id=cluster)["_source"]

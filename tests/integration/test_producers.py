@@ -38,14 +38,19 @@ DATA = Path(str(resources.files("cpwatch") / "data"))
 READ_TIMEOUT_S = 30.0
 
 
-def read_topic(settings: Settings, topic: str, want: int,
-               timeout: float = READ_TIMEOUT_S) -> list[tuple[str | None, bytes]]:
+def read_topic(
+    settings: Settings, topic: str, want: int, timeout: float = READ_TIMEOUT_S
+) -> list[tuple[str | None, bytes]]:
     """(key, value) pairs of a topic from the beginning, once ``want`` arrived (or timeout)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        settings.topic(topic), group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=500, **settings.kafka_client_kwargs(),
+        settings.topic(topic),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=500,
+        **settings.kafka_client_kwargs(),
     )
     out: list[tuple[str | None, bytes]] = []
     deadline = time.monotonic() + timeout
@@ -68,8 +73,9 @@ def strip_fetched(article: NewsArticle) -> dict[str, Any]:
 
 def test_news_jsonl_records_match_field_by_field(kafka_settings: Settings) -> None:
     path = DATA / "sample_news.jsonl"
-    code = produce_news(kafka_settings, jsonl=path, rss=[], interval=1, speed=0, once=True,
-                        console=quiet())
+    code = produce_news(
+        kafka_settings, jsonl=path, rss=[], interval=1, speed=0, once=True, console=quiet()
+    )
     assert code == 0
     expected = {a.id: a for a in read_jsonl(path) if isinstance(a, NewsArticle)}
     got = read_topic(kafka_settings, topics.NEWS, len(expected))
@@ -80,18 +86,29 @@ def test_news_jsonl_records_match_field_by_field(kafka_settings: Settings) -> No
         assert strip_fetched(article) == strip_fetched(expected[article.id])
 
 
-def test_prices_csv_ticks_match_and_bad_rows_are_dead_lettered(kafka_settings: Settings,
-                                                               tmp_path: Path) -> None:
+def test_prices_csv_ticks_match_and_bad_rows_are_dead_lettered(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
     path = tmp_path / "prices.csv"
     rows = (DATA / "btc_usd_daily.csv").read_text().splitlines()[:201]
     rows.insert(50, "2024-02-30,1,1,1,100,1")
     rows.insert(80, "2024-03-20,1,1,1,,1")
     path.write_text("\n".join(rows) + "\n")
-    code = produce_prices(kafka_settings, csv=path, ws=None, rest=None, symbol="btc/usd",
-                          venue="replay", speed=0, url=None, console=quiet())
+    code = produce_prices(
+        kafka_settings,
+        csv=path,
+        ws=None,
+        rest=None,
+        symbol="btc/usd",
+        venue="replay",
+        speed=0,
+        url=None,
+        console=quiet(),
+    )
     assert code == 0
-    expected = [t for t in read_ticks(path, venue="replay", symbol="BTC-USD")
-                if isinstance(t, PriceTick)]
+    expected = [
+        t for t in read_ticks(path, venue="replay", symbol="BTC-USD") if isinstance(t, PriceTick)
+    ]
     got = read_topic(kafka_settings, topics.PRICE_TICKS, len(expected))
     assert len(got) == len(expected) == 200
     # One key per venue:symbol means one partition: order is preserved end to end.
@@ -123,15 +140,39 @@ def test_kcat_reads_what_we_produced(kafka_settings: Settings) -> None:
     # Never a quiet skip: a machine without kcat fails here and says how to fix it.
     assert shutil.which("kcat"), "kcat is missing: apt-get install -y kcat"
     path = DATA / "btc_usd_daily.csv"
-    produce_prices(kafka_settings, csv=path, ws=None, rest=None, symbol="BTC-USD",
-                   venue="replay", speed=0, url=None, console=quiet())
-    expected = [t for t in read_ticks(path, venue="replay", symbol="BTC-USD")
-                if isinstance(t, PriceTick)]
+    produce_prices(
+        kafka_settings,
+        csv=path,
+        ws=None,
+        rest=None,
+        symbol="BTC-USD",
+        venue="replay",
+        speed=0,
+        url=None,
+        console=quiet(),
+    )
+    expected = [
+        t for t in read_ticks(path, venue="replay", symbol="BTC-USD") if isinstance(t, PriceTick)
+    ]
     out = subprocess.run(
-        ["kcat", "-b", kafka_settings.kafka_bootstrap, "-C", "-t",
-         kafka_settings.topic(topics.PRICE_TICKS), "-o", "beginning", "-e", "-q",
-         "-f", "%k\t%s\n"],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            "kcat",
+            "-b",
+            kafka_settings.kafka_bootstrap,
+            "-C",
+            "-t",
+            kafka_settings.topic(topics.PRICE_TICKS),
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k\t%s\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.splitlines()
     assert len(out) == len(expected)
     for line, tick in zip(out, expected, strict=True):
@@ -178,8 +219,12 @@ def test_rss_poll_sends_once_and_remembers(kafka_settings: Settings, tmp_path: P
     url = f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
     try:
         for _ in range(2):  # the second run must send nothing: ETag 304 and the seen-set
-            assert produce_news(settings, jsonl=None, rss=[url], interval=1, speed=0, once=True,
-                                console=quiet()) == 0
+            assert (
+                produce_news(
+                    settings, jsonl=None, rss=[url], interval=1, speed=0, once=True, console=quiet()
+                )
+                == 0
+            )
     finally:
         server.shutdown()
     assert hits == ["", '"feed-v1"']
@@ -191,15 +236,30 @@ def test_rss_poll_sends_once_and_remembers(kafka_settings: Settings, tmp_path: P
 
 
 @pytest.mark.parametrize("kind", ["coinbase", "kraken"])
-def test_live_ws_survives_a_drop_and_flushes_on_sigterm(kafka_settings: Settings,
-                                                       kind: str) -> None:
+def test_live_ws_survives_a_drop_and_flushes_on_sigterm(
+    kafka_settings: Settings, kind: str
+) -> None:
     prices = [60000.0 + i * 1.5 for i in range(20)]
     with FakeVenue(kind, prices, drop_after=7) as venue:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cpwatch.cli", "produce", "prices", "--ws", kind,
-             "--symbol", "BTC-USD", "--url", venue.url],
-            env=settings_env(kafka_settings), cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "cpwatch.cli",
+                "produce",
+                "prices",
+                "--ws",
+                kind,
+                "--symbol",
+                "BTC-USD",
+                "--url",
+                venue.url,
+            ],
+            env=settings_env(kafka_settings),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             got = read_topic(kafka_settings, topics.PRICE_TICKS, len(prices), timeout=60)
@@ -218,12 +278,15 @@ def test_delivery_failures_surface_at_flush(kafka_settings: Settings) -> None:
     # The client accepts 2 MB; the broker's default limit is ~1 MB, so the broker refuses it
     # (random bytes, so compression cannot shrink it under the limit).
     with pytest.raises(DeliveryError, match="failed delivery"):
-        with Producer(kafka_settings, max_request_size=4_000_000,
-                      delivery_timeout_ms=10_000, request_timeout_ms=5_000) as producer:
+        with Producer(
+            kafka_settings,
+            max_request_size=4_000_000,
+            delivery_timeout_ms=10_000,
+            request_timeout_ms=5_000,
+        ) as producer:
             producer.send(topics.NEWS, "big", os.urandom(2_000_000))
             producer.send(topics.NEWS, "small", b"{}")
     assert producer.failed == 1 and producer.acked == 1
-
 
 
 def test_rest_poller_ticks_reach_kafka(kafka_settings: Settings) -> None:
@@ -233,9 +296,17 @@ def test_rest_poller_ticks_reach_kafka(kafka_settings: Settings) -> None:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             calls.append(self.path)
             n = len(calls)
-            body = json.dumps({"ask": "1", "bid": "1", "volume": "1", "trade_id": 1000 + n,
-                               "price": f"{70000 + n}.5", "size": "0.25",
-                               "time": f"2025-06-10T12:00:0{n % 10}.000000Z"}).encode()
+            body = json.dumps(
+                {
+                    "ask": "1",
+                    "bid": "1",
+                    "volume": "1",
+                    "trade_id": 1000 + n,
+                    "price": f"{70000 + n}.5",
+                    "size": "0.25",
+                    "time": f"2025-06-10T12:00:0{n % 10}.000000Z",
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -247,10 +318,24 @@ def test_rest_poller_ticks_reach_kafka(kafka_settings: Settings) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Coinbase)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cpwatch.cli", "produce", "prices", "--rest", "coinbase",
-         "--symbol", "BTC/USD", "--url", f"http://127.0.0.1:{server.server_address[1]}"],
-        env=settings_env(kafka_settings), cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cpwatch.cli",
+            "produce",
+            "prices",
+            "--rest",
+            "coinbase",
+            "--symbol",
+            "BTC/USD",
+            "--url",
+            f"http://127.0.0.1:{server.server_address[1]}",
+        ],
+        env=settings_env(kafka_settings),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         got = read_topic(kafka_settings, topics.PRICE_TICKS, 2, timeout=30)
@@ -262,4 +347,6 @@ def test_rest_poller_ticks_reach_kafka(kafka_settings: Settings) -> None:
     assert calls[0] == "/products/BTC-USD/ticker"
     ticks = [PriceTick.parse(v) for _, v in got[:2]]
     assert [(t.venue, t.symbol, t.price, t.size, t.seq) for t in ticks] == [
-        ("coinbase", "BTC-USD", 70001.5, 0.25, 1001), ("coinbase", "BTC-USD", 70002.5, 0.25, 1002)]
+        ("coinbase", "BTC-USD", 70001.5, 0.25, 1001),
+        ("coinbase", "BTC-USD", 70002.5, 0.25, 1002),
+    ]

@@ -20,9 +20,20 @@ pytestmark = pytest.mark.integration
 
 def _produce_sample(s: Settings) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "cpwatch.cli", "produce", "news", "--jsonl",
-         str(sample_file("sample_news.jsonl"))],
-        env=settings_env(s), cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "cpwatch.cli",
+            "produce",
+            "news",
+            "--jsonl",
+            str(sample_file("sample_news.jsonl")),
+        ],
+        env=settings_env(s),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -31,14 +42,18 @@ def test_sample_news_is_searchable_and_replays_add_nothing(
     kafka_settings: Settings, worker: subprocess.Popen[bytes]
 ) -> None:
     s = kafka_settings
-    n_sample = sum(1 for line in sample_file("sample_news.jsonl").read_text().splitlines() if line.strip())
+    n_sample = sum(
+        1 for line in sample_file("sample_news.jsonl").read_text().splitlines() if line.strip()
+    )
     es = Elasticsearch(**s.es_client_kwargs())
     _produce_sample(s)
 
     def counts() -> tuple[int, int]:
         try:
             es.indices.refresh(index=[s.index("articles"), s.index("events")])
-            return es.count(index=s.index("articles"))["count"], es.count(index=s.index("events"))["count"]
+            return es.count(index=s.index("articles"))["count"], es.count(index=s.index("events"))[
+                "count"
+            ]
         except Exception:  # noqa: BLE001 - aliases appear once the worker prepared them
             return 0, 0
 

@@ -27,55 +27,83 @@ from tests.conftest import ROOT, settings_env
 pytestmark = pytest.mark.integration
 
 SEED = {
-    "id": "seed-pk-sv", "source": "wire-a", "published": "2025-05-28T10:00:00Z",
+    "id": "seed-pk-sv",
+    "source": "wire-a",
+    "published": "2025-05-28T10:00:00Z",
     "title": "Pakistan and El Salvador sign bitcoin letter of intent as IMF blocks mining "
-             "power plan",
+    "power plan",
     "text": "Pakistan's Crypto Council signed a letter of intent with El Salvador's Bitcoin "
-            "Office. "
-            "The International Monetary Fund objected to Islamabad's plan to allocate 2,000 "
-            "megawatts of surplus electricity to bitcoin mining, a breach of its IMF programme.",
+    "Office. "
+    "The International Monetary Fund objected to Islamabad's plan to allocate 2,000 "
+    "megawatts of surplus electricity to bitcoin mining, a breach of its IMF programme.",
     "categories": ["cooperation", "multilateral", "mining_energy", "reserve"],
-    "countries": ["PK", "SV"], "orgs": ["IMF", "Bitcoin Office"],
+    "countries": ["PK", "SV"],
+    "orgs": ["IMF", "Bitcoin Office"],
 }
 # Both words appear in these too, but only once each and in the body: they must rank lower.
 WEAKER = [
-    {"id": "weak-kz", "title": "Kazakhstan raises power tariffs for bitcoin miners",
-     "text": "The energy ministry said bitcoin mining farms will pay more; an IMF mission had "
-             "urged subsidy reform last year.", "countries": ["KZ"], "orgs": ["IMF"]},
-    {"id": "weak-ar", "title": "Argentina reviews bitcoin policy after loan talks",
-     "text": "Officials cited the IMF agreement; small-scale mining of bitcoin in Patagonia "
-             "continues.", "countries": ["AR"], "orgs": ["IMF"]},
+    {
+        "id": "weak-kz",
+        "title": "Kazakhstan raises power tariffs for bitcoin miners",
+        "text": "The energy ministry said bitcoin mining farms will pay more; an IMF mission had "
+        "urged subsidy reform last year.",
+        "countries": ["KZ"],
+        "orgs": ["IMF"],
+    },
+    {
+        "id": "weak-ar",
+        "title": "Argentina reviews bitcoin policy after loan talks",
+        "text": "Officials cited the IMF agreement; small-scale mining of bitcoin in Patagonia "
+        "continues.",
+        "countries": ["AR"],
+        "orgs": ["IMF"],
+    },
 ]
 CATEGORIES = ["regulation", "ban", "reserve", "tax", "cbdc", "mining_energy"]
 COUNTRIES = ["US", "CN", "SV", "IN", "BR", "NG"]
 ORGS = ["SEC", "FATF", "World Bank", "ECB"]
 SOURCES = ["wire-a", "wire-b", "wire-c"]
-SUBJECTS = ["stablecoin bill", "exchange licensing", "capital gains on bitcoin",
-            "central bank digital currency pilot", "crypto ban", "bitcoin reserve proposal"]
+SUBJECTS = [
+    "stablecoin bill",
+    "exchange licensing",
+    "capital gains on bitcoin",
+    "central bank digital currency pilot",
+    "crypto ban",
+    "bitcoin reserve proposal",
+]
 
 
 def _docs() -> list[dict[str, Any]]:
     rnd = random.Random(7)  # noqa: S311 - test data, not secrets
     docs = [dict(SEED)]
     for i, d in enumerate(WEAKER):
-        docs.append({"source": SOURCES[i], "published": f"2025-0{i + 3}-15T08:00:00Z",
-                     "categories": ["mining_energy"], **d})
+        docs.append(
+            {
+                "source": SOURCES[i],
+                "published": f"2025-0{i + 3}-15T08:00:00Z",
+                "categories": ["mining_energy"],
+                **d,
+            }
+        )
     for i in range(27):
         subject = SUBJECTS[i % len(SUBJECTS)]
         country = COUNTRIES[i % len(COUNTRIES)]
-        docs.append({
-            "id": f"gen-{i:02d}",
-            "source": SOURCES[i % 3],
-            # Some share a timestamp, so only the id tiebreak orders them.
-            "published": f"2025-{1 + i % 6:02d}-{1 + (i // 6) * 3:02d}T12:00:00Z" if i % 5
-                         else "2025-06-30T00:00:00Z",
-            "title": f"{country} lawmakers debate {subject}",
-            "text": f"Parliament in {country} discussed the {subject} on day {i}; bitcoin "
-                    f"traders watched the vote {'closely' if i % 2 else 'warily'}.",
-            "categories": rnd.sample(CATEGORIES, k=1 + i % 3),
-            "countries": [country] if i % 4 or country == "US" else [country, "US"],
-            "orgs": rnd.sample(ORGS, k=i % 3),
-        })
+        docs.append(
+            {
+                "id": f"gen-{i:02d}",
+                "source": SOURCES[i % 3],
+                # Some share a timestamp, so only the id tiebreak orders them.
+                "published": f"2025-{1 + i % 6:02d}-{1 + (i // 6) * 3:02d}T12:00:00Z"
+                if i % 5
+                else "2025-06-30T00:00:00Z",
+                "title": f"{country} lawmakers debate {subject}",
+                "text": f"Parliament in {country} discussed the {subject} on day {i}; bitcoin "
+                f"traders watched the vote {'closely' if i % 2 else 'warily'}.",
+                "categories": rnd.sample(CATEGORIES, k=1 + i % 3),
+                "countries": [country] if i % 4 or country == "US" else [country, "US"],
+                "orgs": rnd.sample(ORGS, k=i % 3),
+            }
+        )
     return docs
 
 
@@ -88,11 +116,25 @@ def indexed(kafka_settings: Settings) -> Settings:
     es = Elasticsearch(**s.es_client_kwargs())  # type: ignore[arg-type]
     ensure_indices(es, s)
     helpers.bulk(es, ({"_index": s.index("events"), "_id": d["id"], "_source": d} for d in DOCS))
-    helpers.bulk(es, [
-        {"_index": s.index("alerts"), "_id": f"a{i}", "_source": {
-            "fingerprint": f"a{i}", "rule": rule, "holder": "El Salvador", "direction": "down",
-            "ts": f"2025-04-0{i + 1}T00:00:00Z", "value_usd": 5e8, "threshold_usd": 5e8}}
-        for i, rule in enumerate(["drawdown-30", "below-cost", "drawdown-30"])])
+    helpers.bulk(
+        es,
+        [
+            {
+                "_index": s.index("alerts"),
+                "_id": f"a{i}",
+                "_source": {
+                    "fingerprint": f"a{i}",
+                    "rule": rule,
+                    "holder": "El Salvador",
+                    "direction": "down",
+                    "ts": f"2025-04-0{i + 1}T00:00:00Z",
+                    "value_usd": 5e8,
+                    "threshold_usd": 5e8,
+                },
+            }
+            for i, rule in enumerate(["drawdown-30", "below-cost", "drawdown-30"])
+        ],
+    )
     es.indices.refresh(index=[s.index("events"), s.index("alerts")])
     es.close()
     return s
@@ -129,8 +171,9 @@ def test_imf_mining_ranks_the_seed_story_first(client: TestClient) -> None:
 
 
 def _expected_facets(docs: list[dict[str, Any]]) -> dict[str, Counter[str]]:
-    facets: dict[str, Counter[str]] = {n: Counter() for n in
-                                       ("categories", "countries", "orgs", "sources", "published")}
+    facets: dict[str, Counter[str]] = {
+        n: Counter() for n in ("categories", "countries", "orgs", "sources", "published")
+    }
     for d in docs:
         facets["categories"].update(d["categories"])
         facets["countries"].update(d["countries"])
@@ -140,14 +183,17 @@ def _expected_facets(docs: list[dict[str, Any]]) -> dict[str, Counter[str]]:
     return facets
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"category": ["reserve"]},
-    {"category": ["reserve", "ban"], "country": ["US"]},
-    {"country": ["sv", "NG"], "org": ["IMF", "FATF"]},
-    {"since": "2025-03-01", "until": "2025-04-30"},
-    {"category": ["tax"], "since": "2025-02-15T00:00:00Z"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"category": ["reserve"]},
+        {"category": ["reserve", "ban"], "country": ["US"]},
+        {"country": ["sv", "NG"], "org": ["IMF", "FATF"]},
+        {"since": "2025-03-01", "until": "2025-04-30"},
+        {"category": ["tax"], "since": "2025-02-15T00:00:00Z"},
+    ],
+)
 def test_filters_and_facets_agree_with_the_indexed_docs(
     client: TestClient, params: dict[str, Any]
 ) -> None:
@@ -206,15 +252,18 @@ def test_alerts_are_searchable(client: TestClient) -> None:
     assert dict(map(tuple, out["facets"]["rules"])) == {"drawdown-30": 2}
 
 
-@pytest.mark.parametrize(("params", "param"), [
-    ({"q": "bitcoin", "size": 0}, "size"),
-    ({"q": "bitcoin", "size": "many"}, "size"),
-    ({"q": "x" * 501}, "q"),
-    ({"q": "*coin"}, "q"),
-    ({"q": "bitcoin", "index": "nope"}, "index"),
-    ({"q": "bitcoin", "after": "garbage"}, "after"),
-    ({"q": "bitcoin", "since": "last week"}, "since"),
-])
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"q": "bitcoin", "size": 0}, "size"),
+        ({"q": "bitcoin", "size": "many"}, "size"),
+        ({"q": "x" * 501}, "q"),
+        ({"q": "*coin"}, "q"),
+        ({"q": "bitcoin", "index": "nope"}, "index"),
+        ({"q": "bitcoin", "after": "garbage"}, "after"),
+        ({"q": "bitcoin", "since": "last week"}, "since"),
+    ],
+)
 def test_bad_requests_are_400_naming_the_parameter(
     client: TestClient, params: dict[str, Any], param: str
 ) -> None:
@@ -224,8 +273,14 @@ def test_bad_requests_are_400_naming_the_parameter(
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cpwatch.cli", "search", *args], cwd=ROOT,
-                          env=settings_env(settings), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "cpwatch.cli", "search", *args],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_json_contract_and_errors(indexed: Settings) -> None:
@@ -235,8 +290,16 @@ def test_cli_json_contract_and_errors(indexed: Settings) -> None:
     assert {"total", "hits", "facets", "next"} <= set(out)
     assert out["total"] == 3 and len(out["hits"]) == 2 and out["next"]
     for hit in out["hits"]:
-        assert {"id", "index", "title", "categories", "countries", "published", "score",
-                "highlight"} <= set(hit)
+        assert {
+            "id",
+            "index",
+            "title",
+            "categories",
+            "countries",
+            "published",
+            "score",
+            "highlight",
+        } <= set(hit)
     assert out["hits"][0]["id"] == "seed-pk-sv"
     assert all(isinstance(b, list) and len(b) == 2 for b in out["facets"]["categories"])
     more = _cli(indexed, "IMF mining", "--json", "--size", "2", "--after", out["next"])
@@ -246,8 +309,11 @@ def test_cli_json_contract_and_errors(indexed: Settings) -> None:
     table = _cli(indexed, "IMF mining", "--category", "reserve")
     assert table.returncode == 0 and "1 hit(s)" in table.stdout and "categories:" in table.stdout
 
-    for bad, name in ((["bitcoin", "--size", "0"], "--size"), (["x" * 501], "QUERY"),
-                      (["bitcoin", "--until", "soon"], "--until")):
+    for bad, name in (
+        (["bitcoin", "--size", "0"], "--size"),
+        (["x" * 501], "QUERY"),
+        (["bitcoin", "--until", "soon"], "--until"),
+    ):
         proc = _cli(indexed, *bad)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert name in proc.stderr

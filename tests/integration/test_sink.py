@@ -20,8 +20,13 @@ pytestmark = pytest.mark.integration
 
 
 def _doc(i: int, published: str = "2025-05-01T00:00:00Z") -> dict[str, object]:
-    return {"id": f"doc-{i}", "title": f"Central bank note {i}", "text": "bitcoin rules",
-            "published": published, "is_policy_event": False}
+    return {
+        "id": f"doc-{i}",
+        "title": f"Central bank note {i}",
+        "text": "bitcoin rules",
+        "published": published,
+        "is_policy_event": False,
+    }
 
 
 def _send(s: Settings, docs: list[dict[str, object]]) -> None:
@@ -40,8 +45,12 @@ def _count(es: Elasticsearch, alias: str) -> int:
 
 
 def _dead_letters(s: Settings) -> list[DeadLetter]:
-    consumer = KafkaConsumer(s.topic(t.DEAD_LETTER), auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, **s.kafka_client_kwargs())
+    consumer = KafkaConsumer(
+        s.topic(t.DEAD_LETTER),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        **s.kafka_client_kwargs(),
+    )
     out = [DeadLetter.parse(m.value) for m in consumer]
     consumer.close()
     return out
@@ -98,8 +107,12 @@ def test_valuations_roll_into_monthly_indices_and_old_months_are_pruned(
     ensure_indices(es, s, ["treasury-valuations"])
     months = ["2025-01-15T00:00:00Z", "2025-02-15T00:00:00Z", "2025-03-15T00:00:00Z"]
     for ts in months:
-        es.index(index=monthly_index(s, "treasury-valuations", ts), id=f"h|{ts[:16]}",
-                 document={"holder": "h", "ts": ts, "value_usd": 1.0}, refresh=True)
+        es.index(
+            index=monthly_index(s, "treasury-valuations", ts),
+            id=f"h|{ts[:16]}",
+            document={"holder": "h", "ts": ts, "value_usd": 1.0},
+            refresh=True,
+        )
     alias = s.index("treasury-valuations")
     assert es.count(index=alias)["count"] == 3
     dropped = prune_time_series(es, s, "treasury-valuations", keep_months=1, today="2025-03-20")

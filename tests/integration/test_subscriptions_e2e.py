@@ -138,10 +138,17 @@ def api_client(settings: Settings) -> TestClient:
     return TestClient(app)
 
 
-def _sub(name: str, channel: dict[str, Any], query: str | None = None,
-         **filters: list[str]) -> dict[str, Any]:
-    return {"name": name, "query": query, "channel": channel, "filters": filters,
-            "group_wait": "0s", "group_interval": "1s"}
+def _sub(
+    name: str, channel: dict[str, Any], query: str | None = None, **filters: list[str]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "query": query,
+        "channel": channel,
+        "filters": filters,
+        "group_wait": "0s",
+        "group_interval": "1s",
+    }
 
 
 def _hook(receiver: Receiver, path: str) -> dict[str, Any]:
@@ -149,8 +156,12 @@ def _hook(receiver: Receiver, path: str) -> dict[str, Any]:
 
 
 def _consume(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    c = KafkaConsumer(settings.topic(topic), auto_offset_reset="earliest",
-                      consumer_timeout_ms=1500, **settings.kafka_client_kwargs())
+    c = KafkaConsumer(
+        settings.topic(topic),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1500,
+        **settings.kafka_client_kwargs(),
+    )
     out = [json.loads(m.value) for m in c]
     c.close()
     return out
@@ -162,17 +173,19 @@ def test_subscriptions_end_to_end(
     mailbox, smtp_port = smtp
     (tmp_path / "rules.yaml").write_text(RULES)
     dead_port = free_port()  # nothing listens: connection refused on every attempt
-    s = kafka_settings.model_copy(update={
-        "rules_file": tmp_path / "rules.yaml",
-        "delivery_ssrf_allowlist": "127.0.0.1",
-        "delivery_max_attempts": 4,
-        "delivery_backoff_base_s": 0.05,
-        "delivery_backoff_cap_s": 0.2,
-        "smtp_port": smtp_port,
-        "smtp_starttls": False,
-        "subscriptions_refresh_s": 1.0,
-        "api_tokens": SecretStr(TOKEN),
-    })
+    s = kafka_settings.model_copy(
+        update={
+            "rules_file": tmp_path / "rules.yaml",
+            "delivery_ssrf_allowlist": "127.0.0.1",
+            "delivery_max_attempts": 4,
+            "delivery_backoff_base_s": 0.05,
+            "delivery_backoff_cap_s": 0.2,
+            "smtp_port": smtp_port,
+            "smtp_starttls": False,
+            "subscriptions_refresh_s": 1.0,
+            "api_tokens": SecretStr(TOKEN),
+        }
+    )
     from sinks.indices import ensure_indices
 
     es = Elasticsearch(**s.es_client_kwargs())
@@ -183,14 +196,19 @@ def test_subscriptions_end_to_end(
     for name, body in {
         "main": _sub("imf mining pk", _hook(receiver, "/main"), "IMF AND mining", countries=["PK"]),
         "nomatch": _sub("ukraine etf", _hook(receiver, "/nomatch"), "Ukraine AND ETF"),
-        "wrong-country": _sub("imf mining br", _hook(receiver, "/br"), "IMF AND mining",
-                              countries=["BR"]),
+        "wrong-country": _sub(
+            "imf mining br", _hook(receiver, "/br"), "IMF AND mining", countries=["BR"]
+        ),
         "email": _sub("imf by mail", {"type": "email", "address": "ops@example.org"}, "IMF"),
         "flaky": _sub("imf flaky", _hook(receiver, "/flaky"), "IMF AND mining"),
-        "dead": _sub("imf dead", {"type": "webhook", "url": f"http://127.0.0.1:{dead_port}/x",
-                                  "secret": SECRET}, "IMF AND mining"),
-        "treasury": _sub("sv level", _hook(receiver, "/treasury"), None, holders=["SV"],
-                         rule_types=["level"]),
+        "dead": _sub(
+            "imf dead",
+            {"type": "webhook", "url": f"http://127.0.0.1:{dead_port}/x", "secret": SECRET},
+            "IMF AND mining",
+        ),
+        "treasury": _sub(
+            "sv level", _hook(receiver, "/treasury"), None, holders=["SV"], rule_types=["level"]
+        ),
     }.items():
         resp = client.post("/api/subscriptions", json=body, headers=AUTH)
         assert resp.status_code == 201, resp.text
@@ -205,14 +223,22 @@ def test_subscriptions_end_to_end(
     receiver.got.clear()
 
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "cpwatch.cli", "worker"],
-                              env=settings_env(s), stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        env=settings_env(s),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     producer = KafkaProducer(**s.kafka_client_kwargs())
     try:
         # Warm-up: a non-event article; once it is indexed, the worker is consuming.
-        warm = NewsArticle(id="warm-1", source="wire-a", title="Bitcoin slips below $90,000",
-                           text="Bitcoin fell 3% on Tuesday as traders booked profits.",
-                           published="2025-05-28T09:00:00Z")
+        warm = NewsArticle(
+            id="warm-1",
+            source="wire-a",
+            title="Bitcoin slips below $90,000",
+            text="Bitcoin fell 3% on Tuesday as traders booked profits.",
+            published="2025-05-28T09:00:00Z",
+        )
         producer.send(s.topic(t.NEWS), key=warm.id.encode(), value=warm.to_bytes())
         producer.flush()
 
@@ -223,22 +249,35 @@ def test_subscriptions_end_to_end(
         wait_for(warmed, timeout=120)
 
         seed = NewsArticle(
-            id="seed-a", source="wire-a",
+            id="seed-a",
+            source="wire-a",
             title="Pakistan and El Salvador sign bitcoin letter of intent as IMF blocks mining power plan",
-            text=SEED_TEXT, published="2025-05-28T10:00:00Z")
+            text=SEED_TEXT,
+            published="2025-05-28T10:00:00Z",
+        )
         produced_at = time.time()
         producer.send(s.topic(t.NEWS), key=seed.id.encode(), value=seed.to_bytes())
         producer.flush()
 
         # Treasury: SV holds 6,000 BTC; the level is $540M (= $90,000/BTC).
-        holding = HoldingUpdate(holder="SV", kind="state", country="SV", btc=6000,
-                                as_of=datetime(2024, 1, 1, tzinfo=UTC))
+        holding = HoldingUpdate(
+            holder="SV",
+            kind="state",
+            country="SV",
+            btc=6000,
+            as_of=datetime(2024, 1, 1, tzinfo=UTC),
+        )
         producer.send(s.topic(t.HOLDINGS), key=b"SV", value=holding.to_bytes())
         producer.flush()
         start = datetime(2024, 1, 2, tzinfo=UTC)
         for i, price in enumerate([100_000, 85_000, 100_000]):
-            tick = PriceTick(venue="replay", symbol="BTC-USD", price=price,
-                             ts=start + timedelta(minutes=i), seq=i)
+            tick = PriceTick(
+                venue="replay",
+                symbol="BTC-USD",
+                price=price,
+                ts=start + timedelta(minutes=i),
+                seq=i,
+            )
             producer.send(s.topic(t.PRICE_TICKS), key=tick.key.encode(), value=tick.to_bytes())
         producer.flush()
 
@@ -247,8 +286,9 @@ def test_subscriptions_end_to_end(
         latency = first.at - produced_at
         print(f"\nproduction -> webhook receipt latency: {latency * 1000:.0f} ms")
         (tmp_path / "latency.txt").write_text(f"{latency:.3f}\n")
-        assert verify_signature(SECRET, first.headers[TIMESTAMP_HEADER], first.body,
-                                first.headers[SIGNATURE_HEADER])
+        assert verify_signature(
+            SECRET, first.headers[TIMESTAMP_HEADER], first.body, first.headers[SIGNATURE_HEADER]
+        )
         msg = first.json()
         assert msg["subscription"] == ids["main"]
         assert [i["type"] for i in msg["items"]] == ["event"]
@@ -268,8 +308,11 @@ def test_subscriptions_end_to_end(
         wait_for(treasury_done, timeout=90)
 
         def dead_lettered() -> list[dict[str, Any]]:
-            return [d for d in _consume(s, t.DEAD_LETTER)
-                    if d["stage"] == "deliver" and ids["dead"] in d["payload"]]
+            return [
+                d
+                for d in _consume(s, t.DEAD_LETTER)
+                if d["stage"] == "deliver" and ids["dead"] in d["payload"]
+            ]
 
         dead = wait_for(dead_lettered, timeout=30)
         assert "4 attempt(s)" in dead[0]["reason"], dead[0]["reason"]
@@ -283,8 +326,9 @@ def test_subscriptions_end_to_end(
         assert len(flaky) == 1 and receiver.tries["/flaky"] == 4
         items = [i for r in receiver.hits("/treasury") for i in r.json()["items"]]
         for r in receiver.hits("/treasury"):
-            assert verify_signature(SECRET, r.headers[TIMESTAMP_HEADER], r.body,
-                                    r.headers[SIGNATURE_HEADER])
+            assert verify_signature(
+                SECRET, r.headers[TIMESTAMP_HEADER], r.body, r.headers[SIGNATURE_HEADER]
+            )
         assert all(i["type"] == "alert" for i in items)
         down = [i for i in items if i["kind"] == "firing" and i["alert"]["direction"] == "down"]
         resolved = [i for i in items if i["kind"] == "resolved"]
@@ -293,9 +337,12 @@ def test_subscriptions_end_to_end(
 
         def attempts() -> list[dict[str, Any]]:
             es.indices.refresh(index=s.index("delivery-attempts"))
-            hits = es.search(index=s.index("delivery-attempts"), size=100,
-                             query={"term": {"subscription": ids["flaky"]}},
-                             sort=[{"attempt": "asc"}])["hits"]["hits"]
+            hits = es.search(
+                index=s.index("delivery-attempts"),
+                size=100,
+                query={"term": {"subscription": ids["flaky"]}},
+                sort=[{"attempt": "asc"}],
+            )["hits"]["hits"]
             docs = [h["_source"] for h in hits]
             return docs if len(docs) >= 4 else []
 
@@ -305,8 +352,9 @@ def test_subscriptions_end_to_end(
         assert all(d["latency_ms"] >= 0 for d in tries)
 
         es.indices.refresh(index=s.index("delivery-attempts"))
-        dead_tries = es.count(index=s.index("delivery-attempts"),
-                              query={"term": {"subscription": ids["dead"]}})["count"]
+        dead_tries = es.count(
+            index=s.index("delivery-attempts"), query={"term": {"subscription": ids["dead"]}}
+        )["count"]
         assert dead_tries == 4
 
         # Alerts API: list and ack.
@@ -334,13 +382,18 @@ def test_api_auth_ssrf_and_crud(kafka_settings: Settings) -> None:
     ensure_indices(es, s, ["subscriptions", "alerts"])
     es.close()
     client = api_client(s)
-    body = _sub("pub", {"type": "webhook", "url": "https://93.184.215.14/hook",
-                        "secret": SECRET}, "IMF")
+    body = _sub(
+        "pub", {"type": "webhook", "url": "https://93.184.215.14/hook", "secret": SECRET}, "IMF"
+    )
     assert client.post("/api/subscriptions", json=body).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert client.post("/api/subscriptions", json=body, headers=wrong).status_code == 401
-    for url in ("http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data",
-                "http://[::1]:8080/hook", "http://127.0.0.1/hook"):
+    for url in (
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:8080/hook",
+        "http://127.0.0.1/hook",
+    ):
         bad = {**body, "channel": {**body["channel"], "url": url}}
         resp = client.post("/api/subscriptions", json=bad, headers=AUTH)
         assert resp.status_code == 422, (url, resp.text)
@@ -356,14 +409,18 @@ def test_api_auth_ssrf_and_crud(kafka_settings: Settings) -> None:
     assert SECRET not in created.text
     got = client.get(f"/api/subscriptions/{sid}").json()
     assert got["channel"]["secret"] == "********"
-    assert client.put(f"/api/subscriptions/{sid}", json={**body, "query": "mining"}).status_code == 401
+    assert (
+        client.put(f"/api/subscriptions/{sid}", json={**body, "query": "mining"}).status_code == 401
+    )
     put = client.put(f"/api/subscriptions/{sid}", json={**body, "query": "mining"}, headers=AUTH)
     assert put.status_code == 200 and put.json()["query"] == "mining"
-    sil = client.post(f"/api/subscriptions/{sid}/silence",
-                      params={"until": "2030-01-01T00:00:00Z"}, headers=AUTH)
+    sil = client.post(
+        f"/api/subscriptions/{sid}/silence", params={"until": "2030-01-01T00:00:00Z"}, headers=AUTH
+    )
     assert sil.status_code == 200 and sil.json()["silence_until"].startswith("2030-01-01")
-    bad_until = client.post(f"/api/subscriptions/{sid}/silence", params={"until": "soon"},
-                            headers=AUTH)
+    bad_until = client.post(
+        f"/api/subscriptions/{sid}/silence", params={"until": "soon"}, headers=AUTH
+    )
     assert bad_until.status_code == 400
     assert client.delete(f"/api/subscriptions/{sid}").status_code == 401
     assert client.delete(f"/api/subscriptions/{sid}", headers=AUTH).status_code == 204

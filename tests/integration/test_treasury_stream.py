@@ -63,7 +63,9 @@ def test_stream_alerts_equal_backtest(
     assert not errors
     expected = [
         a.to_dict()
-        for a in run_backtest(prices, HoldingsTimeline(holdings), RuleEngine(load_rules(s.rules_file)))
+        for a in run_backtest(
+            prices, HoldingsTimeline(holdings), RuleEngine(load_rules(s.rules_file))
+        )
     ]
     assert len(expected) >= 8, "fixture should cross several rules"
 
@@ -71,7 +73,9 @@ def test_stream_alerts_equal_backtest(
 
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cpwatch.cli", "worker"], env=settings_env(s), stdout=log,
+        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        env=settings_env(s),
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
@@ -86,7 +90,9 @@ def test_stream_alerts_equal_backtest(
         producer.close()
 
         consumer = KafkaConsumer(
-            s.topic(t.ALERTS), auto_offset_reset="earliest", consumer_timeout_ms=1000,
+            s.topic(t.ALERTS),
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=1000,
             **s.kafka_client_kwargs(),
         )
         got: list[dict[str, object]] = []

@@ -34,8 +34,14 @@ def test_strict_booleans_reject_ambiguous_values(monkeypatch: pytest.MonkeyPatch
 def test_topic_names_are_the_documented_defaults() -> None:
     names = {spec.name for spec in t.TOPICS}
     assert {
-        "news", "price-ticks", "holdings", "policy-events", "treasury-valuations",
-        "alerts", "deliveries", "dead-letter",
+        "news",
+        "price-ticks",
+        "holdings",
+        "policy-events",
+        "treasury-valuations",
+        "alerts",
+        "deliveries",
+        "dead-letter",
     } <= names
     holdings = next(s for s in t.TOPICS if s.name == t.HOLDINGS)
     assert holdings.configs() == {"cleanup.policy": "compact"}
@@ -66,7 +72,9 @@ def test_bad_ticks_name_the_field(patch: dict[str, object], field: str) -> None:
 
 def test_non_finite_prices_are_refused() -> None:
     with pytest.raises(RecordError, match="price"):
-        PriceTick.parse(b'{"venue":"v","symbol":"BTC-USD","price":Infinity,"ts":"2024-03-01T00:00:00Z"}')
+        PriceTick.parse(
+            b'{"venue":"v","symbol":"BTC-USD","price":Infinity,"ts":"2024-03-01T00:00:00Z"}'
+        )
 
 
 def test_json_bombs_and_bad_utf8_are_refused() -> None:
@@ -78,14 +86,18 @@ def test_json_bombs_and_bad_utf8_are_refused() -> None:
 
 def test_negative_holdings_refused() -> None:
     with pytest.raises(RecordError, match="btc"):
-        HoldingUpdate.parse({"holder": "h", "kind": "state", "btc": -5, "as_of": "2024-01-01T00:00:00Z"})
+        HoldingUpdate.parse(
+            {"holder": "h", "kind": "state", "btc": -5, "as_of": "2024-01-01T00:00:00Z"}
+        )
 
 
 def test_article_ids_are_deterministic() -> None:
     a = NewsArticle.make_id("https://example.org/a", "wire", "Title")
     assert a == NewsArticle.make_id("https://example.org/a", "other", "Other title")
     assert NewsArticle.make_id(None, "wire", "Title") == stable_id("wire", "Title")
-    assert NewsArticle.make_id(None, "wire", "Title") != NewsArticle.make_id(None, "wire", "Title 2")
+    assert NewsArticle.make_id(None, "wire", "Title") != NewsArticle.make_id(
+        None, "wire", "Title 2"
+    )
 
 
 def test_dead_letter_keeps_payload_and_reason() -> None:

@@ -20,5 +20,7 @@ def test_kafka_properties_are_single_node_kraft(tmp_path: Path) -> None:
 
 
 def test_status_reports_stopped_services(tmp_path: Path) -> None:
-    stack = Stack(Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:1", es_url="http://127.0.0.1:2"))
+    stack = Stack(
+        Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:1", es_url="http://127.0.0.1:2")
+    )
     assert stack.status() is False

@@ -39,22 +39,32 @@ def test_empty_query_matches_all() -> None:
 
 
 def test_filters_or_within_and_across_fields() -> None:
-    p = parse_params("bitcoin", category=["reserve", "ban"], country=["sv", "PK"], org=["IMF"],
-                     since="2025-01-01", until="2025-05-31")
+    p = parse_params(
+        "bitcoin",
+        category=["reserve", "ban"],
+        country=["sv", "PK"],
+        org=["IMF"],
+        since="2025-01-01",
+        until="2025-05-31",
+    )
     filters = build_request(p)["query"]["bool"]["filter"]
     assert {"terms": {"categories": ["reserve", "ban"]}} in filters
     assert {"terms": {"countries": ["SV", "PK"]}} in filters  # country codes upper-cased
     assert {"terms": {"orgs": ["IMF"]}} in filters
     # A bare `until` date covers its whole day: strictly before the next midnight.
-    assert {"range": {"published": {"gte": "2025-01-01T00:00:00+00:00",
-                                    "lt": "2025-06-01T00:00:00+00:00"}}} in filters
+    assert {
+        "range": {
+            "published": {"gte": "2025-01-01T00:00:00+00:00", "lt": "2025-06-01T00:00:00+00:00"}
+        }
+    } in filters
 
 
 def test_alerts_use_ts_and_fingerprint() -> None:
     p = parse_params("drawdown", index="alerts", since="2025-01-01T12:00:00+02:00")
     body = build_request(p)
     assert body["query"]["bool"]["filter"] == [
-        {"range": {"ts": {"gte": "2025-01-01T10:00:00+00:00"}}}]
+        {"range": {"ts": {"gte": "2025-01-01T10:00:00+00:00"}}}
+    ]
     assert [next(iter(s)) for s in body["sort"]] == ["_score", "ts", "fingerprint"]
     assert body["aggs"]["published"]["date_histogram"]["field"] == "ts"
     assert "highlight" not in body
@@ -83,38 +93,49 @@ def test_cursor_round_trip_into_search_after() -> None:
     assert decode_cursor(encode_cursor([1.0, -(2**63), None])) == [1.0, -(2**63), None]
 
 
-@pytest.mark.parametrize("token", [
-    "not base64!!", encode_cursor([1.0, 2]), encode_cursor(["a", 1, "x"]),
-    encode_cursor([1.0, 1.5, "x"]), encode_cursor([True, 1, "x"]), "e30", "x" * 2000,
-    encode_cursor([1.0, 2**63, "x"]),
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not base64!!",
+        encode_cursor([1.0, 2]),
+        encode_cursor(["a", 1, "x"]),
+        encode_cursor([1.0, 1.5, "x"]),
+        encode_cursor([True, 1, "x"]),
+        "e30",
+        "x" * 2000,
+        encode_cursor([1.0, 2**63, "x"]),
+    ],
+)
 def test_bad_cursors_are_rejected(token: str) -> None:
     with pytest.raises(QueryError) as exc:
         parse_params("x", after=token)
     assert exc.value.param == "after"
 
 
-@pytest.mark.parametrize(("kwargs", "param"), [
-    ({"q": "x" * (MAX_QUERY_CHARS + 1)}, "q"),
-    ({"q": "*coin"}, "q"),
-    ({"q": "bitcoin -*coin"}, "q"),
-    ({"q": "?oin"}, "q"),
-    ({"q": "/bit.*coin/"}, "q"),
-    ({"q": "a (/re[gx]/)"}, "q"),
-    ({"q": "ab*"}, "q"),
-    ({"q": "mini* bitc* reser* regul*"}, "q"),
-    ({"q": "bit\x00coin"}, "q"),
-    ({"q": " ".join(["w"] * 40)}, "q"),
-    ({"size": 0}, "size"),
-    ({"size": 101}, "size"),
-    ({"index": "treasury-valuations"}, "index"),
-    ({"since": "yesterday"}, "since"),
-    ({"until": "2025-13-01"}, "until"),
-    ({"since": "2025-06-01", "until": "2025-05-01"}, "until"),
-    ({"category": [f"c{i}" for i in range(21)]}, "category"),
-    ({"country": ["x" * 101]}, "country"),
-    ({"index": "alerts", "org": ["IMF"]}, "org"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"q": "x" * (MAX_QUERY_CHARS + 1)}, "q"),
+        ({"q": "*coin"}, "q"),
+        ({"q": "bitcoin -*coin"}, "q"),
+        ({"q": "?oin"}, "q"),
+        ({"q": "/bit.*coin/"}, "q"),
+        ({"q": "a (/re[gx]/)"}, "q"),
+        ({"q": "ab*"}, "q"),
+        ({"q": "mini* bitc* reser* regul*"}, "q"),
+        ({"q": "bit\x00coin"}, "q"),
+        ({"q": " ".join(["w"] * 40)}, "q"),
+        ({"size": 0}, "size"),
+        ({"size": 101}, "size"),
+        ({"index": "treasury-valuations"}, "index"),
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2025-13-01"}, "until"),
+        ({"since": "2025-06-01", "until": "2025-05-01"}, "until"),
+        ({"category": [f"c{i}" for i in range(21)]}, "category"),
+        ({"country": ["x" * 101]}, "country"),
+        ({"index": "alerts", "org": ["IMF"]}, "org"),
+    ],
+)
 def test_validation_names_the_parameter(kwargs: dict[str, Any], param: str) -> None:
     q = kwargs.pop("q", "bitcoin")
     with pytest.raises(QueryError) as exc:
@@ -123,10 +144,21 @@ def test_validation_names_the_parameter(kwargs: dict[str, Any], param: str) -> N
     assert str(exc.value).startswith(f"{param}: ")
 
 
-@pytest.mark.parametrize("q", [
-    'bitcoin "strategic reserve"', "mining | energy", "-ban reserve", "minin* bitco*",
-    "(imf | \"world bank\") loan", "BTC/USD", "field:value", "a*b", "1,000 MW", "bitcoin\\*",
-])
+@pytest.mark.parametrize(
+    "q",
+    [
+        'bitcoin "strategic reserve"',
+        "mining | energy",
+        "-ban reserve",
+        "minin* bitco*",
+        '(imf | "world bank") loan',
+        "BTC/USD",
+        "field:value",
+        "a*b",
+        "1,000 MW",
+        "bitcoin\\*",
+    ],
+)
 def test_ordinary_queries_pass(q: str) -> None:
     assert parse_params(q).q == q
 
@@ -138,14 +170,30 @@ def test_dates_accept_z_and_naive_as_utc() -> None:
 
 
 def _resp(n: int) -> dict[str, Any]:
-    hits = [{"_id": f"d{i}", "_score": 2.0 - i / 10, "sort": [2.0 - i / 10, 1000 - i, f"d{i}"],
-             "_source": {"id": f"d{i}", "title": f"t{i}", "categories": ["reserve"],
-                         "countries": "SV", "published": "2025-05-01T00:00:00Z", "source": "w"},
-             "highlight": {"title": ["<em>t</em>"]}} for i in range(n)]
-    return {"hits": {"total": {"value": 42, "relation": "eq"}, "hits": hits},
-            "aggregations": {"categories": {"buckets": [{"key": "reserve", "doc_count": 42}]},
-                             "published": {"buckets": [{"key": 1, "key_as_string": "2025-05",
-                                                        "doc_count": 42}]}}}
+    hits = [
+        {
+            "_id": f"d{i}",
+            "_score": 2.0 - i / 10,
+            "sort": [2.0 - i / 10, 1000 - i, f"d{i}"],
+            "_source": {
+                "id": f"d{i}",
+                "title": f"t{i}",
+                "categories": ["reserve"],
+                "countries": "SV",
+                "published": "2025-05-01T00:00:00Z",
+                "source": "w",
+            },
+            "highlight": {"title": ["<em>t</em>"]},
+        }
+        for i in range(n)
+    ]
+    return {
+        "hits": {"total": {"value": 42, "relation": "eq"}, "hits": hits},
+        "aggregations": {
+            "categories": {"buckets": [{"key": "reserve", "doc_count": 42}]},
+            "published": {"buckets": [{"key": 1, "key_as_string": "2025-05", "doc_count": 42}]},
+        },
+    }
 
 
 def test_shape_response_contract_and_next_cursor() -> None:
@@ -153,8 +201,16 @@ def test_shape_response_contract_and_next_cursor() -> None:
     out = shape_response(p, _resp(4))  # size + 1 came back: there is a next page
     assert out["total"] == 42 and len(out["hits"]) == 3
     hit = out["hits"][0]
-    assert {"id", "index", "title", "categories", "countries", "published", "score",
-            "highlight"} <= set(hit)
+    assert {
+        "id",
+        "index",
+        "title",
+        "categories",
+        "countries",
+        "published",
+        "score",
+        "highlight",
+    } <= set(hit)
     assert hit["index"] == "events" and hit["countries"] == ["SV"]
     assert out["facets"] == {"categories": [["reserve", 42]], "published": [["2025-05", 42]]}
     assert decode_cursor(out["next"]) == [1.8, 998, "d2"]  # the last hit shown
@@ -163,19 +219,44 @@ def test_shape_response_contract_and_next_cursor() -> None:
 
 def test_alert_hits_are_mapped_to_the_contract() -> None:
     p = parse_params("", index="alerts")
-    resp = {"hits": {"total": {"value": 1}, "hits": [{
-        "_id": "f1", "_score": 1.0, "sort": [1.0, 5, "f1"],
-        "_source": {"fingerprint": "f1", "rule": "level", "direction": "down",
-                    "holder": "El Salvador", "ts": "2025-04-07T00:00:00Z"}}]}}
+    resp = {
+        "hits": {
+            "total": {"value": 1},
+            "hits": [
+                {
+                    "_id": "f1",
+                    "_score": 1.0,
+                    "sort": [1.0, 5, "f1"],
+                    "_source": {
+                        "fingerprint": "f1",
+                        "rule": "level",
+                        "direction": "down",
+                        "holder": "El Salvador",
+                        "ts": "2025-04-07T00:00:00Z",
+                    },
+                }
+            ],
+        }
+    }
     (hit,) = shape_response(p, resp)["hits"]
-    assert hit == {"id": "f1", "index": "alerts", "title": "level down El Salvador",
-                   "categories": [], "countries": [], "published": "2025-04-07T00:00:00Z",
-                   "score": 1.0, "highlight": {}}
+    assert hit == {
+        "id": "f1",
+        "index": "alerts",
+        "title": "level down El Salvador",
+        "categories": [],
+        "countries": [],
+        "published": "2025-04-07T00:00:00Z",
+        "score": 1.0,
+        "highlight": {},
+    }
 
 
 def test_split_highlight_decodes_entities() -> None:
     assert split_highlight("El Salvador&#x27;s <em>IMF</em> deal") == [
-        ("El Salvador's ", False), ("IMF", True), (" deal", False)]
+        ("El Salvador's ", False),
+        ("IMF", True),
+        (" deal", False),
+    ]
 
 
 def test_api_maps_errors_to_400_and_503_without_elasticsearch() -> None:
@@ -188,7 +269,8 @@ def test_api_maps_errors_to_400_and_503_without_elasticsearch() -> None:
 
     app = create_app()
     app.dependency_overrides[search_settings] = lambda: Settings(
-        es_url="http://127.0.0.1:9", es_request_timeout=2)
+        es_url="http://127.0.0.1:9", es_request_timeout=2
+    )
     client = TestClient(app)
     r = client.get("/api/search", params={"q": "bitcoin", "size": 500})
     assert r.status_code == 400 and r.json()["param"] == "size"
@@ -198,4 +280,13 @@ def test_api_maps_errors_to_400_and_503_without_elasticsearch() -> None:
     assert r.status_code == 503 and "search on cpwatch-events failed" in r.json()["detail"]
     schema = client.get("/openapi.json").json()["paths"]["/api/search"]["get"]
     assert {p["name"] for p in schema["parameters"]} == {
-        "q", "category", "country", "org", "since", "until", "index", "size", "after"}
+        "q",
+        "category",
+        "country",
+        "org",
+        "since",
+        "until",
+        "index",
+        "size",
+        "after",
+    }

@@ -24,8 +24,7 @@ def test_sigterm_sets_stop_and_handlers_are_restored() -> None:
 def test_delivery_guarantees_are_on() -> None:
     assert TUNING["acks"] == "all" and TUNING["enable_idempotence"] is True
     assert TUNING["max_in_flight_requests_per_connection"] <= 5  # idempotence's ceiling
-    assert all(TUNING[k] > 0 for k in ("request_timeout_ms", "delivery_timeout_ms",
-                                        "max_block_ms"))
+    assert all(TUNING[k] > 0 for k in ("request_timeout_ms", "delivery_timeout_ms", "max_block_ms"))
 
 
 class _Cluster:

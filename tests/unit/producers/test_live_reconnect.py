@@ -18,8 +18,9 @@ PRICES = [64000.0 + i for i in range(12)]
 GUARD_S = 20.0  # a hung test fails instead of blocking the suite
 
 
-def _stream(venue: FakeVenue, want: int, symbol: str = "BTC-USD") -> tuple[list[PriceTick],
-                                                                           list[Bad], LiveStats]:
+def _stream(
+    venue: FakeVenue, want: int, symbol: str = "BTC-USD"
+) -> tuple[list[PriceTick], list[Bad], LiveStats]:
     ticks: list[PriceTick] = []
     bad: list[Bad] = []
     stop = threading.Event()
@@ -32,10 +33,17 @@ def _stream(venue: FakeVenue, want: int, symbol: str = "BTC-USD") -> tuple[list[
             stop.set()
 
     try:
-        stats = asyncio.run(run_live(
-            adapter(venue.kind), [symbol], on_tick=on_tick, on_bad=bad.append, stop=stop,
-            url=venue.url, backoff=Backoff(base=0.05, cap=0.2, rng=random.Random(7)),  # noqa: S311
-        ))
+        stats = asyncio.run(
+            run_live(
+                adapter(venue.kind),
+                [symbol],
+                on_tick=on_tick,
+                on_bad=bad.append,
+                stop=stop,
+                url=venue.url,
+                backoff=Backoff(base=0.05, cap=0.2, rng=random.Random(7)),  # noqa: S311
+            )
+        )
     finally:
         guard.cancel()
     return ticks, bad, stats
@@ -49,9 +57,11 @@ def test_streams_every_tick_in_order(kind: str) -> None:
     assert {t.symbol for t in ticks} == {"BTC-USD"} and {t.venue for t in ticks} == {kind}
     assert ticks[3].ts == venue.tick_time(3)
     assert not bad and stats.connects == 1 and stats.drops == 0
-    expected = ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["ticker"]}
-                if kind == "coinbase" else
-                {"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}})
+    expected = (
+        {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["ticker"]}
+        if kind == "coinbase"
+        else {"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}}
+    )
     assert venue.subscriptions == [expected]
 
 
@@ -82,8 +92,15 @@ def test_refused_subscription_is_fatal(kind: str) -> None:
 def test_unreachable_venue_backs_off_until_stopped() -> None:
     stop = threading.Event()
     threading.Timer(0.6, stop.set).start()
-    stats = asyncio.run(run_live(
-        adapter("coinbase"), ["BTC-USD"], on_tick=lambda t: None, on_bad=lambda b: None,
-        stop=stop, url="ws://127.0.0.1:9/", backoff=Backoff(base=0.05, cap=0.1),
-    ))
+    stats = asyncio.run(
+        run_live(
+            adapter("coinbase"),
+            ["BTC-USD"],
+            on_tick=lambda t: None,
+            on_bad=lambda b: None,
+            stop=stop,
+            url="ws://127.0.0.1:9/",
+            backoff=Backoff(base=0.05, cap=0.1),
+        )
+    )
     assert stats.connects == 0 and stats.drops >= 3

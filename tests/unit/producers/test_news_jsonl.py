@@ -19,10 +19,15 @@ def _write(tmp_path: Path, *lines: str) -> Path:
 
 
 def test_fields_mapped_and_id_kept(tmp_path: Path) -> None:
-    line = json.dumps({
-        "id": "given-1", "title": " Title ", "text": "Body", "published": "2025-06-10",
-        "source_url": "https://WWW.Example.com/a?utm_source=rss#x",
-    })
+    line = json.dumps(
+        {
+            "id": "given-1",
+            "title": " Title ",
+            "text": "Body",
+            "published": "2025-06-10",
+            "source_url": "https://WWW.Example.com/a?utm_source=rss#x",
+        }
+    )
     [article] = list(read_jsonl(_write(tmp_path, line)))
     assert isinstance(article, NewsArticle)
     assert article.id == "given-1"
@@ -49,8 +54,15 @@ def test_datetime_naive_is_utc_and_offsets_converted(tmp_path: Path) -> None:
 
 
 def test_source_field_wins_and_html_text_is_stripped(tmp_path: Path) -> None:
-    line = json.dumps({"id": "a", "title": "T", "text": "<p>One</p><p>Two</p>", "source": "Wire",
-                       "source_url": "https://e.com/x"})
+    line = json.dumps(
+        {
+            "id": "a",
+            "title": "T",
+            "text": "<p>One</p><p>Two</p>",
+            "source": "Wire",
+            "source_url": "https://e.com/x",
+        }
+    )
     [article] = list(read_jsonl(_write(tmp_path, line)))
     assert isinstance(article, NewsArticle)
     assert article.source == "Wire"

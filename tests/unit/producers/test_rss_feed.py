@@ -42,8 +42,9 @@ def _transport(seen_headers: list[httpx.Headers]) -> httpx.MockTransport:
             return httpx.Response(404)
         if request.headers.get("if-none-match") == '"v1"':
             return httpx.Response(304)
-        return httpx.Response(200, content=RSS, headers={"ETag": '"v1"',
-                                                         "Last-Modified": "Tue, 10 Jun 2025"})
+        return httpx.Response(
+            200, content=RSS, headers={"ETag": '"v1"', "Last-Modified": "Tue, 10 Jun 2025"}
+        )
 
     return httpx.MockTransport(handler)
 
@@ -52,8 +53,10 @@ def test_entries_become_clean_articles_and_bad_entries_are_named() -> None:
     headers: list[httpx.Headers] = []
     with make_client(_transport(headers)) as client:
         batch = fetch_feed(client, FEED_URL, SeenStore(None))
-    assert batch.error is None and batch.validators == {"etag": '"v1"',
-                                                        "modified": "Tue, 10 Jun 2025"}
+    assert batch.error is None and batch.validators == {
+        "etag": '"v1"',
+        "modified": "Tue, 10 Jun 2025",
+    }
     first, second, third = batch.items
     assert isinstance(first, NewsArticle)
     assert first.title == "Pakistan & El Salvador sign letter of intent"
@@ -89,8 +92,12 @@ def test_atom_html_title_and_content() -> None:
 
 
 def test_one_bad_feed_never_stops_the_others() -> None:
-    urls = ["https://down.example.com/x", "https://feeds.example.com/gone",
-            "https://feeds.example.com/html", FEED_URL]
+    urls = [
+        "https://down.example.com/x",
+        "https://feeds.example.com/gone",
+        "https://feeds.example.com/html",
+        FEED_URL,
+    ]
     with make_client(_transport([])) as client:
         down, gone, html, ok = poll_once(client, urls, SeenStore(None))
     assert down.error is not None and down.error.kind == "feed unreachable"

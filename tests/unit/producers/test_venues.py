@@ -19,18 +19,44 @@ from producers.venues import (
 NOW = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
 
 COINBASE_TICKER = {
-    "type": "ticker", "sequence": 37475248783, "product_id": "BTC-USD", "price": "64012.51",
-    "open_24h": "63000", "volume_24h": "12000.1", "low_24h": "62000", "high_24h": "65000",
-    "volume_30d": "400000", "best_bid": "64012.50", "best_bid_size": "0.1",
-    "best_ask": "64012.52", "best_ask_size": "0.2", "side": "buy",
-    "time": "2025-06-10T11:59:58.061769Z", "trade_id": 370843401, "last_size": "0.0021",
+    "type": "ticker",
+    "sequence": 37475248783,
+    "product_id": "BTC-USD",
+    "price": "64012.51",
+    "open_24h": "63000",
+    "volume_24h": "12000.1",
+    "low_24h": "62000",
+    "high_24h": "65000",
+    "volume_30d": "400000",
+    "best_bid": "64012.50",
+    "best_bid_size": "0.1",
+    "best_ask": "64012.52",
+    "best_ask_size": "0.2",
+    "side": "buy",
+    "time": "2025-06-10T11:59:58.061769Z",
+    "trade_id": 370843401,
+    "last_size": "0.0021",
 }
 KRAKEN_UPDATE = {
-    "channel": "ticker", "type": "update",
-    "data": [{"symbol": "BTC/USD", "bid": 64012.4, "bid_qty": 1.2, "ask": 64012.6,
-              "ask_qty": 0.4, "last": 64012.5, "volume": 1500.2, "vwap": 63500.1,
-              "low": 62000.0, "high": 65000.0, "change": 100.0, "change_pct": 0.16,
-              "timestamp": "2025-06-10T11:59:59.123456Z"}],
+    "channel": "ticker",
+    "type": "update",
+    "data": [
+        {
+            "symbol": "BTC/USD",
+            "bid": 64012.4,
+            "bid_qty": 1.2,
+            "ask": 64012.6,
+            "ask_qty": 0.4,
+            "last": 64012.5,
+            "volume": 1500.2,
+            "vwap": 63500.1,
+            "low": 62000.0,
+            "high": 65000.0,
+            "change": 100.0,
+            "change_pct": 0.16,
+            "timestamp": "2025-06-10T11:59:59.123456Z",
+        }
+    ],
 }
 
 
@@ -46,26 +72,43 @@ def test_symbol_without_separator_is_rejected() -> None:
 
 def test_subscribe_messages_match_docs() -> None:
     assert Coinbase().subscribe(["btc/usd"]) == {
-        "type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["ticker"]}
+        "type": "subscribe",
+        "product_ids": ["BTC-USD"],
+        "channels": ["ticker"],
+    }
     assert Kraken().subscribe(["BTC-USD"]) == {
-        "method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}}
+        "method": "subscribe",
+        "params": {"channel": "ticker", "symbol": ["BTC/USD"]},
+    }
 
 
 def test_coinbase_ticker() -> None:
     [tick] = Coinbase().parse(COINBASE_TICKER, NOW)
-    assert (tick.venue, tick.symbol, tick.price, tick.size) == ("coinbase", "BTC-USD", 64012.51,
-                                                                0.0021)
+    assert (tick.venue, tick.symbol, tick.price, tick.size) == (
+        "coinbase",
+        "BTC-USD",
+        64012.51,
+        0.0021,
+    )
     assert tick.seq == 37475248783
     assert tick.ts == datetime(2025, 6, 10, 11, 59, 58, 61769, tzinfo=UTC)
     assert tick.key == "coinbase:BTC-USD"
 
 
-@pytest.mark.parametrize("message", [
-    {"type": "subscriptions", "channels": [{"name": "ticker", "product_ids": ["BTC-USD"]}]},
-    {"type": "heartbeat", "sequence": 90, "last_trade_id": 20, "product_id": "BTC-USD",
-     "time": "2014-11-07T08:19:28.464459Z"},
-    {"type": "status", "products": [], "currencies": []},
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "subscriptions", "channels": [{"name": "ticker", "product_ids": ["BTC-USD"]}]},
+        {
+            "type": "heartbeat",
+            "sequence": 90,
+            "last_trade_id": 20,
+            "product_id": "BTC-USD",
+            "time": "2014-11-07T08:19:28.464459Z",
+        },
+        {"type": "status", "products": [], "currencies": []},
+    ],
+)
 def test_coinbase_non_ticker_messages_give_nothing(message: dict[str, object]) -> None:
     assert Coinbase().parse(message, NOW) == []
 
@@ -75,10 +118,16 @@ def test_coinbase_error_raises_venue_error() -> None:
         Coinbase().parse({"type": "error", "message": "Failed to subscribe", "reason": "x"}, NOW)
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"price": "abc"}, "price"), ({"price": "0"}, "price"), ({"time": "noon"}, "time"),
-    ({"last_size": "-1"}, "last_size"), ({"product_id": "BTCUSD"}, "symbol"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"price": "abc"}, "price"),
+        ({"price": "0"}, "price"),
+        ({"time": "noon"}, "time"),
+        ({"last_size": "-1"}, "last_size"),
+        ({"product_id": "BTCUSD"}, "symbol"),
+    ],
+)
 def test_coinbase_malformed_ticker_names_field(change: dict[str, str], field: str) -> None:
     with pytest.raises(RecordError) as info:
         Coinbase().parse({**COINBASE_TICKER, **change}, NOW)
@@ -105,37 +154,58 @@ def test_kraken_without_timestamp_uses_receive_time() -> None:
     assert tick.ts == NOW
 
 
-@pytest.mark.parametrize("message", [
-    {"channel": "heartbeat"},
-    {"channel": "status", "type": "update", "data": [{"api_version": "v2", "system": "online"}]},
-    {"method": "subscribe", "result": {"channel": "ticker", "snapshot": True,
-                                       "symbol": "BTC/USD"}, "success": True},
-    {"method": "pong"},
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"channel": "heartbeat"},
+        {
+            "channel": "status",
+            "type": "update",
+            "data": [{"api_version": "v2", "system": "online"}],
+        },
+        {
+            "method": "subscribe",
+            "result": {"channel": "ticker", "snapshot": True, "symbol": "BTC/USD"},
+            "success": True,
+        },
+        {"method": "pong"},
+    ],
+)
 def test_kraken_control_messages_give_nothing(message: dict[str, object]) -> None:
     assert Kraken().parse(message, NOW) == []
 
 
 def test_kraken_refused_subscription_is_fatal() -> None:
     with pytest.raises(VenueError, match="not supported"):
-        Kraken().parse({"method": "subscribe", "success": False,
-                        "error": "Currency pair not supported"}, NOW)
+        Kraken().parse(
+            {"method": "subscribe", "success": False, "error": "Currency pair not supported"}, NOW
+        )
 
 
-@pytest.mark.parametrize("message", [
-    {"channel": "ticker", "type": "update", "data": {"symbol": "BTC/USD"}},
-    {"channel": "ticker", "type": "update", "data": [{"symbol": "BTC/USD"}]},
-    {"channel": "ticker", "type": "update", "data": [{"symbol": "BTC/USD", "last": "x"}]},
-    ["not", "an", "object"],
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"channel": "ticker", "type": "update", "data": {"symbol": "BTC/USD"}},
+        {"channel": "ticker", "type": "update", "data": [{"symbol": "BTC/USD"}]},
+        {"channel": "ticker", "type": "update", "data": [{"symbol": "BTC/USD", "last": "x"}]},
+        ["not", "an", "object"],
+    ],
+)
 def test_kraken_malformed(message: object) -> None:
     with pytest.raises(RecordError):
         Kraken().parse(message, NOW)
 
 
 def test_coinbase_rest_ticker() -> None:
-    body = {"ask": "64012.6", "bid": "64012.4", "volume": "12000", "trade_id": 86326522,
-            "price": "64012.5", "size": "0.00312", "time": "2025-06-10T11:59:57.5Z"}
+    body = {
+        "ask": "64012.6",
+        "bid": "64012.4",
+        "volume": "12000",
+        "trade_id": 86326522,
+        "price": "64012.5",
+        "size": "0.00312",
+        "time": "2025-06-10T11:59:57.5Z",
+    }
     tick = coinbase_rest_tick(body, "BTC-USD", NOW)
     assert (tick.price, tick.size, tick.seq) == (64012.5, 0.00312, 86326522)
     assert tick.ts == datetime(2025, 6, 10, 11, 59, 57, 500000, tzinfo=UTC)

@@ -74,8 +74,9 @@ def closed_port() -> int:
 
 def webhook(sender: WebhookSender, url: str, did: str) -> Delivery:
     async def send(hook: AttemptHook) -> DeliveryResult:
-        return await sender.send(url, {"id": did}, delivery_id=did, secret="k" * 16,
-                                 on_attempt=hook)
+        return await sender.send(
+            url, {"id": did}, delivery_id=did, secret="k" * 16, on_attempt=hook
+        )
 
     return Delivery(did, endpoint_of(url), send)
 
@@ -105,8 +106,11 @@ def test_dead_endpoint_does_not_delay_a_healthy_one_in_the_same_batch() -> None:
         )
         dead = f"http://127.0.0.1:{closed_port()}/hook"
         async with healthy_receiver(hits) as port:
-            batch = [webhook(sender, dead, "dead-1"), webhook(sender, dead, "dead-2"),
-                     webhook(sender, f"http://127.0.0.1:{port}/hook", "healthy")]
+            batch = [
+                webhook(sender, dead, "dead-1"),
+                webhook(sender, dead, "dead-2"),
+                webhook(sender, f"http://127.0.0.1:{port}/hook", "healthy"),
+            ]
             results = await dispatcher.dispatch(batch)
         await sender.aclose()
         return results
@@ -127,16 +131,19 @@ def test_delivery_timeout_dead_letters_the_slow_one_only() -> None:
         dead_letters.append(r)
 
     async def main() -> list[DeliveryResult]:
-        config = WebhookConfig(read_timeout_s=30, retry=RetryPolicy(max_attempts=1),
-                               allowlist=("127.0.0.1",))
+        config = WebhookConfig(
+            read_timeout_s=30, retry=RetryPolicy(max_attempts=1), allowlist=("127.0.0.1",)
+        )
         sender = WebhookSender(config)
         dispatcher = Dispatcher(DispatchConfig(delivery_timeout_s=0.3), on_dead=on_dead)
         hits: list[str] = []
         async with silent_receiver() as slow, healthy_receiver(hits) as fast:
-            results = await dispatcher.dispatch([
-                webhook(sender, f"http://127.0.0.1:{slow}/", "slow"),
-                webhook(sender, f"http://127.0.0.1:{fast}/", "fast"),
-            ])
+            results = await dispatcher.dispatch(
+                [
+                    webhook(sender, f"http://127.0.0.1:{slow}/", "slow"),
+                    webhook(sender, f"http://127.0.0.1:{fast}/", "fast"),
+                ]
+            )
         await sender.aclose()
         return results
 
@@ -218,5 +225,3 @@ def test_message_helpers() -> None:
     assert ("severity", "0.8") in summarize(event).facts
     assert delivery_id_for("sub", [n, event]) == delivery_id_for("sub", [n, event])
     assert delivery_id_for("sub", [n]) != delivery_id_for("other", [n])
-
-

@@ -27,8 +27,13 @@ FAST = RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.01)
 TS = datetime(2024, 3, 5, tzinfo=UTC)
 ALERT = Alert("below-cost", "acme", TS, "down", 9e8, 1e9, 6e4, 15e3)
 NOTE = Notification("sub", "firing", ALERT, ALERT.fingerprint, TS)
-EVENT = {"id": "e1", "title": "Ban <script>x</script>\r\nBcc: victim@x.org",
-         "url": "https://news.example/a", "countries": ["CN"], "severity": 0.9}
+EVENT = {
+    "id": "e1",
+    "title": "Ban <script>x</script>\r\nBcc: victim@x.org",
+    "url": "https://news.example/a",
+    "countries": ["CN"],
+    "severity": 0.9,
+}
 
 
 class Capture:
@@ -83,7 +88,7 @@ def send(sender: EmailSender, items: list[Any], did: str = "d1") -> Any:
 def test_digest_delivered_as_text_and_html(capture: Capture, plain: int) -> None:
     result = send(EmailSender(plain_config(plain)), [NOTE, EVENT])
     assert result.delivered and [a.status for a in result.attempts] == [250]
-    (rcpts, msg), = capture.messages
+    ((rcpts, msg),) = capture.messages
     assert rcpts == ["ops@example.org"] and msg["From"] == "cpwatch@test"
     assert msg["Subject"] == "cpwatch digest: 2 items" and msg["Message-ID"] == "<d1@cpwatch>"
     assert msg["Bcc"] is None  # a news title cannot inject headers
@@ -136,10 +141,26 @@ def cert(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl CLI needed to make a test certificate")
     key, crt = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(crt), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     return crt, key
 
@@ -150,24 +171,32 @@ def test_starttls_and_auth(cert: tuple[Path, Path]) -> None:
     server_tls.load_cert_chain(crt, key)
     logins: list[bytes] = []
 
-    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                      data: Any) -> AuthResult:
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
         ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"bot", b"hunter2")
         logins.append(data.login)
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd replies 535
 
     handler = Capture()
-    for port in smtp_server(handler, tls_context=server_tls, require_starttls=True,
-                            authenticator=authenticator, auth_require_tls=True):
-        config = SmtpConfig(port=port, username="bot", password=SecretStr("hunter2"), retry=FAST,
-                            timeout_s=5)
+    for port in smtp_server(
+        handler,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    ):
+        config = SmtpConfig(
+            port=port, username="bot", password=SecretStr("hunter2"), retry=FAST, timeout_s=5
+        )
         trusted = EmailSender(config, tls_context=ssl.create_default_context(cafile=str(crt)))
         assert send(trusted, [NOTE]).delivered
         # A certificate we do not trust is a final failure, not something to retry.
         untrusted = send(EmailSender(config), [NOTE], did="d2")
         assert not untrusted.delivered and len(untrusted.attempts) == 1
-        wrong = SmtpConfig(port=port, username="bot", password=SecretStr("no"), retry=FAST,
-                           timeout_s=5)
+        wrong = SmtpConfig(
+            port=port, username="bot", password=SecretStr("no"), retry=FAST, timeout_s=5
+        )
         denied = send(EmailSender(wrong, tls_context=trusted._tls), [NOTE], did="d3")
         assert not denied.delivered and denied.attempts[0].status == 535
     assert set(logins) == {b"bot"} and len(handler.messages) == 1  # smtplib tries 2 mechanisms

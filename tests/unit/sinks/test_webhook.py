@@ -143,8 +143,9 @@ def test_dead_endpoint_gives_up_after_max_attempts() -> None:
 
     result = asyncio.run(main())
     assert not result.delivered and len(result.attempts) == FAST.max_attempts
-    assert all(a.status is None and a.retryable and "Connect" in (a.error or "")
-               for a in result.attempts)
+    assert all(
+        a.status is None and a.retryable and "Connect" in (a.error or "") for a in result.attempts
+    )
 
 
 def test_ssrf_refusal_is_final_and_rechecked_each_attempt() -> None:
@@ -198,8 +199,9 @@ def test_slack_payload_sent_unsigned_through_the_webhook_path() -> None:
     async def main() -> Any:
         async with receiver(hook) as port:
             sender = WebhookSender(LOCAL)
-            r = await slack.send(sender, f"http://127.0.0.1:{port}/T/B/X", [n, event],
-                                 delivery_id="s")
+            r = await slack.send(
+                sender, f"http://127.0.0.1:{port}/T/B/X", [n, event], delivery_id="s"
+            )
             await sender.aclose()
             return r
 

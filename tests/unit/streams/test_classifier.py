@@ -143,8 +143,15 @@ def test_country_in_passing_is_not_emitted() -> None:
 
 def test_to_dict_is_json_ready() -> None:
     d = classify(SEED_TITLE, SEED_TEXT).to_dict()
-    assert set(d) == {"is_policy_event", "categories", "countries", "orgs", "amounts",
-                      "severity", "evidence"}
+    assert set(d) == {
+        "is_policy_event",
+        "categories",
+        "countries",
+        "orgs",
+        "amounts",
+        "severity",
+        "evidence",
+    }
     assert json.loads(json.dumps(d)) == d
 
 
@@ -168,8 +175,25 @@ def test_classify_never_raises_on_arbitrary_text(title: str, text: str) -> None:
 
 
 _WORDS = st.sampled_from(
-    ["bitcoin", "government", "bans", "Pakistan", "IMF", "reserve", "tax", "CBDC", "$5 billion",
-     "200 MW", "1,000 BTC", "legal tender", "El Salvador", ".", "\n", "mining", "Kosovo's"]
+    [
+        "bitcoin",
+        "government",
+        "bans",
+        "Pakistan",
+        "IMF",
+        "reserve",
+        "tax",
+        "CBDC",
+        "$5 billion",
+        "200 MW",
+        "1,000 BTC",
+        "legal tender",
+        "El Salvador",
+        ".",
+        "\n",
+        "mining",
+        "Kosovo's",
+    ]
 )
 
 

@@ -17,8 +17,11 @@ GOOD_1 = {
     "published": "2025-06-01T00:00:00Z",
     "source_url": "https://example.test/a",
 }
-GOOD_2 = {"id": "g2", "title": "Bitcoin slips 3% in quiet trading",
-          "text": "Bitcoin fell 3% as traders took profits; analysts see support at $60,000."}
+GOOD_2 = {
+    "id": "g2",
+    "title": "Bitcoin slips 3% in quiet trading",
+    "text": "Bitcoin fell 3% as traders took profits; analysts see support at $60,000.",
+}
 
 
 def _write(tmp_path: Path, lines: list[str]) -> Path:
@@ -67,10 +70,19 @@ def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_eval_prints_both_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = [
-        {**GOOD_1, "label": {"is_policy_event": True, "categories": ["taxation"],
-                             "countries": ["TH"], "orgs": []}},
-        {**GOOD_2, "label": {"is_policy_event": False, "categories": [], "countries": [],
-                             "orgs": []}},
+        {
+            **GOOD_1,
+            "label": {
+                "is_policy_event": True,
+                "categories": ["taxation"],
+                "countries": ["TH"],
+                "orgs": [],
+            },
+        },
+        {
+            **GOOD_2,
+            "label": {"is_policy_event": False, "categories": [], "countries": [], "orgs": []},
+        },
     ]
     path = _write(tmp_path, [json.dumps(r) for r in rows])
     assert eval_command(path) == 0

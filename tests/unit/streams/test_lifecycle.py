@@ -30,14 +30,21 @@ def kinds(notes: list[Any]) -> list[tuple[str, str]]:
 
 def test_firing_goes_to_matching_subscribers_only() -> None:
     tracker = LifecycleTracker(
-        [sub("all"), sub("other", filters={"holders": ["globex"]}),
-         sub("dd", filters={"rule_types": ["drawdown"]})], RULE_TYPES)
+        [
+            sub("all"),
+            sub("other", filters={"holders": ["globex"]}),
+            sub("dd", filters={"rule_types": ["drawdown"]}),
+        ],
+        RULE_TYPES,
+    )
     a = alert("down")
     notes = tracker.observe(a, T0)
     assert kinds(notes) == [("all", "firing")]
     assert notes[0].incident == a.fingerprint and notes[0].alert == a
-    assert kinds(tracker.observe(alert("down", rule="dd"), T0)) == [("all", "firing"),
-                                                                    ("dd", "firing")]
+    assert kinds(tracker.observe(alert("down", rule="dd"), T0)) == [
+        ("all", "firing"),
+        ("dd", "firing"),
+    ]
 
 
 def test_duplicate_fingerprint_is_suppressed_and_recorded() -> None:
@@ -46,7 +53,10 @@ def test_duplicate_fingerprint_is_suppressed_and_recorded() -> None:
     assert tracker.observe(alert("down"), T0 + S) == []  # Kafka redelivery of the same crossing
     (dup,) = tracker.drain_suppressed()
     assert (dup.reason, dup.subscription, dup.fingerprint) == (
-        "duplicate", None, alert("down").fingerprint)
+        "duplicate",
+        None,
+        alert("down").fingerprint,
+    )
     assert tracker.drain_suppressed() == []
 
 
@@ -111,7 +121,9 @@ def test_resolution_during_silence_is_suppressed() -> None:
     tracker.set_subscriptions([s.model_copy(update={"silence_until": T0 + timedelta(hours=1)})])
     assert tracker.observe(alert("up", T0 + S), T0 + S) == []
     assert {(r.kind, r.reason) for r in tracker.drain_suppressed()} == {
-        ("resolved", "silenced"), ("firing", "silenced")}
+        ("resolved", "silenced"),
+        ("firing", "silenced"),
+    }
 
 
 def test_state_round_trips_through_json() -> None:
@@ -122,8 +134,7 @@ def test_state_round_trips_through_json() -> None:
     restored = LifecycleTracker(subs, state=state)
     assert restored.to_dict() == tracker.to_dict()
     assert restored.observe(alert("down"), T0 + S) == []  # still knows the fingerprint
-    assert kinds(restored.tick(T0 + timedelta(hours=1))) == [("s", "realert"),
-                                                            ("quiet", "firing")]
+    assert kinds(restored.tick(T0 + timedelta(hours=1))) == [("s", "realert"), ("quiet", "firing")]
 
 
 def test_state_is_bounded() -> None:

@@ -43,13 +43,20 @@ def test_invalid_subscriptions_name_the_field(fields: dict[str, Any], where: str
 
 
 def test_defaults_and_durations() -> None:
-    s = sub(realert_window="90m", group_wait="0s", group_interval="2m",
-            filters={"countries": ["us", "GB"]})
+    s = sub(
+        realert_window="90m",
+        group_wait="0s",
+        group_interval="2m",
+        filters={"countries": ["us", "GB"]},
+    )
     assert s.realert_window == timedelta(minutes=90) and s.group_wait == timedelta(0)
     assert s.group_interval == timedelta(minutes=2) and s.filters.countries == ("US", "GB")
     d = sub()
     assert (d.realert_window, d.group_wait, d.group_interval) == (
-        timedelta(hours=1), timedelta(seconds=10), timedelta(minutes=1))
+        timedelta(hours=1),
+        timedelta(seconds=10),
+        timedelta(minutes=1),
+    )
     assert d.created_at.tzinfo is not None
 
 
@@ -61,8 +68,11 @@ def test_id_is_deterministic_from_name_and_destination() -> None:
 
 
 def test_es_doc_round_trip_and_keyword_fields() -> None:
-    s = sub(query='"strategic reserve" | ban', silence_until=datetime(2030, 1, 1, tzinfo=UTC),
-            filters={"categories": ["reserve"], "holders": ["mstr"], "rule_types": ["drawdown"]})
+    s = sub(
+        query='"strategic reserve" | ban',
+        silence_until=datetime(2030, 1, 1, tzinfo=UTC),
+        filters={"categories": ["reserve"], "holders": ["mstr"], "rule_types": ["drawdown"]},
+    )
     doc = s.to_es_doc()
     assert doc["categories"] == ["reserve"] and doc["holders"] == ["mstr"]
     assert doc["query"] == '"strategic reserve" | ban' and doc["realert_window"] == 3600.0
@@ -83,8 +93,15 @@ def test_secret_never_in_public_views_or_reprs() -> None:
 
 
 def test_event_and_alert_matching() -> None:
-    s = sub(filters={"countries": ["US"], "categories": ["reserve", "ban"], "min_severity": 0.5,
-                     "holders": ["acme"], "rule_types": ["below_cost"]})
+    s = sub(
+        filters={
+            "countries": ["US"],
+            "categories": ["reserve", "ban"],
+            "min_severity": 0.5,
+            "holders": ["acme"],
+            "rule_types": ["below_cost"],
+        }
+    )
     event = {"countries": ["US", "SV"], "categories": ["reserve"], "severity": 0.7}
     assert s.matches_event(event)
     assert not s.matches_event({**event, "severity": 0.2})
