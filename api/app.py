@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.routes_ingest import router as ingest_router
 from api.routes_search import router as search_router
 from api.routes_subscriptions import router as subscriptions_router
 from cpwatch import __version__
@@ -16,6 +17,7 @@ def create_app() -> FastAPI:
 
     app.include_router(search_router)
     app.include_router(subscriptions_router)
+    app.include_router(ingest_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
