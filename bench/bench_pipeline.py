@@ -7,11 +7,12 @@ One run, one unique topic prefix (``bench-<uuid>-``) and index prefix, everythin
 (b) limit: a bare aiokafka consumer (no group, partitions assigned) reads ``price-ticks`` from
     the beginning doing nothing; timed from its first to its N-th message.
 (c) ours: a worker subprocess (``python -m cpwatch.cli worker``) is started on the prefix whose
-    topics already hold the N ticks. The treasury agent emits a valuation per holder for every
-    tick (prices all differ), so a consumer of ``treasury-valuations`` sees 2 per tick. Timing is
-    first-to-last: from the first valuation seen to the one whose ts is the last tick's ts, and
-    ticks/s = (valuations seen after the first) / holders / elapsed. Worker start-up (imports,
-    group join, table recovery) is therefore excluded.
+    topics already hold the N ticks (1 s apart in event time). The treasury agent keeps the last
+    valuation per holder and minute, so valuation timestamps show its progress: timing runs from
+    the first valuations seen (progress = the newest tick ts among them) to the valuation
+    stamped with the last tick's ts; ticks/s = ticks between the two / elapsed. Worker start-up
+    (imports, group join, table recovery) is therefore excluded.
+(c') the Faust floor: a do-nothing Faust agent (bench/faust_floor.py) reading the same topic.
 (d) news: after (c) completes, M articles are produced to ``news``; the ES ``<prefix>-articles``
     alias is refreshed and counted every 0.2 s; articles/s = (M - count at first non-zero count)
     / (time count reached M - time of first non-zero count).
@@ -41,8 +42,7 @@ from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from cpwatch.topics import ensure_topics
 from producers.kafka import Producer
-from streams.alerts import iso_utc
-from streams.treasury_agent import BATCH as TREASURY_BATCH
+from streams.alerts import iso_utc, parse_utc
 
 METHOD = (
     "bare consumer: N / (time from seek_to_beginning to N-th message); ours: worker started on "
@@ -51,7 +51,7 @@ METHOD = (
     "and counted every 0.2 s, (M - count at first non-zero)/(time to M - time of first non-zero); "
     "ticks are 1 s apart in event time; the worker keeps the last valuation per holder and "
     "minute, so completion = the valuation stamped with the last tick's ts, and ticks/s = "
-    "(N - one treasury batch) / (first valuation -> last)"
+    "(last tick ts - newest tick ts in the first valuations seen, in s = ticks) / (time between)"
 )
 ROOT = Path(__file__).resolve().parent.parent
 N_TICKS = 100_000
@@ -182,6 +182,7 @@ class ValuationWatch(threading.Thread):
         self.settings, self.last_ts = settings, last_ts
         self.count = 0
         self.first: float | None = None
+        self.first_ts = ""
         self.done_at: float | None = None
         self.done_holders: set[str] = set()
         self.stop = threading.Event()
@@ -201,7 +202,10 @@ class ValuationWatch(threading.Thread):
                 for msgs in consumer.poll(timeout_ms=200, max_records=5_000).values():
                     now = time.perf_counter()
                     if self.first is None:
+                        # How far the treasury agent already was when we first saw it: the
+                        # newest tick ts among the first valuations (ticks are 1 s apart).
                         self.first = now
+                        self.first_ts = max(json.loads(m.value)["ts"] for m in msgs)
                     self.count += len(msgs)
                     for m in msgs:
                         if m.value.find(self.last_ts.encode()) >= 0:
@@ -351,7 +355,11 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
             end = watch.done_at or time.perf_counter()
             # Valuations are kept per holder and minute, so count ticks, not valuations: all
             # but the first batch (processed before the first valuation appeared).
-            processed = (n_ticks - TREASURY_BATCH) if watch.done_at else 0
+            processed = (
+                (parse_utc(watch.last_ts) - parse_utc(watch.first_ts)).total_seconds()
+                if watch.done_at
+                else 0
+            )
             rate = processed / (end - watch.first)
             limit = result["bare_consumer"]["ticks_per_s"]
             result["ours"] = {

@@ -66,6 +66,12 @@ def _search() -> dict[str, Any]:
     return bench_search.run()
 
 
+def _matching() -> dict[str, Any]:
+    from bench import bench_percolation
+
+    return bench_percolation.run()
+
+
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "producers": _producers,
     "classifier": _classifier,
@@ -73,6 +79,7 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "pipeline": _pipeline,
     "sink": _sink,
     "search": _search,
+    "matching": _matching,
 }
 
 Row = tuple[str, str, str, str, str]
@@ -199,6 +206,9 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
                 "",
             )
         )
+    elif name == "matching":
+        out.append((f"subscription matching events/s ({_fmt(r['subscriptions'])} subscriptions, "
+                    f"batches of {r['batch_size']})", _fmt(r["events_per_s"]), "", "", ""))
     return out
 
 
