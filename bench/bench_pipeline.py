@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cpwatch import topics
+from cpwatch.namespace import child_env, drop_namespace
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from cpwatch.topics import ensure_topics
@@ -64,19 +64,7 @@ STARTUP_DEADLINE_S = 90.0
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "CPWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "CPWATCH_ES_URL": settings.es_url,
-            "CPWATCH_TOPIC_PREFIX": settings.topic_prefix,
-            "CPWATCH_ES_INDEX_PREFIX": settings.es_index_prefix,
-            "CPWATCH_FAUST_DATA_DIR": str(settings.faust_data_dir),
-            "CPWATCH_RULES_FILE": str(settings.rules_file),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+    return child_env(settings)
 
 
 def _ticks(n: int) -> list[PriceTick]:
@@ -228,28 +216,7 @@ def _es_count(es: Any, alias: str) -> int:
 
 
 def _cleanup(settings: Settings) -> list[str]:
-    from elasticsearch import Elasticsearch
-    from kafka.admin import KafkaAdminClient
-
-    problems = []
-    try:
-        admin = KafkaAdminClient(**settings.kafka_client_kwargs())
-        mine = [n for n in admin.list_topics() if n.startswith(settings.topic_prefix)]
-        if mine:
-            admin.delete_topics(mine)
-        admin.close()
-    except Exception as exc:  # noqa: BLE001
-        problems.append(f"topics: {exc!r}")
-    try:
-        es = Elasticsearch(**settings.es_client_kwargs())
-        es.options(ignore_status=404).indices.delete(index=f"{settings.es_index_prefix}-*")
-        es.options(ignore_status=404).indices.delete_index_template(
-            name=f"{settings.es_index_prefix}-*"
-        )
-        es.close()
-    except Exception as exc:  # noqa: BLE001
-        problems.append(f"indices: {exc!r}")
-    return problems
+    return drop_namespace(settings)
 
 
 def _faust_floor(settings: Settings, n: int, tmp: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cpwatch.namespace import child_env, drop_namespace
 from cpwatch.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,54 +57,13 @@ def kafka_settings(stack: Settings, request: pytest.FixtureRequest) -> Iterator[
 
 
 def _cleanup(settings: Settings) -> None:
-    from elasticsearch import Elasticsearch
-    from kafka.admin import KafkaAdminClient
-
-    try:
-        admin = KafkaAdminClient(**settings.kafka_client_kwargs())
-        mine = [n for n in admin.list_topics() if n.startswith(settings.topic_prefix)]
-        if mine:
-            admin.delete_topics(mine)
-        admin.close()
-        es = Elasticsearch(**settings.es_client_kwargs())
-        es.options(ignore_status=404).indices.delete(index=f"{settings.es_index_prefix}-*")
-        es.options(ignore_status=404).indices.delete_index_template(
-            name=f"{settings.es_index_prefix}-*"
-        )
-        es.close()
-    except Exception as exc:  # noqa: BLE001 - cleanup must never fail a test
-        print(f"cleanup of {settings.topic_prefix} failed: {exc!r}", file=sys.stderr)
+    for problem in drop_namespace(settings):  # cleanup must never fail a test
+        print(f"cleanup of {settings.topic_prefix}: {problem}", file=sys.stderr)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment that makes a child cpwatch process use these settings."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "CPWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "CPWATCH_ES_URL": settings.es_url,
-            "CPWATCH_TOPIC_PREFIX": settings.topic_prefix,
-            "CPWATCH_ES_INDEX_PREFIX": settings.es_index_prefix,
-            "CPWATCH_FAUST_DATA_DIR": str(settings.faust_data_dir),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    if settings.rules_file:
-        env["CPWATCH_RULES_FILE"] = str(settings.rules_file)
-    # Delivery settings a test changed (allowlist, short retries, its SMTP server...).
-    defaults = Settings.model_fields
-    for name in Settings.model_fields:
-        if not name.startswith(("delivery_", "smtp_", "webhook_", "subscriptions_", "api_tokens")):
-            continue
-        value = getattr(settings, name)
-        if value is None or value == defaults[name].default:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"CPWATCH_{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
-    return env
+    return child_env(settings)
 
 
 @pytest.fixture
