@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := kcat
+APT_PKGS := kcat chromium prometheus
 
 .PHONY: setup run test test-unit test-integration test-faults bench stack-up stack-down lint clean
 

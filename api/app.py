@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.routes_ingest import router as ingest_router
+from api.routes_metrics import router as metrics_router
 from api.routes_search import router as search_router
 from api.routes_subscriptions import router as subscriptions_router
 from cpwatch import __version__
@@ -18,6 +19,10 @@ def create_app() -> FastAPI:
     app.include_router(search_router)
     app.include_router(subscriptions_router)
     app.include_router(ingest_router)
+    app.include_router(metrics_router)  # /metrics: this process's Prometheus series
+    from api.routes_dashboard import router as dashboard_router  # `/` and its JSON
+
+    app.include_router(dashboard_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -63,8 +63,10 @@ class Record(BaseModel):
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
-    def parse(cls, raw: bytes | str | dict[str, Any]) -> Self:
-        """Validate a message; raise ``RecordError`` with the failing field and reason."""
+    def parse(cls, raw: bytes | str | dict[str, Any] | None) -> Self:
+        """Validate a message; raise ``RecordError`` (and nothing else) naming field and reason."""
+        if raw is None:  # a tombstone, or a producer that sent no value
+            raise RecordError(f"{cls.record_type}: empty message (null value)")
         try:
             if isinstance(raw, dict):
                 return cls.model_validate(raw)
@@ -79,7 +81,7 @@ class Record(BaseModel):
             raise RecordError(
                 f"{cls.record_type}: field '{where}': {first['msg']}", field=where
             ) from exc
-        except UnicodeDecodeError as exc:
+        except (UnicodeDecodeError, UnicodeEncodeError) as exc:  # bytes in, or lone surrogates
             raise RecordError(f"{cls.record_type}: invalid UTF-8: {exc}") from exc
 
     def to_bytes(self) -> bytes:

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
 
     faust_app_id: str = "cpwatch"
     faust_data_dir: Path | None = None
-    metrics_port: int = 9308
+    metrics_port: int = 9308  # the worker's /metrics; 0 disables (cpwatch/metrics.py)
+    producer_metrics_port: int = Field(default=9309, ge=0, le=65535)  # + offset per kind
+    metrics_host: str = "127.0.0.1"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -25,16 +25,19 @@ def prepare(settings: Settings) -> None:
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     import faust
 
+    from cpwatch.metrics import start_metrics_server
     from sinks import agents as sink_agents
     from sinks import delivery_agent
-    from streams import news_agent, subscription_agent, treasury_agent
+    from streams import lag, news_agent, subscription_agent, treasury_agent
     from streams.app import create_app
 
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     prepare(settings)
+    start_metrics_server(settings.metrics_port, settings.metrics_host)
     app, topics = create_app(settings)
+    lag.register(app)
     news_agent.register(app, topics, settings)
     treasury_agent.register(app, topics, settings)
     sink_agents.register(app, topics, settings)

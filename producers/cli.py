@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cpwatch import topics
 from cpwatch.exceptions import EngineError
+from cpwatch.metrics import producer_metrics_port, start_metrics_server
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.settings import Settings
 from producers.holdings import HoldingsFormatError, read_holdings
@@ -43,6 +44,13 @@ def _error(console: Console, problem: object) -> None:
 def _finish(summary: Summary, console: Console, code: int) -> int:
     summary.render(console)
     return code
+
+
+def _serve_metrics(settings: Settings, kind: str) -> None:
+    """/metrics of this producer on ``producer_metrics_port`` + the kind's offset; a port
+    already taken (two producers of one kind) is a logged warning, never an error."""
+    port = producer_metrics_port(settings.producer_metrics_port, kind)
+    start_metrics_server(port, settings.metrics_host)
 
 
 def seen_path(settings: Settings) -> Path:
@@ -121,6 +129,7 @@ def produce_news(
 ) -> int:
     """Replay a JSON Lines file and/or poll RSS/Atom feeds into the ``news`` topic."""
     summary = Summary("news")
+    _serve_metrics(settings, "news")
     if jsonl is None and not rss:
         _error(console, "give --jsonl FILE and/or --rss URL")
         return 2
@@ -200,6 +209,7 @@ def produce_prices(
     from producers.venues import VenueError, normalise_symbol
 
     summary = Summary("price ticks")
+    _serve_metrics(settings, "prices")
     if sum(x is not None for x in (csv, ws, rest)) != 1:
         _error(console, "give exactly one of --csv FILE, --ws VENUE, --rest VENUE")
         return 2
@@ -259,6 +269,7 @@ def produce_prices(
 def produce_holdings(settings: Settings, file: Path, *, console: Console) -> int:
     """One ``HoldingUpdate`` per row of a CSV/YAML file into the compacted ``holdings`` topic."""
     summary = Summary("holdings")
+    _serve_metrics(settings, "holdings")
     try:
         items = list(read_holdings(file))
     except (OSError, HoldingsFormatError) as exc:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from cpwatch import topics
+from cpwatch import metrics, topics
 from cpwatch.exceptions import EngineError
 from cpwatch.records import DeadLetter, Record
 
@@ -65,6 +65,8 @@ class Producer:
         self._errors: deque[str] = deque(maxlen=MAX_KEPT_ERRORS)
         self.sent = 0
         self._topics: dict[str, str] = {}
+        self.stage = "producer-" + client_id.removeprefix("cpwatch-")  # metrics label
+        self._out: dict[str, Any] = {}  # logical topic -> its records-out counter
         config = {
             **settings.kafka_client_kwargs(),
             **TUNING,
@@ -78,9 +80,10 @@ class Producer:
             where = settings.kafka_bootstrap
             raise EngineError(f"cannot connect to Kafka at {where}: {exc}") from exc
 
-    def _on_error(self, exc: BaseException) -> None:
+    def _on_error(self, topic: str, exc: BaseException) -> None:
         # Runs on the sender thread, the only writer of these two fields.
         self.failed += 1
+        metrics.count_failed(self.stage, topic)
         self._errors.append(f"{type(exc).__name__}: {exc}")
 
     def send(self, topic: str, key: str | None, value: bytes | Record) -> None:
@@ -97,8 +100,12 @@ class Producer:
             )
         except KafkaError as exc:
             raise EngineError(f"Kafka refused a record for {full}: {exc}") from exc
-        future.add_errback(self._on_error)
+        future.add_errback(self._on_error, topic)
         self.sent += 1
+        out = self._out.get(topic)
+        if out is None:
+            out = self._out[topic] = metrics.RECORDS_OUT.labels(self.stage, topic)
+        out.inc()
 
     def dead_letter(
         self,
@@ -114,6 +121,7 @@ class Producer:
         record = DeadLetter.of(
             stage, reason, payload, topic=topic, partition=partition, offset=offset
         )
+        metrics.count_dead_lettered(stage, topic)
         self.send(topics.DEAD_LETTER, stage, record)
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import faust
 import orjson
 
+from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import DeadLetter
 from cpwatch.settings import Settings
@@ -31,6 +33,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     dlq = topics[t.DEAD_LETTER]
 
     async def rejected(action: dict[str, Any], reason: str) -> None:
+        metrics.count_dead_lettered("sink-es", metrics.logical_index(str(action.get("_index"))))
         record = DeadLetter.of(
             "sink-es", reason, json.dumps(action.get("_source", {}), default=str)
         )
@@ -48,6 +51,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
         async def agent(stream: faust.StreamT) -> None:
             async for values in stream.take(BATCH, within=WITHIN_S):
+                metrics.count_in(f"sink-{index}", topic, len(values))
                 actions = []
                 for raw in values:
                     try:
@@ -57,8 +61,15 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                         )
                     except (ValueError, KeyError, TypeError) as exc:
                         rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
+                        metrics.count_dead_lettered("sink-es", topic)
                         await dlq.send(key=b"sink-es", value=rec.to_bytes())
-                await writer.write(actions)
+                result = await writer.write(actions)
+                metrics.count_out(f"sink-{index}", index, result.indexed)
+                now = time.time()
+                for a in actions:
+                    src = a["_source"]
+                    event_time = src.get("fetched_at") or src.get("ts")
+                    metrics.observe_end_to_end(f"sink-{index}", event_time, now)
 
         app.agent(topics[topic], name=f"sink-{index}", concurrency=1)(agent)
 

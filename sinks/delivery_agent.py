@@ -25,6 +25,7 @@ from typing import Any
 
 import faust
 
+from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import DeadLetter
 from cpwatch.settings import Settings
@@ -193,6 +194,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     def on_attempt(delivery: Delivery, a: Attempt) -> None:
         pending_docs.append(attempt_doc(delivery, meta.get(delivery.id, {}), a))
+        channel = meta.get(delivery.id, {}).get("channel", "unknown")
+        metrics.DELIVERY_ATTEMPT.labels(channel).observe(a.latency_ms / 1000)
+        metrics.DELIVERY_ATTEMPTS.labels(channel, "ok" if a.ok else "error").inc()
         if not a.ok:
             log.info(
                 "delivery %s attempt %d to %s: %s", delivery.id, a.n, delivery.endpoint, a.error
@@ -200,10 +204,14 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     async def on_result(delivery: Delivery, result: DeliveryResult) -> None:
         if result.delivered:
-            meta.pop(delivery.id, None)
+            m = meta.pop(delivery.id, {})
+            metrics.DELIVERIES.labels(m.get("channel", "unknown"), "delivered").inc()
+            metrics.observe_end_to_end(STAGE, m.get("event_time"))
 
     async def on_dead(delivery: Delivery, result: DeliveryResult) -> None:
         m = meta.pop(delivery.id, {})
+        metrics.DELIVERIES.labels(m.get("channel", "unknown"), "dead").inc()
+        metrics.count_dead_lettered(STAGE, t.DELIVERIES)
         reason = (
             f"undeliverable after {len(result.attempts)} attempt(s) to "
             f"{delivery.endpoint}: {result.last_error}"
@@ -244,6 +252,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 "subscription": sub_id,
                 "channel": sub.channel.type,
                 "raw": raw.decode("utf-8", "replace"),
+                # oldest item's time: article fetched_at, or when the alert notification was made
+                "event_time": min(
+                    (str(v) for i in msg["items"] if (v := i.get("fetched_at") or i.get("at"))),
+                    default="",
+                ),
             }
             await dispatcher.submit(senders.delivery(sub, delivery_id, items, settings))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch, ConnectionError, TransportError
 from elasticsearch.helpers import async_streaming_bulk
 
+from cpwatch import metrics
 from cpwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class BulkWriter:
         result = BulkResult()
         attempt = 0
         pending = actions
+        index = metrics.logical_index(str(actions[0].get("_index"))) if actions else "none"
+        t0 = time.perf_counter()
         while pending:
             try:
                 retry: list[dict[str, Any]] = []
@@ -73,12 +77,15 @@ class BulkWriter:
                     action = by_id.get(info.get("_id"), {"_id": info.get("_id"), "_source": {}})
                     if info.get("status", 0) >= 500 or info.get("status") == 429:
                         retry.append(action)
+                        metrics.ES_BULK_ERRORS.labels(index, "retried").inc()
                     else:
+                        metrics.ES_BULK_ERRORS.labels(index, "rejected").inc()
                         reason = str(info.get("error", info))[:1000]
                         result.rejected.append((action, reason))
                         await self.on_rejected(action, reason)
                 pending = retry
             except (ConnectionError, TransportError) as exc:
+                metrics.ES_BULK_ERRORS.labels(index, "unavailable").inc()
                 log.warning(
                     "elasticsearch unavailable (%s); retrying batch of %d", exc, len(pending)
                 )
@@ -86,4 +93,6 @@ class BulkWriter:
                 attempt += 1
                 delay = min(MAX_BACKOFF_S, 0.5 * 2 ** min(attempt, 6))
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter
+        if actions:
+            metrics.ES_BULK.labels(index).observe(time.perf_counter() - t0)
         return result

@@ -10,6 +10,7 @@ import logging
 
 import faust
 
+from cpwatch import metrics
 from cpwatch.records import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -35,4 +36,5 @@ async def dead_letter(
         record.offset,
         reason[:200],
     )
+    metrics.count_dead_lettered(stage, record.topic)
     await topic.send(key=stage.encode(), value=record.to_bytes())

@@ -9,11 +9,13 @@ all (news volumes are small; classification, the costly part, stays parallel).
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 
+from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
 from cpwatch.records import NewsArticle, dumps
@@ -50,7 +52,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            raw = event.value
+            raw, t0 = event.value, time.perf_counter()
+            metrics.count_in(STAGE, t.NEWS)
             try:
                 article = NewsArticle.parse(raw)
                 doc = enrich(article, datetime.now(UTC))
@@ -62,8 +65,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 continue
             body = dumps(doc)
             await topics[t.ARTICLES].send(key=article.id.encode(), value=body)
+            metrics.count_out(STAGE, t.ARTICLES)
             if doc["is_policy_event"]:
                 await stories.send(key=CLUSTER_KEY, value=body)
+            metrics.PROCESSING.labels(STAGE).observe(time.perf_counter() - t0)
 
     def clusterer() -> StoryClusterer:
         if "c" not in state:
@@ -107,3 +112,4 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 continue
             out = {**doc, "cluster_id": cluster, "members": members}
             await topics[t.POLICY_EVENTS].send(key=cluster.encode(), value=dumps(out))
+            metrics.count_out("cluster-stories", t.POLICY_EVENTS)

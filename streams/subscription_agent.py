@@ -27,6 +27,7 @@ from typing import Any
 
 import faust
 
+from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import dumps
 from cpwatch.settings import Settings
@@ -115,10 +116,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         for sid, items in grouper.due(now):
             msg = delivery_message(sid, items)
             await topics[t.DELIVERIES].send(key=sid.encode(), value=dumps(msg))
+            metrics.count_out("subscriptions", t.DELIVERIES)
 
     @app.agent(topics[t.POLICY_EVENTS], name="match-subscriptions", concurrency=1)
     async def match_events(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            metrics.count_in("match-subscriptions", t.POLICY_EVENTS, len(batch))
             docs: list[dict[str, Any]] = []
             for event in batch:
                 try:
@@ -182,6 +185,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             for n in tr.observe(alert, now):
                 grouper.add(n.subscription, n, now)
             tr.drain_suppressed()
+            metrics.ALERTS_FIRING.set(len(tr.open_incidents()))
             state_table[STATE_KEY] = tr.to_dict()
             await flush()
 

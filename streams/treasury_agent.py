@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -18,6 +19,7 @@ from typing import Any
 
 import faust
 
+from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick, dumps
@@ -107,6 +109,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             # One re-keyed message per symbol and batch, not per tick: the hop costs a Kafka
             # send and a Faust consume per message, which dominated the worker's time.
             per_symbol: dict[str, list[bytes]] = {}
+            venues: set[str] = set()
+            metrics.count_in("route-ticks", t.PRICE_TICKS, len(batch))
             for event in batch:
                 try:
                     tick = PriceTick.parse(event.value)
@@ -116,12 +120,16 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     )
                     continue
                 per_symbol.setdefault(tick.symbol, []).append(tick.to_bytes())  # compact: no \n
+                venues.add(tick.venue)
+            for venue in venues:
+                metrics.tick_seen(venue)
             for symbol, ticks in per_symbol.items():
                 await by_symbol.send(key=symbol.encode(), value=b"B" + b"\n".join(ticks))
 
     @app.agent(topics[t.HOLDINGS], name="route-holdings", concurrency=1)
     async def route_holdings(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            metrics.count_in("route-holdings", t.HOLDINGS)
             try:
                 HoldingUpdate.parse(event.value)
             except RecordError as exc:
@@ -138,6 +146,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # Offsets of a batch are committed after the batch, so a crash replays it whole and
         # the restored state drops what it already saw (event time never goes back).
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            t0 = time.perf_counter()
             touched: set[str] = set()
             valuations: dict[str, dict[str, Any]] = {}
             for event in batch:
@@ -154,6 +163,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 await topics[t.TREASURY_VALUATIONS].send(
                     key=doc["holder"].encode(), value=dumps(doc)
                 )
+                metrics.set_treasury_value(doc["holder"], doc["value_usd"])
+            metrics.count_out("treasury", t.TREASURY_VALUATIONS, len(valuations))
             for symbol in touched:
                 st, key = cache[symbol], symbol.encode()
                 ref_table[key] = st.ref.to_dict()
@@ -161,6 +172,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 if st.holdings_dirty:
                     holdings_table[key] = st.holdings.to_dict()
                     st.holdings_dirty = False
+                if (price := st.ref.price(symbol)) is not None:
+                    metrics.set_reference_price(symbol, price)
+            metrics.PROCESSING.labels("treasury").observe(time.perf_counter() - t0)
 
     async def _process(
         symbol: str, kind: bytes, body: bytes, valuations: dict[str, dict[str, Any]]
@@ -190,6 +204,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # restored state never claims a crossing whose alert was not sent.
         for alert in st.engine.on_price(now, price, held, symbol=symbol):
             await topics[t.ALERTS].send(key=alert.holder.encode(), value=dumps(alert.to_message()))
+            metrics.count_out("treasury", t.ALERTS)
         if price != previous:
             for h in held:
                 _valuation(valuations, h, symbol, now, price)

@@ -1,0 +1,279 @@
+"""The web dashboard: ``/`` and its static files, plus the read-only JSON it draws from.
+
+``GET /api/events/stream`` (server-sent events: new policy events, polled from the events
+alias every ``POLL_S`` by ``ingested_at``, with a heartbeat), ``GET /api/holders``,
+``GET /api/holders/{id}/series``, ``GET /api/rules``, ``GET /api/dashboard/alerts`` (firing =
+latest crossing per rule and holder, unacked) and ``GET /api/dashboard/health`` (the worker's
+Prometheus ``/metrics`` on ``settings.metrics_port``, or ``"unknown"``).
+Settings come from ``api.routes_subscriptions.subscription_settings`` (tests override it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from elasticsearch import ApiError, Elasticsearch, TransportError
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+
+from api.routes_subscriptions import EsDep, SettingsDep
+from cpwatch.exceptions import ConfigError
+from cpwatch.records import utcnow
+from cpwatch.settings import Settings
+from streams.rules import load_rules
+
+router = APIRouter(tags=["dashboard"])
+STATIC = Path(__file__).resolve().parent / "static"
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+
+POLL_S = 1.0  # events poll interval
+HEARTBEAT_S = 10.0  # an SSE heartbeat at least this often
+STREAM_MAX_S = 3600.0  # a stream ends after an hour; EventSource reconnects with Last-Event-ID
+BACKLOG = 20  # events sent when a stream starts
+BATCH = 100  # events per poll, at most
+MAX_POINTS = 5_000
+METRICS_TIMEOUT_S = 1.0
+ES_TIMEOUT_S = 5.0
+
+
+@router.get("/", include_in_schema=False)
+def index() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> FileResponse:
+    if name not in STATIC_FILES:  # a fixed list: no path from the request reaches the disk
+        raise HTTPException(404, "not found")
+    return FileResponse(STATIC / name, media_type=STATIC_FILES[name])
+
+
+# ------------------------------------------------------------------ live events (SSE)
+
+
+def _new_events(
+    es: Elasticsearch, settings: Settings, since: str | None, skip: set[str]
+) -> list[dict[str, Any]]:
+    """Events ingested at or after ``since`` (oldest first), minus ids in ``skip``."""
+    query: dict[str, Any] = {"range": {"ingested_at": {"gte": since}}} if since else {}
+    resp = es.options(request_timeout=ES_TIMEOUT_S).search(
+        index=settings.index("events"),
+        size=BATCH if since else BACKLOG,
+        sort=[{"ingested_at": "asc" if since else "desc"}, {"id": "asc"}],
+        query=query or {"match_all": {}},
+        source_excludes=["text", "evidence"],
+        ignore_unavailable=True,
+        allow_no_indices=True,
+    )
+    docs = [h["_source"] for h in resp.get("hits", {}).get("hits", [])]
+    if not since:
+        docs.reverse()
+    return [d for d in docs if d.get("id") not in skip and d.get("ingested_at")]
+
+
+def _sse(event: str, data: Any, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _event_stream(
+    request: Request, es: Elasticsearch, settings: Settings, since: str | None
+) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    skip: set[str] = set()  # ids already sent with ingested_at == since
+    started = last_beat = time.monotonic()
+    while time.monotonic() - started < STREAM_MAX_S:
+        if await request.is_disconnected():
+            return
+        try:
+            docs = await asyncio.to_thread(_new_events, es, settings, since, skip)
+        except (ApiError, TransportError) as exc:
+            yield _sse("problem", {"detail": f"elasticsearch: {exc.__class__.__name__}"})
+            docs = []
+        for doc in docs:
+            if doc["ingested_at"] != since:
+                since, skip = doc["ingested_at"], set()
+            skip.add(doc["id"])
+            yield _sse("policy-event", doc, event_id=since)
+        if not docs and since is None:
+            since = utcnow().isoformat()  # empty index: only what comes from now on
+        if time.monotonic() - last_beat >= HEARTBEAT_S or docs:
+            last_beat = time.monotonic()
+            yield _sse("heartbeat", {"ts": utcnow().isoformat()})
+        await asyncio.sleep(POLL_S)
+
+
+@router.get("/api/events/stream")
+async def events_stream(request: Request, settings: SettingsDep, es: EsDep) -> StreamingResponse:
+    """Server-sent events: the latest events, then each new one as it is indexed."""
+    since = request.headers.get("last-event-id") or None
+    return StreamingResponse(
+        _event_stream(request, es, settings, since),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+# ------------------------------------------------------------------ treasury
+
+
+def rules_path(settings: Settings) -> Path:
+    """The worker's rules file (as ``streams.treasury_agent.rules_path``, without Faust)."""
+    return settings.rules_file or Path(str(resources.files("cpwatch") / "data" / "rules.yaml"))
+
+
+def _search(es: Elasticsearch, index: str, **body: Any) -> dict[str, Any]:
+    try:
+        return (
+            es.options(request_timeout=ES_TIMEOUT_S)
+            .search(index=index, ignore_unavailable=True, allow_no_indices=True, **body)
+            .body
+        )
+    except (ApiError, TransportError) as exc:
+        raise HTTPException(503, f"elasticsearch: {exc}") from exc
+
+
+@router.get("/api/holders")
+def holders(settings: SettingsDep, es: EsDep) -> dict[str, Any]:
+    """Every holder with a valuation, with its latest one, largest first."""
+    resp = _search(
+        es,
+        settings.index("treasury-valuations"),
+        size=0,
+        aggs={
+            "holders": {
+                "terms": {"field": "holder", "size": 500},
+                "aggs": {"latest": {"top_hits": {"size": 1, "sort": [{"ts": "desc"}]}}},
+            }
+        },
+    )
+    out = []
+    for bucket in resp.get("aggregations", {}).get("holders", {}).get("buckets", []):
+        latest = bucket["latest"]["hits"]["hits"][0]["_source"]
+        out.append({**latest, "points": bucket["doc_count"]})
+    out.sort(key=lambda h: -float(h.get("value_usd") or 0))
+    return {"holders": out}
+
+
+def _rules(settings: Settings) -> list[dict[str, Any]]:
+    try:
+        return [r.model_dump(mode="json") for r in load_rules(rules_path(settings))]
+    except ConfigError as exc:
+        raise HTTPException(503, str(exc)) from exc
+
+
+@router.get("/api/rules")
+def rules(settings: SettingsDep) -> dict[str, Any]:
+    """The treasury rules the worker applies (``CPWATCH_RULES_FILE`` or the packaged file)."""
+    return {"file": str(rules_path(settings)), "rules": _rules(settings)}
+
+
+@router.get("/api/holders/{holder}/series")
+def holder_series(
+    settings: SettingsDep,
+    es: EsDep,
+    holder: str,
+    size: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 1_000,
+) -> dict[str, Any]:
+    """The holder's latest ``size`` valuations (oldest first) and its level-rule thresholds."""
+    resp = _search(
+        es,
+        settings.index("treasury-valuations"),
+        size=size,
+        sort=[{"ts": "desc"}],
+        query={"term": {"holder": holder}},
+        source_includes=["ts", "value_usd", "price", "btc"],
+    )
+    points = [h["_source"] for h in resp.get("hits", {}).get("hits", [])][::-1]
+    levels = [
+        {k: r[k] for k in ("id", "threshold_usd", "direction", "hysteresis")}
+        for r in _rules(settings)
+        if r["type"] == "level" and r["holder"] in ("*", holder)
+    ]
+    return {"holder": holder, "points": points, "levels": levels}
+
+
+@router.get("/api/dashboard/alerts")
+def dashboard_alerts(
+    settings: SettingsDep, es: EsDep, size: Annotated[int, Query(ge=1, le=1_000)] = 200
+) -> dict[str, Any]:
+    """Recent alerts, and those firing: the latest crossing of each (rule, holder), unacked."""
+    resp = _search(es, settings.index("alerts"), size=size, sort=[{"ts": "desc"}])
+    recent = [h["_source"] for h in resp.get("hits", {}).get("hits", [])]
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for alert in recent:
+        latest.setdefault((alert.get("rule", ""), alert.get("holder", "")), alert)
+    firing = [a for a in latest.values() if not a.get("acked_at")]
+    return {"firing": firing, "recent": recent[:50]}
+
+
+# ------------------------------------------------------------------ pipeline health
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_RECORDS = {  # cpwatch/metrics.py counters → key in the summary
+    "cpwatch_records_in_total": "in",
+    "cpwatch_records_out_total": "out",
+    "cpwatch_records_failed_total": "failed",
+}
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Samples of the Prometheus text format: (name, labels, value); comments skipped."""
+    out = []
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m or line.startswith("#"):
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), value))
+    return out
+
+
+def summarize(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, Any]:
+    """Consumer lag per topic, records in/out/failed per stage, open alert incidents."""
+    lag: dict[str, float] = {}
+    records: dict[str, dict[str, float]] = {}
+    firing = None
+    for name, labels, value in samples:
+        if math.isnan(value):
+            continue
+        if name == "cpwatch_consumer_lag":
+            topic = labels.get("topic", "?")
+            lag[topic] = lag.get(topic, 0.0) + value
+        elif name in _RECORDS:
+            per_stage = records.setdefault(labels.get("stage", "?"), {})
+            per_stage[_RECORDS[name]] = per_stage.get(_RECORDS[name], 0.0) + value
+        elif name == "cpwatch_alerts_firing":
+            firing = (firing or 0.0) + value
+    return {"lag": lag, "records": records, "alerts_firing": firing}
+
+
+@router.get("/api/dashboard/health")
+async def health(settings: SettingsDep) -> dict[str, Any]:
+    """The worker's metrics, summarized; rates are left to the client (deltas between polls)."""
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    try:
+        async with httpx.AsyncClient(timeout=METRICS_TIMEOUT_S) as client:
+            resp = await client.get(url)
+            resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        return {"status": "unknown", "source": url, "detail": exc.__class__.__name__}
+    return {
+        "status": "ok",
+        "source": url,
+        "ts": time.time(),
+        **summarize(parse_metrics(resp.text)),
+    }
