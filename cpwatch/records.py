@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
@@ -26,7 +26,8 @@ from cpwatch.exceptions import RecordError
 
 SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 1_000_000
-MAX_JSON_DEPTH = 32
+# Deeply nested JSON ("bombs") needs no check of ours: pydantic's parser stops at its
+# recursion limit and reports invalid JSON, without counting brackets inside strings.
 
 
 def utcnow() -> datetime:
@@ -43,16 +44,20 @@ def _finite(v: float) -> float:
 Finite = Annotated[float, AfterValidator(_finite)]
 
 
-def _check_depth(raw: bytes) -> None:
-    """Refuse deeply nested JSON before parsing it (a cheap guard against JSON bombs)."""
-    depth = 0
-    for byte in raw:
-        if byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise RecordError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+def _not_ahead(limit: timedelta) -> AfterValidator:
+    """Refuse timestamps further ahead of the wall clock than ``limit``: one tick dated 9999
+    would otherwise move a symbol's event-time clock there for good (found by fault tests)."""
+
+    def check(v: datetime) -> datetime:
+        if v > datetime.now(UTC) + limit:
+            raise ValueError(f"is more than {limit} in the future")
+        return v
+
+    return AfterValidator(check)
+
+
+TickTime = Annotated[AwareDatetime, _not_ahead(timedelta(minutes=5))]  # venue clock skew
+PastDate = Annotated[AwareDatetime, _not_ahead(timedelta(days=1))]  # time zones, embargoes
 
 
 class Record(BaseModel):
@@ -73,7 +78,6 @@ class Record(BaseModel):
             data = raw.encode() if isinstance(raw, str) else raw
             if len(data) > MAX_RECORD_BYTES:
                 raise RecordError(f"{cls.record_type}: message of {len(data)} bytes exceeds limit")
-            _check_depth(data)
             return cls.model_validate_json(data)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -104,7 +108,7 @@ class NewsArticle(Record):
     url: str | None = Field(default=None, max_length=2000)
     title: str = Field(min_length=1, max_length=1000)
     text: str = Field(default="", max_length=200_000)
-    published: AwareDatetime | None = None
+    published: PastDate | None = None
     fetched_at: AwareDatetime = Field(default_factory=utcnow)
     lang: str = Field(default="en", max_length=16)
 
@@ -123,7 +127,7 @@ class PriceTick(Record):
     symbol: str = Field(min_length=1, max_length=32)
     price: Finite = Field(gt=0)
     size: Finite | None = Field(default=None, ge=0)
-    ts: AwareDatetime
+    ts: TickTime
     seq: int = Field(default=0, ge=0)
 
     @property
@@ -141,7 +145,7 @@ class HoldingUpdate(Record):
     kind: HolderKind
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     btc: Finite = Field(ge=0)
-    as_of: AwareDatetime
+    as_of: PastDate
     avg_cost_usd: Finite | None = Field(default=None, gt=0)
     source: str = Field(default="", max_length=2000)
 

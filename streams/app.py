@@ -40,6 +40,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         web_enabled=False,
         autodiscover=False,
         broker_commit_interval=1.0,
+        # A crashed worker's partitions move after 10 s, not Faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,

@@ -8,6 +8,7 @@ in a Faust table (changelogged, restored on restart) and in a decoded in-memory 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -49,7 +50,6 @@ class SymbolState:
     ref: ReferencePrice
     holdings: HoldingsTimeline
     engine: RuleEngine
-    holdings_dirty: bool = False
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -63,24 +63,20 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         internal=True,
     )
 
-    # Tables are written once per batch, outside any single event's context, so they place
-    # changelog records with the producer's partitioner on the raw symbol key: the same
-    # partition the by-symbol topic used, which keeps table and stream partitions aligned.
-    def table(name: str) -> faust.Table:
-        return app.Table(
-            name,
-            default=None,
-            partitions=settings.topic_partitions,
-            key_type=bytes,
-            use_partitioner=True,  # bytes keys: the "raw" codec
-        )
-
-    ref_table, holdings_table, engine_table = (
-        table("refprice"),
-        table("holdings"),
-        table("rule-state"),
+    # One record per symbol holds the reference price, the holdings and the rule state: a
+    # single changelog write per batch, so a crash can never restore one part newer than
+    # another (seen in the kill -9 fault test when they were three tables). Written outside
+    # any single event's context, it is placed by the producer's partitioner on the raw
+    # symbol key: the partition the by-symbol topic used, keeping table and stream aligned.
+    state_table = app.Table(
+        "treasury-state",
+        default=None,
+        partitions=settings.topic_partitions,
+        key_type=bytes,  # bytes keys: the "raw" codec
+        use_partitioner=True,
     )
     cache: dict[str, SymbolState] = {}
+    sent: list[Any] = []  # delivery futures of this batch's alerts
 
     @app.on_partitions_revoked.connect
     async def _drop_cache(app: faust.App, revoked: Any, **_: Any) -> None:
@@ -89,16 +85,17 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     def state_for(symbol: str) -> SymbolState:
         st = cache.get(symbol)
         if st is None:
-            key = symbol.encode()
-            ref_d, hold_d, eng_d = (
-                ref_table.get(key),
-                holdings_table.get(key),
-                engine_table.get(key),
-            )
+            saved = state_table.get(symbol.encode()) or {}
             st = SymbolState(
-                ref=ReferencePrice(staleness, settings.price_divergence_pct, state=ref_d),
-                holdings=HoldingsTimeline.from_dict(hold_d) if hold_d else HoldingsTimeline(),
-                engine=RuleEngine.from_dict(rules, eng_d) if eng_d else RuleEngine(rules),
+                ref=ReferencePrice(
+                    staleness, settings.price_divergence_pct, state=saved.get("ref")
+                ),
+                holdings=HoldingsTimeline.from_dict(saved["holdings"])
+                if saved.get("holdings")
+                else HoldingsTimeline(),
+                engine=RuleEngine.from_dict(rules, saved["engine"])
+                if saved.get("engine")
+                else RuleEngine(rules),
             )
             cache[symbol] = st
         return st
@@ -165,13 +162,17 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 )
                 metrics.set_treasury_value(doc["holder"], doc["value_usd"])
             metrics.count_out("treasury", t.TREASURY_VALUATIONS, len(valuations))
+            # State is saved only once Kafka acknowledged the batch's alerts: restored state
+            # then never claims a crossing whose alert could have been lost with the process.
+            await asyncio.gather(*sent)
+            sent.clear()
             for symbol in touched:
-                st, key = cache[symbol], symbol.encode()
-                ref_table[key] = st.ref.to_dict()
-                engine_table[key] = st.engine.to_dict()
-                if st.holdings_dirty:
-                    holdings_table[key] = st.holdings.to_dict()
-                    st.holdings_dirty = False
+                st = cache[symbol]
+                state_table[symbol.encode()] = {
+                    "ref": st.ref.to_dict(),
+                    "holdings": st.holdings.to_dict(),
+                    "engine": st.engine.to_dict(),
+                }
                 if (price := st.ref.price(symbol)) is not None:
                     metrics.set_reference_price(symbol, price)
             metrics.PROCESSING.labels("treasury").observe(time.perf_counter() - t0)
@@ -183,7 +184,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         if kind == b"H":
             update = HoldingUpdate.parse(body)
             st.holdings.add(update)
-            st.holdings_dirty = True
             price, as_of = st.ref.price(symbol), st.ref.as_of(symbol)
             if price is not None and as_of is not None:
                 held = st.holdings.at(update.holder, as_of)
@@ -200,10 +200,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         now = st.ref.as_of(symbol)
         assert now is not None  # a price implies at least one tick
         held = st.holdings.in_force(now)
-        # Alerts are handed to the producer before the batch's rule state is changelogged:
-        # restored state never claims a crossing whose alert was not sent.
         for alert in st.engine.on_price(now, price, held, symbol=symbol):
-            await topics[t.ALERTS].send(key=alert.holder.encode(), value=dumps(alert.to_message()))
+            sent.append(
+                await topics[t.ALERTS].send(
+                    key=alert.holder.encode(), value=dumps(alert.to_message())
+                )
+            )
             metrics.count_out("treasury", t.ALERTS)
         if price != previous:
             for h in held:
