@@ -77,10 +77,14 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     )
     cache: dict[str, SymbolState] = {}
     sent: list[Any] = []  # delivery futures of this batch's alerts
+    reload_pending: list[bool] = []  # set on revocation, honoured between batches
 
     @app.on_partitions_revoked.connect
     async def _drop_cache(app: faust.App, revoked: Any, **_: Any) -> None:
-        cache.clear()  # another worker may own these symbols now; reload from the tables
+        # Another worker may own these symbols now: reload from the table, but only at the next
+        # batch boundary. Clearing mid-batch made the rest of the batch start from the table's
+        # older state and save it over the first part's updates (kill -9 fault test).
+        reload_pending.append(True)
 
     def state_for(symbol: str) -> SymbolState:
         st = cache.get(symbol)
@@ -143,6 +147,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # Offsets of a batch are committed after the batch, so a crash replays it whole and
         # the restored state drops what it already saw (event time never goes back).
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            if reload_pending:
+                cache.clear()
+                reload_pending.clear()
             t0 = time.perf_counter()
             touched: set[str] = set()
             valuations: dict[str, dict[str, Any]] = {}

@@ -40,12 +40,12 @@ SEED = 20251126
 CHUNKS = 200  # the input is released in chunks, a sixth more after each kill
 
 
-# Known bug, not yet understood: after kill -9 restarts the stream's alerts diverge from the
-# backtest (4 of 4 runs: e.g. 8 missing and 18 extra of 450). Articles are exact. Ruled out so
-# far: split table records (now one record per symbol), alerts unacknowledged before the state
-# write (now awaited), rule-state round trips, double evaluation. Not strict: it must keep
-# running and reporting in CI without blocking it; fixing it is open work on the fault issue.
-@pytest.mark.xfail(strict=False, reason="alerts diverge from backtest after kill -9 (open bug)")
+# This test found a real loss: the treasury agent cleared its state cache when partitions were
+# revoked, mid-batch, so the rest of the batch started from the table's older state and saved
+# it over the first part's updates; alerts then diverged from the backtest after kill -9
+# restarts (4 of 4 runs). Fixed by reloading only between batches; it passed after the fix.
+# The marker stays (not strict) until the test has passed repeatedly in CI; remove it then.
+@pytest.mark.xfail(strict=False, reason="kill -9 divergence fixed; marker kept until proven stable")
 def test_kill9_worker_loses_nothing(
     kafka_settings: Settings, tmp_path: Path, restartable_worker: Worker
 ) -> None:
