@@ -16,7 +16,6 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,11 +125,6 @@ async def events_stream(request: Request, settings: SettingsDep, es: EsDep) -> S
 # ------------------------------------------------------------------ treasury
 
 
-def rules_path(settings: Settings) -> Path:
-    """The worker's rules file (as ``streams.treasury_agent.rules_path``, without Faust)."""
-    return settings.rules_file or Path(str(resources.files("cpwatch") / "data" / "rules.yaml"))
-
-
 def _search(es: Elasticsearch, index: str, **body: Any) -> dict[str, Any]:
     try:
         return (
@@ -166,7 +160,7 @@ def holders(settings: SettingsDep, es: EsDep) -> dict[str, Any]:
 
 def _rules(settings: Settings) -> list[dict[str, Any]]:
     try:
-        return [r.model_dump(mode="json") for r in load_rules(rules_path(settings))]
+        return [r.model_dump(mode="json") for r in load_rules(settings.rules_path)]
     except ConfigError as exc:
         raise HTTPException(503, str(exc)) from exc
 
@@ -174,7 +168,7 @@ def _rules(settings: Settings) -> list[dict[str, Any]]:
 @router.get("/api/rules")
 def rules(settings: SettingsDep) -> dict[str, Any]:
     """The treasury rules the worker applies (``CPWATCH_RULES_FILE`` or the packaged file)."""
-    return {"file": str(rules_path(settings)), "rules": _rules(settings)}
+    return {"file": str(settings.rules_path), "rules": _rules(settings)}
 
 
 @router.get("/api/holders/{holder}/series")

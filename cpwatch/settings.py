@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     def ssrf_allowlist(self) -> tuple[str, ...]:
         return tuple(e.strip() for e in self.delivery_ssrf_allowlist.split(",") if e.strip())
 
+    @property
+    def rules_path(self) -> Path:
+        """The treasury rules file: ``rules_file``, else the packaged ``data/rules.yaml``."""
+        from importlib import resources
+
+        return self.rules_file or Path(str(resources.files("cpwatch") / "data" / "rules.yaml"))
+
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (see ``cpwatch.topics``)."""
         return f"{self.topic_prefix}{name}"

@@ -40,7 +40,6 @@ from streams.deadletter import dead_letter
 from streams.lifecycle import DigestGrouper, LifecycleTracker, Notification
 from streams.rules import load_rules
 from streams.subscriptions import Subscription
-from streams.treasury_agent import rules_path
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         )
     )
     sent: OrderedDict[tuple[str, str], None] = OrderedDict()  # (sub, story) already owed
-    rule_types = {r.id: r.type for r in load_rules(rules_path(settings))}
+    rule_types = {r.id: r.type for r in load_rules(settings.rules_path)}
     alert_input = app.topic(
         f"{settings.topic_prefix}{settings.faust_app_id}-lifecycle-input",
         key_serializer="raw",

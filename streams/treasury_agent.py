@@ -14,8 +14,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -39,10 +37,6 @@ WITHIN_S = 0.05
 ASSET_SYMBOL = "BTC-USD"  # holdings are BTC: they are valued at this symbol's reference price
 
 
-def rules_path(settings: Settings) -> Path:
-    return settings.rules_file or Path(str(resources.files("cpwatch") / "data" / "rules.yaml"))
-
-
 @dataclass
 class SymbolState:
     """Decoded state of one symbol; mirrors three table entries."""
@@ -53,7 +47,7 @@ class SymbolState:
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
-    rules: tuple[Rule, ...] = load_rules(rules_path(settings))
+    rules: tuple[Rule, ...] = load_rules(settings.rules_path)
     staleness = timedelta(seconds=settings.price_staleness_s)
     by_symbol = app.topic(
         f"{settings.topic_prefix}{settings.faust_app_id}-valuation-input",
