@@ -72,6 +72,24 @@ def _matching() -> dict[str, Any]:
     return bench_percolation.run()
 
 
+def _latency() -> dict[str, Any]:
+    from bench import bench_latency
+
+    return bench_latency.run()
+
+
+def _peer() -> dict[str, Any]:
+    from bench import bench_peer
+
+    return bench_peer.run()
+
+
+def _scale() -> dict[str, Any]:
+    from bench import bench_scale
+
+    return bench_scale.run()
+
+
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "producers": _producers,
     "classifier": _classifier,
@@ -80,6 +98,9 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "sink": _sink,
     "search": _search,
     "matching": _matching,
+    "latency": _latency,
+    "peer": _peer,
+    "scale": _scale,
 }
 
 Row = tuple[str, str, str, str, str]
@@ -209,6 +230,64 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
     elif name == "matching":
         out.append((f"subscription matching events/s ({_fmt(r['subscriptions'])} subscriptions, "
                     f"batches of {r['batch_size']})", _fmt(r["events_per_s"]), "", "", ""))
+    elif name == "latency":
+        for key, label in (("es_searchable", "searchable in ES"), ("webhook", "webhook received")):
+            v = r[key]
+            out.append(
+                (
+                    f"alert latency p50 / p95 / p99 s at {_fmt(r['rate'])} ticks/s, {label} "
+                    f"({v['seen']}/{v['expected']} alerts)",
+                    f"{v['p50_s']} / {v['p95_s']} / {v['p99_s']}",
+                    "",
+                    "",
+                    f"p99 < {r['goal_p99_s']} s",
+                )
+            )
+    elif name == "peer":
+        e, o = r["elastalert"]["detection"], r["ours_es_searchable"]
+        out.append(
+            (
+                "detection latency p50 / p99 s, same crossings (ours: searchable in ES)",
+                f"{o['p50_s']} / {o['p99_s']} ({o['seen']}/{o['expected']})",
+                f"{e['p50_s']} / {e['p99_s']} ({e['seen']}/{e['expected']}, "
+                f"ElastAlert2 {r['elastalert']['version']})",
+                _ratio(e["p50_s"], o["p50_s"]) + " (p50, peer / ours)",
+                "",
+            )
+        )
+    elif name == "scale":
+        out.extend(scale_rows(r))
+    return out
+
+
+def scale_rows(r: dict[str, Any]) -> list[Row]:
+    """Rows for bench_scale: whatever of its two parts completed."""
+    out: list[Row] = []
+    two = r.get("two_workers") or {}
+    if two:
+        out.append(
+            (
+                "ticks/s, two workers vs one (rebalance mid-stream; alerts lost / duplicated: "
+                f"{two.get('lost', '–')} / {two.get('duplicated', '–')})",
+                _fmt(two.get("two_ticks_per_s")),
+                f"{_fmt(two.get('one_ticks_per_s'))} (one worker)",
+                _ratio(two.get("two_ticks_per_s"), two.get("one_ticks_per_s")),
+                "0 lost, 0 duplicated",
+            )
+        )
+    rss = r.get("rss") or {}
+    if rss:
+        out.append(
+            (
+                f"worker RSS MB over {_fmt(rss.get('ticks'))} ticks: after warm-up → max "
+                f"(slope MB / 100k ticks, 2nd half)",
+                f"{_fmt(rss.get('warm_mb'))} → {_fmt(rss.get('max_mb'))} "
+                f"({_fmt(rss.get('slope_mb_per_100k'))})",
+                "",
+                "",
+                "flat",
+            )
+        )
     return out
 
 

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     price_divergence_pct: float = Field(default=2.0, gt=0)
     # at_least_once + deterministic ids is exactly-once in effect. faust-streaming 0.15.3 in
     # exactly_once mode left some transactions uncommitted on a single broker (23 of 32 alerts
-    # reached read_committed consumers in tests/integration/test_treasury_stream.py), so it is opt-in.
+    # reached read_committed consumers in tests/integration/test_treasury_stream.py), so it is
+    # opt-in.
     processing_guarantee: str = Field(
         default="at_least_once", pattern="^(at_least_once|exactly_once)$"
     )

@@ -27,8 +27,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
     from cpwatch.metrics import start_metrics_server
     from sinks import agents as sink_agents
-    from sinks import delivery_agent
-    from streams import lag, news_agent, subscription_agent, treasury_agent
+    from sinks import delivery_agent, subscription_agent
+    from streams import lag, news_agent, treasury_agent
     from streams.app import create_app
 
     logging.basicConfig(

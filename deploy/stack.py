@@ -51,18 +51,22 @@ def _read_pid(pid_file: Path) -> int | None:
         pid = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+    return pid if _running(pid) else None
+
+
+def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
-        return pid  # alive, owned by the ES user
+        return True  # alive, owned by the ES user
     # A stopped child of this very process lingers as a zombie until reaped: not running.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return pid
-    return None if state == "Z" else pid
+        return True
+    return state != "Z"
 
 
 class Stack:
@@ -339,8 +343,10 @@ class Stack:
             svc.pid_file.unlink(missing_ok=True)
             return
         os.kill(pid, signal.SIGTERM)
+        # Wait on the process, not its pid file: Elasticsearch deletes that file as soon as
+        # shutdown begins, while the process may still hold its port and data directory.
         for _ in range(120):
-            if not _read_pid(svc.pid_file):
+            if not _running(pid):
                 break
             time.sleep(0.5)
         else:

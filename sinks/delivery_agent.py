@@ -1,6 +1,6 @@
 """Faust agent: ``deliveries`` → webhook / email / Slack, every attempt recorded in Elasticsearch.
 
-Each delivery record (``streams.subscription_agent.delivery_message``) is looked up against
+Each delivery record (``sinks.subscription_agent.delivery_message``) is looked up against
 the subscription it names (cached, reloaded on a miss: a new subscription's first message
 must not be lost) and handed to the ``Dispatcher``, which runs it as its own task with a
 concurrency limit per endpoint: a slow or dead endpoint delays only its own deliveries, and

@@ -46,8 +46,11 @@ class BulkWriter:
     on_rejected: Callable[[dict[str, Any], str], Awaitable[None]]
     chunk_size: int = 500
 
-    async def write(self, actions: list[dict[str, Any]]) -> BulkResult:
-        """Index a batch; returns only when every document is indexed or dead-lettered."""
+    async def write(self, actions: list[dict[str, Any]], *, refresh: bool = False) -> BulkResult:
+        """Index a batch; returns only when every document is indexed or dead-lettered.
+
+        ``refresh`` makes the batch searchable before returning (for rare, urgent documents).
+        """
         result = BulkResult()
         attempt = 0
         pending = actions
@@ -69,6 +72,7 @@ class BulkWriter:
                     raise_on_error=False,
                     raise_on_exception=True,
                     retry_on_status=RETRY_STATUS,
+                    **({"refresh": "true"} if refresh else {}),
                 ):
                     info = next(iter(item.values()))
                     if ok:

@@ -58,9 +58,11 @@ class SubscriptionCache:
 
     async def get(self, *, force: bool = False) -> dict[str, Subscription]:
         if force or time.monotonic() - self._loaded_at >= self.refresh_s:
+            # Stamped before loading: a failed reload waits a full period too, instead of
+            # sending every call back to an unavailable cluster.
+            self._loaded_at = time.monotonic()
             try:
                 self._subs = await self.load()
-                self._loaded_at = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - keep serving the last good set
                 log.warning("subscriptions reload failed (%r); keeping %d", exc, len(self._subs))
         return self._subs

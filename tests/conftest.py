@@ -5,6 +5,7 @@ topic prefix and index prefix, so tests never see each other's data."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +60,13 @@ def kafka_settings(stack: Settings, request: pytest.FixtureRequest) -> Iterator[
 def _cleanup(settings: Settings) -> None:
     for problem in drop_namespace(settings):  # cleanup must never fail a test
         print(f"cleanup of {settings.topic_prefix}: {problem}", file=sys.stderr)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now (e.g. a child worker's /metrics)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
