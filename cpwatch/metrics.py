@@ -105,6 +105,11 @@ TREASURY_VALUE = Gauge(
     ["holder"],
 )
 ALERTS_FIRING = Gauge("cpwatch_alerts_firing", "Open alert incidents (fired, not resolved).")
+INPUT_REWINDS = Counter(
+    "cpwatch_input_rewinds_total",
+    "Seeks back over input offsets the consumer skipped (read again, not lost).",
+    ["stage"],
+)
 
 
 class CappedLabel:

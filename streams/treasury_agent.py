@@ -27,6 +27,7 @@ from streams.alerts import iso_utc
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.holdings import HoldingsTimeline, value_usd
+from streams.positions import InputPositions
 from streams.refprice import ReferencePrice
 from streams.rules import Rule, RuleEngine, load_rules
 
@@ -44,6 +45,7 @@ class SymbolState:
     ref: ReferencePrice
     holdings: HoldingsTimeline
     engine: RuleEngine
+    partition: int | None = None  # of the by-symbol topic; saved with the next offset there
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -70,8 +72,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         use_partitioner=True,
     )
     cache: dict[str, SymbolState] = {}
+    positions = InputPositions()
+    # Offsets are only checked in at-least-once mode: transaction markers make real holes.
+    guard = settings.processing_guarantee == "at_least_once"
     sent: list[Any] = []  # delivery futures of this batch's alerts
     reload_pending: list[bool] = []  # set on revocation, honoured between batches
+    route_positions = InputPositions()  # in memory: route-ticks has no state to restore
 
     @app.on_partitions_revoked.connect
     async def _drop_cache(app: faust.App, revoked: Any, **_: Any) -> None:
@@ -79,11 +85,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # batch boundary. Clearing mid-batch made the rest of the batch start from the table's
         # older state and save it over the first part's updates (kill -9 fault test).
         reload_pending.append(True)
+        route_positions.reset()
 
-    def state_for(symbol: str) -> SymbolState:
+    def state_for(symbol: str, saved: dict[str, Any] | None = None) -> SymbolState:
         st = cache.get(symbol)
         if st is None:
-            saved = state_table.get(symbol.encode()) or {}
+            saved = saved or state_table.get(symbol.encode()) or {}
             st = SymbolState(
                 ref=ReferencePrice(
                     staleness, settings.price_divergence_pct, state=saved.get("ref")
@@ -94,9 +101,32 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 engine=RuleEngine.from_dict(rules, saved["engine"])
                 if saved.get("engine")
                 else RuleEngine(rules),
+                partition=(saved.get("input") or [None])[0],
             )
             cache[symbol] = st
         return st
+
+    def cache_partition(symbol: str, partition: int) -> None:
+        state_for(symbol).partition = partition
+
+    def reload() -> None:
+        """Restart from the table after a rebalance: every local symbol, and the offsets the
+        saved states expect next (the lowest per partition, so no symbol misses a message)."""
+        cache.clear()
+        expected: dict[int, int] = {}
+        for key, saved in list(state_table.items()):
+            st = state_for(key.decode(), saved)
+            nxt = (saved.get("input") or [None, None])[1]
+            if st.partition is not None and nxt is not None:
+                expected[st.partition] = min(nxt, expected.get(st.partition, nxt))
+        positions.reset(expected)
+
+    async def rewind(stage: str, tp: Any, to: int, got: int) -> None:
+        log.warning(
+            "%s: input %s jumped from %d to %d; seeking back to read it", stage, tp, to, got
+        )
+        metrics.INPUT_REWINDS.labels(stage).inc()
+        await app.consumer.seek(tp, to)
 
     @app.agent(topics[t.PRICE_TICKS], name="route-ticks", concurrency=1)
     async def route_ticks(stream: faust.StreamT) -> None:
@@ -106,7 +136,21 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             per_symbol: dict[str, list[bytes]] = {}
             venues: set[str] = set()
             metrics.count_in("route-ticks", t.PRICE_TICKS, len(batch))
+            rewound: set[int] = set()
             for event in batch:
+                part, offset = event.message.partition, event.message.offset
+                if part in rewound:
+                    continue
+                verdict = route_positions.check(part, offset) if guard else "apply"
+                if verdict == "seen":
+                    continue
+                if verdict == "hole":
+                    rewound.add(part)
+                    await rewind(
+                        "route-ticks", event.message.tp, route_positions.expected[part], offset
+                    )
+                    continue
+                route_positions.applied(part, offset)
                 try:
                     tick = PriceTick.parse(event.value)
                 except RecordError as exc:
@@ -142,13 +186,26 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # the restored state drops what it already saw (event time never goes back).
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
             if reload_pending:
-                cache.clear()
+                reload()
                 reload_pending.clear()
             t0 = time.perf_counter()
             touched: set[str] = set()
             valuations: dict[str, dict[str, Any]] = {}
+            rewound: set[int] = set()
             for event in batch:
+                part, offset = event.message.partition, event.message.offset
+                if part in rewound:
+                    continue  # re-delivered after the seek
+                verdict = positions.check(part, offset) if guard else "apply"
+                if verdict == "seen":
+                    continue  # already in the restored state: a replay after a crash
+                if verdict == "hole":
+                    rewound.add(part)
+                    await rewind("treasury", event.message.tp, positions.expected[part], offset)
+                    continue
+                positions.applied(part, offset)
                 symbol = event.key.decode()
+                cache_partition(symbol, part)
                 kind, body = event.value[:1], event.value[1:]
                 parts = body.split(b"\n") if kind == b"B" else [body]
                 for part in parts:
@@ -167,12 +224,19 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             # then never claims a crossing whose alert could have been lost with the process.
             await asyncio.gather(*sent)
             sent.clear()
-            for symbol in touched:
-                st = cache[symbol]
+            # Every symbol of a partition seen in this batch records the partition's next offset,
+            # so a restore knows exactly where its input resumes (untouched ones are unchanged).
+            parts = {e.message.partition for e in batch} - rewound
+            for symbol, st in cache.items():
+                if symbol not in touched and st.partition not in parts:
+                    continue
                 state_table[symbol.encode()] = {
                     "ref": st.ref.to_dict(),
                     "holdings": st.holdings.to_dict(),
                     "engine": st.engine.to_dict(),
+                    "input": [st.partition, positions.expected.get(st.partition)]
+                    if st.partition is not None
+                    else None,
                 }
                 if (price := st.ref.price(symbol)) is not None:
                     metrics.set_reference_price(symbol, price)
