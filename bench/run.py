@@ -228,8 +228,16 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
             )
         )
     elif name == "matching":
-        out.append((f"subscription matching events/s ({_fmt(r['subscriptions'])} subscriptions, "
-                    f"batches of {r['batch_size']})", _fmt(r["events_per_s"]), "", "", ""))
+        out.append(
+            (
+                f"subscription matching events/s ({_fmt(r['subscriptions'])} subscriptions, "
+                f"batches of {r['batch_size']})",
+                _fmt(r["events_per_s"]),
+                "",
+                "",
+                "",
+            )
+        )
     elif name == "latency":
         for key, label in (("es_searchable", "searchable in ES"), ("webhook", "webhook received")):
             v = r[key]
@@ -261,28 +269,30 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
 
 
 def scale_rows(r: dict[str, Any]) -> list[Row]:
-    """Rows for bench_scale: whatever of its two parts completed."""
+    """Rows for bench_scale: whatever of its two parts ran."""
     out: list[Row] = []
-    two = r.get("two_workers") or {}
-    if two:
+    sc = r.get("scale")
+    if sc:
+        one, two, join = sc["one_worker"], sc["two_workers"], sc["second_joins_mid_stream"]
+        exact = all(c["alerts"]["exact"] for c in (one, two, join))
         out.append(
             (
-                "ticks/s, two workers vs one (rebalance mid-stream; alerts lost / duplicated: "
-                f"{two.get('lost', '–')} / {two.get('duplicated', '–')})",
-                _fmt(two.get("two_ticks_per_s")),
-                f"{_fmt(two.get('one_ticks_per_s'))} (one worker)",
-                _ratio(two.get("two_ticks_per_s"), two.get("one_ticks_per_s")),
-                "0 lost, 0 duplicated",
+                f"ticks/s, two workers vs one ({sc['ticks']:,} ticks, "
+                f"{r['partitions']} partitions; alerts exact in all 3 cases incl. a mid-stream join: {'yes' if exact else 'NO'})",
+                _fmt(two["ticks_per_s"]),
+                f"{_fmt(one['ticks_per_s'])} (one worker)",
+                _ratio(two["ticks_per_s"], one["ticks_per_s"]),
+                "no alert lost or duplicated",
             )
         )
-    rss = r.get("rss") or {}
+    rss = r.get("rss")
     if rss:
         out.append(
             (
-                f"worker RSS MB over {_fmt(rss.get('ticks'))} ticks: after warm-up → max "
-                f"(slope MB / 100k ticks, 2nd half)",
-                f"{_fmt(rss.get('warm_mb'))} → {_fmt(rss.get('max_mb'))} "
-                f"({_fmt(rss.get('slope_mb_per_100k'))})",
+                f"worker RSS MB over {rss['ticks']:,} ticks: after warm-up / max "
+                "(slope MB per 100k ticks, 2nd half)",
+                f"{_fmt(rss['rss_warm_mb'])} / {_fmt(rss['rss_max_mb'])} "
+                f"({rss['slope_mb_per_100k_second_half']})",
                 "",
                 "",
                 "flat",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import BadRequestError, Elasticsearch
 
 from cpwatch.settings import Settings
 from streams.subscriptions import SUBSCRIPTION_PROPERTIES
@@ -166,7 +166,12 @@ def ensure_indices(es: Elasticsearch, settings: Settings, names: list[str] | Non
             continue  # monthly indices are created on first write
         index = concrete_index(settings, name)
         if not es.indices.exists(index=index):
-            es.indices.create(index=index, aliases={alias: {"is_write_index": True}})
+            try:
+                es.indices.create(index=index, aliases={alias: {"is_write_index": True}})
+            except BadRequestError as exc:
+                # Two workers starting together both saw it missing: the other one created it.
+                if exc.error != "resource_already_exists_exception":
+                    raise
 
 
 def prune_time_series(

@@ -1,0 +1,548 @@
+"""Scaling (1 vs 2 Faust workers, with exact alert checks) and worker memory over 1M ticks.
+
+Each case runs in its own namespace (``bench-<uuid>-`` topics with PARTITIONS partitions, an
+index prefix of its own), deleted afterwards. Input: ticks keyed ``venue:symbol`` for BTC-USD on
+one venue plus 7 other symbols on 2 venues each (15 keys), 10 s apart in event time, and 6
+holders with 7 holding updates. Holdings are BTC and routed to ``ASSET_SYMBOL`` only, so all
+holder valuations and rules run on the single BTC-USD partition of the by-symbol topic: that
+part cannot spread over workers. What can: route-ticks (one Faust message per tick, per
+``venue:symbol`` partition) and the per-symbol reference price of the other 7 symbols.
+
+(1) scale, three cases: 1 worker; 2 workers (both in the group before any tick); 1 worker with a
+    second one joining once 30 % of the ticks are committed (rebalance mid-stream). Workers
+    start, the group is stable, holdings are routed, then all ticks are produced at full speed
+    while the workers consume. Alerts in Elasticsearch and on the alerts topic are compared
+    with ``run_backtest`` over the BTC-USD ticks (one venue: reference price = tick price).
+(2) rss: one worker, 1,000,000 ticks produced in 20 chunks; after each chunk the bench waits
+    until the group has committed all of it (both stages), then reads the worker's VmRSS from
+    /proc; a thread also reads it every second for the peak.
+
+    .venv/bin/python -m bench.bench_scale [--ticks 400000] [--rss-ticks 1000000] [--only scale|rss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cpwatch import topics
+from cpwatch.namespace import child_env, drop_namespace
+from cpwatch.records import HoldingUpdate, PriceTick
+from cpwatch.settings import Settings
+from cpwatch.worker import prepare
+from producers.kafka import Producer
+from streams.backtest import PriceRow, run_backtest
+from streams.holdings import HoldingsTimeline
+from streams.rules import RuleEngine, load_rules
+from streams.treasury_agent import ASSET_SYMBOL
+
+METHOD = (
+    "ticks/s = (N - price-ticks offsets committed at the first poll that saw any) / (time from "
+    "that poll to the first poll where the group had committed all N price-ticks and all of the "
+    "internal valuation-input topic); committed offsets polled every 0.25 s with the admin API "
+    "(Faust commits every 1 s, so each end is uncertain by ~1 s); ticks produced at full speed "
+    "from this process after the group was stable and the holdings routed, so the producer "
+    "shares the 2 cores while it runs; ratio = 2-worker / 1-worker rate of the same run; worker "
+    "CPU from /proc/<pid>/stat over the same window, and ticks per CPU-second of the busiest "
+    "worker as the rate it could reach with a core of its own. Alerts: Elasticsearch ids and "
+    "alerts-topic fingerprints vs run_backtest over the BTC-USD ticks. RSS: /proc/<pid>/status "
+    "VmRSS of the worker once it has committed each 5 % chunk of the ticks on both stages (so "
+    "no backlog is buffered), plus every 1 s for the max; slope = least-squares MB per 100k "
+    "ticks over the caught-up points at >= 50 %"
+)
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 8
+N_TICKS = 400_000
+N_RSS_TICKS = 1_000_000
+JOIN_AT = 0.3
+CHUNKS = 20  # the RSS case: 5 % of the ticks per chunk
+STEP = timedelta(seconds=10)
+SEED = 20251126
+# BTC-USD on one venue only: with several, the median would depend on how the venues'
+# partitions interleave, and the backtest (one price series) could not predict the alerts.
+OTHERS = ("ETH-USD", "SOL-USD", "XRP-USD", "ADA-USD", "DOGE-USD", "LTC-USD", "DOT-USD")
+KEYS = [("v0", ASSET_SYMBOL)] + [(v, s) for s in OTHERS for v in ("va", "vb")]
+HOLDERS = (  # holder, kind, btc, avg cost
+    ("st-a", "state", 6_000.0, None),
+    ("st-b", "state", 3_000.0, None),
+    ("co-a", "company", 10_000.0, 100_000.0),
+    ("co-b", "company", 800.0, 95_000.0),
+    ("co-c", "company", 25_000.0, 102_000.0),
+    ("fund-d", "fund", 1_500.0, None),
+)
+RULES = """rules:
+  - {id: st-level, holder: st-a, type: level, threshold_usd: 600000000, hysteresis: 0.01}
+  - {id: dd, holder: "*", type: drawdown, pct: 5}
+  - {id: cost, holder: "*", type: below_cost, hysteresis: 0.002}
+  - {id: move, holder: "*", type: pct_move, window: 30m, pct: 3}
+"""
+STARTUP_S, RUN_S, ES_S = 180.0, 600.0, 120.0
+
+
+def _t0() -> datetime:
+    # Recent event time: ticks may not be ahead of the wall clock, and valuation indices of
+    # months past retention would be pruned under the sink.
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=12)
+
+
+def _holdings(t0: datetime) -> list[HoldingUpdate]:
+    out = [
+        HoldingUpdate(
+            holder=h, name=h, kind=kind, btc=btc, as_of=t0 - timedelta(days=1), avg_cost_usd=cost
+        )  # type: ignore[arg-type]
+        for h, kind, btc, cost in HOLDERS
+    ]
+    # A disclosure mid-stream, so the holdings timeline matters.
+    return [*out, out[0].model_copy(update={"btc": 6_300.0, "as_of": t0 + timedelta(days=1)})]
+
+
+def _walk(symbol: str, steps: int) -> Iterator[float]:
+    """Seeded random walk with slow waves (±9 %): many crossings of every rule."""
+    rng = random.Random(f"{SEED}:{symbol}")
+    base = 100_000.0 if symbol == ASSET_SYMBOL else 50.0 + 10 * len(symbol)
+    drift = 0.0
+    for i in range(steps):
+        drift = drift * 0.999 + rng.gauss(0, 0.0015)
+        yield round(base * (1 + 0.09 * math.sin(i / 900) + drift), 2)
+
+
+def _ticks(n: int, t0: datetime) -> Iterator[PriceTick]:
+    steps = -(-n // len(KEYS))
+    walks = {s: _walk(s, steps) for _, s in KEYS}
+    for i in range(steps):
+        prices = {s: next(w) for s, w in walks.items()}
+        for venue, symbol in KEYS[: min(len(KEYS), n - i * len(KEYS))]:
+            yield PriceTick(
+                venue=venue, symbol=symbol, price=prices[symbol], size=0.01, ts=t0 + i * STEP, seq=i
+            )
+
+
+def _expected(rules: Path, n: int, t0: datetime) -> list[str]:
+    steps = -(-n // len(KEYS))  # BTC-USD is first in every step
+    rows = [PriceRow(i, t0 + i * STEP, p) for i, p in enumerate(_walk(ASSET_SYMBOL, steps))]
+    engine = RuleEngine(load_rules(rules))
+    return [a.fingerprint for a in run_backtest(rows, HoldingsTimeline(_holdings(t0)), engine)]
+
+
+class Run:
+    """One namespace: settings, worker processes, and the group's view through the admin API."""
+
+    def __init__(self, tmp: Path) -> None:
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient
+
+        uid = f"bench-{uuid.uuid4().hex[:8]}"
+        self.tmp = tmp / uid
+        self.tmp.mkdir()
+        rules = self.tmp / "rules.yaml"
+        rules.write_text(RULES)
+        self.settings = Settings().model_copy(
+            update={
+                "topic_prefix": f"{uid}-",
+                "es_index_prefix": uid,
+                "topic_partitions": PARTITIONS,
+                "rules_file": rules,
+                "metrics_port": 0,  # two workers (and other runs) on one box: no port clash
+                # Other symbols' venues sit on different partitions and interleave unevenly
+                # in a backlog; a day of staleness keeps venue events out of this measurement.
+                "price_staleness_s": 86_400.0,
+            }
+        )
+        self.group = f"{self.settings.topic_prefix}{self.settings.faust_app_id}"
+        self.internal = f"{self.group}-valuation-input"
+        self.ticks_topic = self.settings.topic(topics.PRICE_TICKS)
+        kw = self.settings.kafka_client_kwargs()
+        self.admin = KafkaAdminClient(**kw)
+        self.ends = KafkaConsumer(group_id=None, allow_auto_create_topics=False, **kw)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.t0 = _t0()  # once per run: expected alerts, holdings and ticks share it
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        if not self.procs:
+            # Topics and index templates first, from here: two workers preparing them at once
+            # can race on the same Elasticsearch template or alias.
+            prepare(self.settings)
+        i = len(self.procs)
+        env = child_env(self.settings)
+        env["CPWATCH_FAUST_DATA_DIR"] = str(self.tmp / f"faust-{i}")
+        with open(self.tmp / f"worker-{i}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cpwatch.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def members(self) -> dict[str, set[tuple[str, int]]]:
+        """member id -> assigned (topic, partition), while the group is Stable; else {}."""
+        try:
+            info = self.admin.describe_groups([self.group])[self.group]
+        except Exception:  # noqa: BLE001 - the group does not exist yet
+            return {}
+        if info.get("group_state") != "Stable":
+            return {}
+        return {
+            m["member_id"]: {
+                (a["topic"], p)
+                for a in (m.get("member_assignment") or {}).get("assigned_partitions", [])
+                for p in a["partitions"]
+            }
+            for m in info["members"]
+        }
+
+    def wait_members(self, n: int) -> None:
+        deadline = time.monotonic() + STARTUP_S
+        while len(self.members()) != n:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"group not stable with {n} member(s) in {STARTUP_S}s")
+            time.sleep(0.5)
+
+    def check_alive(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p.poll() is not None:
+                tail = (self.tmp / f"worker-{i}.log").read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"worker {i} exited {p.returncode}; log ends:\n{tail}")
+
+    def committed(self) -> dict[str, int]:
+        try:
+            got = self.admin.list_group_offsets({self.group: None}).get(self.group, {})
+        except Exception:  # noqa: BLE001 - coordinator moving during a rebalance: ask again
+            return {}
+        out: dict[str, int] = {}
+        for tp, o in got.items():
+            out[tp.topic] = out.get(tp.topic, 0) + max(o.offset, 0)
+        return out
+
+    def end(self, topic: str) -> int:
+        from kafka import TopicPartition
+
+        parts = self.ends.partitions_for_topic(topic) or set()
+        return sum(self.ends.end_offsets([TopicPartition(topic, p) for p in parts]).values())
+
+    def route_holdings(self) -> None:
+        """Send the holdings and wait until they are on the by-symbol topic, ahead of any tick."""
+        from kafka import KafkaConsumer
+
+        holdings = _holdings(self.t0)
+        with Producer(self.settings, client_id="bench-scale") as p:
+            for h in holdings:
+                p.send(topics.HOLDINGS, h.holder, h)
+        consumer = KafkaConsumer(
+            self.internal,
+            group_id=None,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=500,
+            allow_auto_create_topics=False,
+            **self.settings.kafka_client_kwargs(),
+        )
+        seen, deadline = 0, time.monotonic() + STARTUP_S
+        while seen < len(holdings):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {seen}/{len(holdings)} holdings routed")
+            seen += sum(1 for m in consumer if m.value[:1] == b"H")
+        consumer.close()
+
+    def produce(self, n: int) -> tuple[threading.Thread, dict[str, float]]:
+        out: dict[str, float] = {}
+
+        def send() -> None:
+            with Producer(self.settings, client_id="bench-scale") as p:
+                start = time.perf_counter()
+                for tick in _ticks(n, self.t0):
+                    p.send(topics.PRICE_TICKS, tick.key, tick.to_bytes())
+                p.flush()
+                out["seconds"] = round(time.perf_counter() - start, 2)
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        return thread, out
+
+    def wait_done(self, n: int) -> None:
+        deadline = time.monotonic() + RUN_S
+        while not self.done(n, self.committed()):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not caught up with {n} ticks in {RUN_S}s")
+            time.sleep(0.25)
+
+    def done(self, n: int, committed: dict[str, int]) -> bool:
+        return committed.get(self.ticks_topic, 0) >= n and (
+            committed.get(self.internal, 0) >= self.end(self.internal) > 0
+        )
+
+    def close(self) -> list[str]:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.admin.close()
+        self.ends.close()
+        return drop_namespace(self.settings)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in USER_HZ ticks
+
+
+def _box_busy() -> tuple[int, int]:
+    cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(cpu) - cpu[3] - cpu[4], sum(cpu)  # busy, total (idle and iowait excluded)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def _alerts(run: Run, n_expected: int) -> dict[str, Any]:
+    """Alert ids in Elasticsearch and fingerprints on the alerts topic, once ES has caught up."""
+    from elasticsearch import Elasticsearch
+    from kafka import KafkaConsumer
+
+    es = Elasticsearch(**run.settings.es_client_kwargs())
+    alias = run.settings.index("alerts")
+    deadline = time.monotonic() + ES_S
+    while time.monotonic() < deadline:
+        es.indices.refresh(index=alias)
+        if es.count(index=alias)["count"] >= n_expected:
+            break
+        time.sleep(1)
+    time.sleep(3)  # anything beyond the expected set would arrive now
+    es.indices.refresh(index=alias)
+    hits = es.search(index=alias, size=10_000, source=False)["hits"]["hits"]
+    es.close()
+    consumer = KafkaConsumer(
+        run.settings.topic(topics.ALERTS),
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        **run.settings.kafka_client_kwargs(),
+    )
+    fps = [json.loads(m.value)["fingerprint"] for m in consumer]
+    consumer.close()
+    return {"es": [h["_id"] for h in hits], "topic": fps}
+
+
+def _scale_case(tmp: Path, n: int, workers: int, join_at: float | None) -> dict[str, Any]:
+    run = Run(tmp)
+    res: dict[str, Any] = {
+        "workers_at_start": workers,
+        "second_joins_at": join_at,
+        "loadavg_1m_at_start": float(Path("/proc/loadavg").read_text().split()[0]),
+    }
+    try:
+        expected = _expected(run.settings.rules_path, n, run.t0)
+        for _ in range(workers):
+            run.spawn()
+        run.wait_members(workers)
+        run.route_holdings()
+        owners_before = run.members()
+        thread, produced = run.produce(n)
+        first: tuple[float, int] | None = None
+        cpu0: dict[int, float] = {}
+        box0 = _box_busy()
+        deadline = time.monotonic() + RUN_S
+        while time.monotonic() < deadline:
+            run.check_alive()
+            now, c = time.perf_counter(), run.committed()
+            ticks_done = c.get(run.ticks_topic, 0)
+            if first is None and ticks_done:
+                first = (now, ticks_done)
+                cpu0 = {p.pid: _cpu_s(p.pid) for p in run.procs}
+                box0 = _box_busy()
+            if join_at is not None and len(run.procs) == 1 and ticks_done >= join_at * n:
+                res["joined_at_ticks"] = ticks_done
+                run.spawn()
+            if first and run.done(n, c):
+                break
+            time.sleep(0.25)
+        else:
+            raise RuntimeError(f"not done in {RUN_S}s: {run.committed()}")
+        thread.join()
+        assert first is not None
+        box1 = _box_busy()
+        cpu = [_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in run.procs]
+        res.update(
+            produce_s=produced.get("seconds"),
+            ticks_measured=n - first[1],
+            seconds=round(now - first[0], 2),
+            ticks_per_s=round((n - first[1]) / (now - first[0])),
+            worker_cpu_s=[round(c, 1) for c in cpu],
+            worker_cpu_us_per_tick=round(sum(cpu) / (n - first[1]) * 1e6),
+            # What the rate would be if each worker had a core of its own (the busiest bounds it).
+            ticks_per_busiest_worker_cpu_s=round((n - first[1]) / max(cpu)),
+            box_cpu_busy_pct=round(100 * (box1[0] - box0[0]) / max(1, box1[1] - box0[1])),
+        )
+        owners_after = run.members()
+        res["partitions_per_member"] = sorted(
+            sum(1 for t, _ in a if t == run.ticks_topic) for a in owners_after.values()
+        )
+        if join_at is not None:
+            # Did the partitions that carry BTC-USD change owner in the rebalance?
+            res["btc_partitions_moved"] = _btc_moved(run, owners_before, owners_after)
+        got = _alerts(run, len(expected))
+        exp = set(expected)
+        res["alerts"] = {
+            "expected": len(expected),
+            "es": len(got["es"]),
+            "es_missing": len(exp - set(got["es"])),
+            "es_extra": len(set(got["es"]) - exp),
+            "topic_messages": len(got["topic"]),
+            "topic_duplicates": len(got["topic"]) - len(set(got["topic"])),
+            "topic_missing": len(exp - set(got["topic"])),
+            "topic_extra": len(set(got["topic"]) - exp),
+        }
+        exact = set(got["es"]) == exp == set(got["topic"]) and len(got["topic"]) == len(exp)
+        res["alerts"]["exact"] = exact
+    finally:
+        problems = run.close()
+        if problems:
+            res["cleanup_problems"] = problems
+    return res
+
+
+def _btc_moved(
+    run: Run, before: dict[str, set[tuple[str, int]]], after: dict[str, set[tuple[str, int]]]
+) -> dict[str, bool]:
+    from kafka.partitioner.default import murmur2
+
+    def part(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+
+    where = {
+        "route-ticks (v0:BTC-USD)": (run.ticks_topic, part(f"v0:{ASSET_SYMBOL}")),
+        "treasury (BTC-USD)": (run.internal, part(ASSET_SYMBOL)),
+    }
+
+    def owner(members: dict[str, set[tuple[str, int]]], tp: tuple[str, int]) -> str | None:
+        return next((m for m, a in members.items() if tp in a), None)
+
+    return {name: owner(before, tp) != owner(after, tp) for name, tp in where.items()}
+
+
+def _rss_case(tmp: Path, n: int) -> dict[str, Any]:
+    """Ticks in CHUNKS equal chunks; RSS is read once the worker has caught up with each, so
+    buffered backlog is not mistaken for growth; a 1 s sampler catches the peaks in between."""
+    run = Run(tmp)
+    res: dict[str, Any] = {"ticks": n, "chunks": CHUNKS}
+    stop = threading.Event()
+    try:
+        proc = run.spawn()
+        run.wait_members(1)
+        run.route_holdings()
+        res["rss_idle_mb"] = round(_rss_mb(proc.pid), 1)
+        samples: list[float] = []
+
+        def sample() -> None:
+            while not stop.wait(1.0):
+                samples.append(_rss_mb(proc.pid))
+
+        threading.Thread(target=sample, daemon=True).start()
+        points: list[tuple[int, float]] = []  # (ticks fully processed, RSS MB)
+        ticks, sent, began = _ticks(n, run.t0), 0, time.perf_counter()
+        with Producer(run.settings, client_id="bench-scale") as producer:
+            for k in range(1, CHUNKS + 1):
+                upto = n * k // CHUNKS
+                for tick in itertools.islice(ticks, upto - sent):
+                    producer.send(topics.PRICE_TICKS, tick.key, tick.to_bytes())
+                producer.flush()
+                sent = upto
+                run.wait_done(upto)
+                points.append((upto, _rss_mb(proc.pid)))
+        took = time.perf_counter() - began
+        stop.set()
+        at = dict(points)
+        half = [(k, r) for k, r in points if k >= n / 2]
+        mk, mr = sum(k for k, _ in half) / len(half), sum(r for _, r in half) / len(half)
+        var = sum((k - mk) ** 2 for k, _ in half)
+        slope = sum((k - mk) * (r - mr) for k, r in half) / var * 100_000 if var else math.nan
+        res.update(
+            seconds=round(took, 1),
+            ticks_per_s=round(n / took),
+            rss_warm_mb=round(at[n // 10], 1),  # warm-up = the first 10 % of the ticks
+            rss_at_pct_mb={p: round(at[n * p // 100], 1) for p in (25, 50, 75, 100)},
+            rss_max_mb=round(max(samples + [r for _, r in points]), 1),
+            slope_mb_per_100k_second_half=round(slope, 2),
+            caught_up_profile_mb=[round(r) for _, r in points],
+        )
+    finally:
+        stop.set()
+        problems = run.close()
+        if problems:
+            res["cleanup_problems"] = problems
+    return res
+
+
+def run(
+    n_ticks: int = N_TICKS, n_rss: int = N_RSS_TICKS, only: str | None = None
+) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="cpwatch-bench-scale-"))
+    result: dict[str, Any] = {
+        "method": METHOD,
+        "partitions": PARTITIONS,
+        "keys": [f"{v}:{s}" for v, s in KEYS],
+        "holders": len(HOLDERS),
+    }
+    try:
+        if only in (None, "scale"):
+            one = _scale_case(tmp, n_ticks, 1, None)
+            two = _scale_case(tmp, n_ticks, 2, None)
+            join = _scale_case(tmp, n_ticks, 1, JOIN_AT)
+            result["scale"] = {
+                "ticks": n_ticks,
+                "one_worker": one,
+                "two_workers": two,
+                "second_joins_mid_stream": join,
+                "ratio_two_vs_one": round(two["ticks_per_s"] / one["ticks_per_s"], 3),
+                "ratio_per_busiest_worker_cpu": round(
+                    two["ticks_per_busiest_worker_cpu_s"] / one["ticks_per_busiest_worker_cpu_s"], 3
+                ),
+            }
+        if only in (None, "rss"):
+            result["rss"] = _rss_case(tmp, n_rss)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=N_TICKS)
+    parser.add_argument("--rss-ticks", type=int, default=N_RSS_TICKS)
+    parser.add_argument("--only", choices=("scale", "rss"))
+    args = parser.parse_args()
+    json.dump(run(args.ticks, args.rss_ticks, args.only), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
