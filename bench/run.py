@@ -278,7 +278,8 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
         out.append(
             (
                 f"ticks/s, two workers vs one ({sc['ticks']:,} ticks, "
-                f"{r['partitions']} partitions; alerts exact in all 3 cases incl. a mid-stream join: {'yes' if exact else 'NO'})",
+                f"{r['partitions']} partitions; alerts exact in all 3 cases incl. a "
+                f"mid-stream join: {'yes' if exact else 'NO'})",
                 _fmt(two["ticks_per_s"]),
                 f"{_fmt(one['ticks_per_s'])} (one worker)",
                 _ratio(two["ticks_per_s"], one["ticks_per_s"]),
