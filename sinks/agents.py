@@ -1,11 +1,12 @@
-"""Faust sink agents: output topics → Elasticsearch, in time-bounded batches.
+"""Sinks: output topics → Elasticsearch, in time-bounded batches, inside the Faust worker.
 
-An agent awaits the bulk write before taking its next batch, so Faust commits a batch's
-offsets only after Elasticsearch acknowledged it.
+Each sink reads its topic with a plain consumer group (``sinks.consumer``) rather than a Faust
+agent, awaits the bulk write, and only then commits the batch's offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import DeadLetter
 from cpwatch.settings import Settings
+from sinks.consumer import SinkConsumer
 from sinks.elasticsearch import BulkWriter, async_client
 from sinks.indices import TIME_SERIES, monthly_index, prune_time_series
 from streams.app import Topics
@@ -41,6 +43,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         await dlq.send(key=b"sink-es", value=record.to_bytes())
 
     writer = BulkWriter(es, on_rejected=rejected)
+    consumers: list[SinkConsumer] = []
 
     def sink(
         topic: str, index: str, id_field: str, within: float = WITHIN_S, refresh: bool = False
@@ -52,29 +55,28 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 return monthly_index(settings, index, str(doc["ts"]))
             return alias
 
-        async def agent(stream: faust.StreamT) -> None:
-            async for values in stream.take(BATCH, within=within):
-                metrics.count_in(f"sink-{index}", topic, len(values))
-                actions = []
-                for raw in values:
-                    try:
-                        doc = orjson.loads(raw)
-                        actions.append(
-                            {"_index": target(doc), "_id": str(doc[id_field]), "_source": doc}
-                        )
-                    except (ValueError, KeyError, TypeError) as exc:
-                        rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
-                        metrics.count_dead_lettered("sink-es", topic)
-                        await dlq.send(key=b"sink-es", value=rec.to_bytes())
-                result = await writer.write(actions, refresh=refresh)
-                metrics.count_out(f"sink-{index}", index, result.indexed)
-                now = time.time()
-                for a in actions:
-                    src = a["_source"]
-                    event_time = src.get("fetched_at") or src.get("ts")
-                    metrics.observe_end_to_end(f"sink-{index}", event_time, now)
+        async def handle(values: list[bytes]) -> None:
+            metrics.count_in(f"sink-{index}", topic, len(values))
+            actions = []
+            for raw in values:
+                try:
+                    doc = orjson.loads(raw)
+                    actions.append(
+                        {"_index": target(doc), "_id": str(doc[id_field]), "_source": doc}
+                    )
+                except (ValueError, KeyError, TypeError) as exc:
+                    rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
+                    metrics.count_dead_lettered("sink-es", topic)
+                    await dlq.send(key=b"sink-es", value=rec.to_bytes())
+            result = await writer.write(actions, refresh=refresh)
+            metrics.count_out(f"sink-{index}", index, result.indexed)
+            now = time.time()
+            for a in actions:
+                src = a["_source"]
+                event_time = src.get("fetched_at") or src.get("ts")
+                metrics.observe_end_to_end(f"sink-{index}", event_time, now)
 
-        app.agent(topics[topic], name=f"sink-{index}", concurrency=1)(agent)
+        consumers.append(SinkConsumer(settings, topic, f"sink-{index}", handle, within, BATCH))
 
     sink(t.ARTICLES, "articles", "id")
     sink(t.POLICY_EVENTS, "events", "cluster_id")  # one document per story, however many outlets
@@ -82,6 +84,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # searchable well inside a second instead of after the 1 s refresh interval.
     sink(t.ALERTS, "alerts", "fingerprint", within=ALERT_WITHIN_S, refresh=True)
     sink(t.TREASURY_VALUATIONS, "treasury-valuations", "id")
+
+    @app.task
+    async def run_sinks() -> None:
+        # Runs for the worker's lifetime; cancelled (consumers stopped) at shutdown.
+        await asyncio.gather(*(c.run() for c in consumers))
 
     @app.timer(interval=3600.0, on_leader=True)
     async def prune_valuations() -> None:
