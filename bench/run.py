@@ -279,7 +279,8 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
             (
                 f"ticks/s, two workers vs one ({sc['ticks']:,} ticks, "
                 f"{r['partitions']} partitions; alerts exact in all 3 cases incl. a "
-                f"mid-stream join: {'yes' if exact else 'NO'})",
+                f"mid-stream join: {'yes' if exact else 'NO'}; topic re-sends at the "
+                f"join: {join['alerts']['topic_duplicates']})",
                 _fmt(two["ticks_per_s"]),
                 f"{_fmt(one['ticks_per_s'])} (one worker)",
                 _ratio(two["ticks_per_s"], one["ticks_per_s"]),
