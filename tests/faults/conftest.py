@@ -1,7 +1,8 @@
 """Helpers shared by the fault tests: a restartable worker, a paced input, topic and index reads.
 
-Fault tests run on the same per-test namespaces as the integration tier; the broker restart
-test stops the session's Kafka, so run this tier against a stack of its own (README, Tests).
+Fault tests run on the same per-test namespaces as the integration tier, but they stop and
+restart the session's Kafka and Elasticsearch: run them only on a stack of their own, as
+``make test`` does (README, Fault tolerance).
 """
 
 from __future__ import annotations
