@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+import zlib
 from typing import Any
 
 import faust
@@ -69,11 +70,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     metrics.count_dead_lettered("sink-es", topic)
                     await dlq.send(key=b"sink-es", value=rec.to_bytes())
             # Two bulk requests in flight: the worker encodes one while Elasticsearch indexes
-            # the other. Offsets are committed only after both returned.
-            half = (len(actions) + 1) // 2
-            results = await asyncio.gather(
-                *(writer.write(part, refresh=refresh) for part in (actions[:half], actions[half:]))
-            )
+            # the other. Split by id, so later versions of a document (a story's growing member
+            # list) stay after earlier ones. Offsets are committed only after both returned.
+            halves: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+            for a in actions:
+                halves[zlib.crc32(a["_id"].encode()) & 1].append(a)
+            results = await asyncio.gather(*(writer.write(h, refresh=refresh) for h in halves))
             metrics.count_out(f"sink-{index}", index, sum(r.indexed for r in results))
             now = time.time()
             for a in actions:

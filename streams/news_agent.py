@@ -8,7 +8,9 @@ all (news volumes are small; classification, the costly part, stays parallel).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,11 +26,15 @@ from streams.app import Topics
 from streams.classifier import classify
 from streams.deadletter import dead_letter
 from streams.dedup import StoryClusterer
+from streams.positions import InputPositions
+
+log = logging.getLogger(__name__)
 
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"
 MAX_STORIES = 5_000
 STORY_WINDOW = timedelta(days=3)
+BATCH, WITHIN_S = 200, 0.05
 
 
 def enrich(article: NewsArticle, now: datetime) -> dict[str, Any]:
@@ -49,26 +55,71 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     entries = app.Table("story-entries", default=None, partitions=1)
     state: dict[str, StoryClusterer] = {}
 
+    # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
+    # agent reads again anything Faust committed past without processing (streams/positions).
+    saved_at = app.Table(
+        "news-positions",
+        default=None,
+        partitions=settings.topic_partitions,
+        key_type=bytes,
+        use_partitioner=True,
+    )
+    positions = InputPositions()
+    guard = settings.processing_guarantee == "at_least_once"
+    reload: list[bool] = [True]
+
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            raw, t0 = event.value, time.perf_counter()
-            metrics.count_in(STAGE, t.NEWS)
-            try:
-                article = NewsArticle.parse(raw)
-                doc = enrich(article, datetime.now(UTC))
-            except RecordError as exc:
-                await dead_letter(topics[t.DEAD_LETTER], STAGE, str(exc), event, raw)
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad article must not stop the stream
-                await dead_letter(topics[t.DEAD_LETTER], STAGE, f"classifier: {exc!r}", event, raw)
-                continue
-            body = dumps(doc)
-            await topics[t.ARTICLES].send(key=article.id.encode(), value=body)
-            metrics.count_out(STAGE, t.ARTICLES)
-            if doc["is_policy_event"]:
-                await stories.send(key=CLUSTER_KEY, value=body)
-            metrics.PROCESSING.labels(STAGE).observe(time.perf_counter() - t0)
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            if reload:
+                positions.reset({int(k): v for k, v in saved_at.items() if v is not None})
+                reload.clear()
+            sent: list[Any] = []
+            rewound: set[int] = set()
+            for event in batch:
+                part, offset = event.message.partition, event.message.offset
+                if part in rewound:
+                    continue
+                verdict = positions.check(part, offset) if guard else "apply"
+                if verdict == "seen":
+                    continue
+                if verdict == "hole":
+                    rewound.add(part)
+                    log.warning(
+                        "%s: input %s jumped from %d to %d; seeking back to read it",
+                        STAGE,
+                        event.message.tp,
+                        positions.expected[part],
+                        offset,
+                    )
+                    metrics.INPUT_REWINDS.labels(STAGE).inc()
+                    await app.consumer.seek(event.message.tp, positions.expected[part])
+                    continue
+                positions.applied(part, offset)
+                await classify_one(event, sent)
+            await asyncio.gather(*sent)  # outputs acknowledged before the position moves
+            for part in {e.message.partition for e in batch} - rewound:
+                if part in positions.expected:
+                    saved_at[str(part).encode()] = positions.expected[part]
+
+    async def classify_one(event: Any, sent: list[Any]) -> None:
+        raw, t0 = event.value, time.perf_counter()
+        metrics.count_in(STAGE, t.NEWS)
+        try:
+            article = NewsArticle.parse(raw)
+            doc = enrich(article, datetime.now(UTC))
+        except RecordError as exc:
+            await dead_letter(topics[t.DEAD_LETTER], STAGE, str(exc), event, raw)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad article must not stop the stream
+            await dead_letter(topics[t.DEAD_LETTER], STAGE, f"classifier: {exc!r}", event, raw)
+            return
+        body = dumps(doc)
+        sent.append(await topics[t.ARTICLES].send(key=article.id.encode(), value=body))
+        metrics.count_out(STAGE, t.ARTICLES)
+        if doc["is_policy_event"]:
+            sent.append(await stories.send(key=CLUSTER_KEY, value=body))
+        metrics.PROCESSING.labels(STAGE).observe(time.perf_counter() - t0)
 
     def clusterer() -> StoryClusterer:
         if "c" not in state:
@@ -87,6 +138,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
         state.clear()
+        reload.append(True)
 
     @app.agent(stories, name="cluster-stories", concurrency=1)
     async def cluster_stories(stream: faust.StreamT) -> None:

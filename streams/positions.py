@@ -15,7 +15,7 @@ from typing import Literal
 Verdict = Literal["apply", "seen", "hole"]
 # A hole that survives this many seeks is real (transaction markers of a transactional producer).
 # Generous: events fetched before a seek may still arrive for a few batches after it.
-MAX_REWINDS = 20
+MAX_REWINDS = 100
 
 
 @dataclass
