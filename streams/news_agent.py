@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,9 +25,7 @@ from streams.app import Topics
 from streams.classifier import classify
 from streams.deadletter import dead_letter
 from streams.dedup import StoryClusterer
-from streams.positions import InputPositions
-
-log = logging.getLogger(__name__)
+from streams.positions import InputPositions, admit
 
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"
@@ -75,27 +72,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 positions.reset({int(k): v for k, v in saved_at.items() if v is not None})
                 reload.clear()
             sent: list[Any] = []
-            rewound: set[int] = set()
-            for event in batch:
-                part, offset = event.message.partition, event.message.offset
-                if part in rewound:
-                    continue
-                verdict = positions.check(part, offset) if guard else "apply"
-                if verdict == "seen":
-                    continue
-                if verdict == "hole":
-                    rewound.add(part)
-                    log.warning(
-                        "%s: input %s jumped from %d to %d; seeking back to read it",
-                        STAGE,
-                        event.message.tp,
-                        positions.expected[part],
-                        offset,
-                    )
-                    metrics.INPUT_REWINDS.labels(STAGE).inc()
-                    await app.consumer.seek(event.message.tp, positions.expected[part])
-                    continue
-                positions.applied(part, offset)
+            fresh, rewound = await admit(batch, positions, app=app, stage=STAGE, enabled=guard)
+            for event in fresh:
                 await classify_one(event, sent)
             await asyncio.gather(*sent)  # outputs acknowledged before the position moves
             for part in {e.message.partition for e in batch} - rewound:

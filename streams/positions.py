@@ -9,8 +9,14 @@ anything newer means a hole, and the agent seeks back to fill it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from cpwatch import metrics
+
+log = logging.getLogger(__name__)
 
 Verdict = Literal["apply", "seen", "hole"]
 # A hole that survives this many seeks is real (transaction markers of a transactional producer).
@@ -45,3 +51,37 @@ class InputPositions:
     def reset(self, expected: dict[int, int] | None = None) -> None:
         self.expected = dict(expected or {})
         self._rewinds.clear()
+
+
+async def admit(
+    batch: Sequence[Any], positions: InputPositions, *, app: Any, stage: str, enabled: bool
+) -> tuple[list[Any], set[int]]:
+    """The events of a ``take_events`` batch still to apply, in order, each marked applied; and
+    the partitions sought back (their later events come again after the seek)."""
+    if not enabled:  # exactly_once: transaction markers make real holes
+        return list(batch), set()
+    fresh: list[Any] = []
+    rewound: set[int] = set()
+    for event in batch:
+        part, offset = event.message.partition, event.message.offset
+        if part in rewound:
+            continue
+        verdict = positions.check(part, offset)
+        if verdict == "seen":
+            continue  # already applied: a replay after a crash or a seek
+        if verdict == "hole":
+            rewound.add(part)
+            want = positions.expected[part]
+            log.warning(
+                "%s: input %s jumped from %d to %d; seeking back to read it",
+                stage,
+                event.message.tp,
+                want,
+                offset,
+            )
+            metrics.INPUT_REWINDS.labels(stage).inc()
+            await app.consumer.seek(event.message.tp, want)
+            continue
+        positions.applied(part, offset)
+        fresh.append(event)
+    return fresh, rewound

@@ -27,7 +27,7 @@ from streams.alerts import iso_utc
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.holdings import HoldingsTimeline, value_usd
-from streams.positions import InputPositions
+from streams.positions import InputPositions, admit
 from streams.refprice import ReferencePrice
 from streams.rules import Rule, RuleEngine, load_rules
 
@@ -121,13 +121,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 expected[st.partition] = min(nxt, expected.get(st.partition, nxt))
         positions.reset(expected)
 
-    async def rewind(stage: str, tp: Any, to: int, got: int) -> None:
-        log.warning(
-            "%s: input %s jumped from %d to %d; seeking back to read it", stage, tp, to, got
-        )
-        metrics.INPUT_REWINDS.labels(stage).inc()
-        await app.consumer.seek(tp, to)
-
     @app.agent(topics[t.PRICE_TICKS], name="route-ticks", concurrency=1)
     async def route_ticks(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
@@ -136,21 +129,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             per_symbol: dict[str, list[bytes]] = {}
             venues: set[str] = set()
             metrics.count_in("route-ticks", t.PRICE_TICKS, len(batch))
-            rewound: set[int] = set()
-            for event in batch:
-                part, offset = event.message.partition, event.message.offset
-                if part in rewound:
-                    continue
-                verdict = route_positions.check(part, offset) if guard else "apply"
-                if verdict == "seen":
-                    continue
-                if verdict == "hole":
-                    rewound.add(part)
-                    await rewind(
-                        "route-ticks", event.message.tp, route_positions.expected[part], offset
-                    )
-                    continue
-                route_positions.applied(part, offset)
+            fresh, _ = await admit(
+                batch, route_positions, app=app, stage="route-ticks", enabled=guard
+            )
+            for event in fresh:
                 try:
                     tick = PriceTick.parse(event.value)
                 except RecordError as exc:
@@ -191,21 +173,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             t0 = time.perf_counter()
             touched: set[str] = set()
             valuations: dict[str, dict[str, Any]] = {}
-            rewound: set[int] = set()
-            for event in batch:
-                part, offset = event.message.partition, event.message.offset
-                if part in rewound:
-                    continue  # re-delivered after the seek
-                verdict = positions.check(part, offset) if guard else "apply"
-                if verdict == "seen":
-                    continue  # already in the restored state: a replay after a crash
-                if verdict == "hole":
-                    rewound.add(part)
-                    await rewind("treasury", event.message.tp, positions.expected[part], offset)
-                    continue
-                positions.applied(part, offset)
+            fresh, rewound = await admit(batch, positions, app=app, stage="treasury", enabled=guard)
+            for event in fresh:
                 symbol = event.key.decode()
-                cache_partition(symbol, part)
+                cache_partition(symbol, event.message.partition)
                 kind, body = event.value[:1], event.value[1:]
                 parts = body.split(b"\n") if kind == b"B" else [body]
                 for part in parts:
