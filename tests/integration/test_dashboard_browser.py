@@ -4,7 +4,6 @@ worker, Kafka, Elasticsearch and the API under uvicorn: live feed, holder chart,
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from cpwatch.supervisor import sample_file
-from tests.conftest import ROOT, settings_env, wait_for
+from tests.conftest import ROOT, free_port, settings_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +39,6 @@ HOLDER = "El Salvador"  # the packaged rules have a $500M level rule for it
 LATE_ID = "norway-mining-ban"  # produced only after the page has loaded
 SCREENSHOT = ROOT / "artifacts" / "dashboard.png"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

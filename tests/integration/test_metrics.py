@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -23,18 +22,13 @@ from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from producers.kafka import Producer
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from tests.conftest import settings_env, wait_for
+from tests.conftest import free_port, settings_env, wait_for
 from tests.integration.test_news_stream import SEED_TEXT
 
 pytestmark = pytest.mark.integration
@@ -41,11 +40,6 @@ rules:
   - {id: sv-level, holder: SV, type: level, threshold_usd: 540000000, hysteresis: 0.0}
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

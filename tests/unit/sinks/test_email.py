@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from sinks.delivery import RetryPolicy
 from sinks.email import EmailSender, SmtpConfig, build_message
 from streams.alerts import Alert
 from streams.lifecycle import Notification
+from tests.conftest import free_port
 
 FAST = RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.01)
 TS = datetime(2024, 3, 5, tzinfo=UTC)
@@ -50,11 +50,6 @@ class Capture:
         self.messages.append((envelope.rcpt_tos, msg))
         return "250 OK"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def smtp_server(handler: Capture, **kw: Any) -> Iterator[int]:
