@@ -105,9 +105,9 @@ TREASURY_VALUE = Gauge(
     ["holder"],
 )
 ALERTS_FIRING = Gauge("cpwatch_alerts_firing", "Open alert incidents (fired, not resolved).")
-INPUT_REWINDS = Counter(
-    "cpwatch_input_rewinds_total",
-    "Seeks back over input offsets the consumer skipped (read again, not lost).",
+INPUT_REFILLS = Counter(
+    "cpwatch_input_refilled_total",
+    "Input messages the consumer skipped, read again from the broker before going on.",
     ["stage"],
 )
 

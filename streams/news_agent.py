@@ -26,6 +26,7 @@ from streams.classifier import classify
 from streams.deadletter import dead_letter
 from streams.dedup import StoryClusterer
 from streams.positions import InputPositions, admit
+from streams.range_reader import RangeReader
 
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"
@@ -64,6 +65,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     positions = InputPositions()
     guard = settings.processing_guarantee == "at_least_once"
     reload: list[bool] = [True]
+    read = RangeReader(settings)
 
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
@@ -72,11 +74,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 positions.reset({int(k): v for k, v in saved_at.items() if v is not None})
                 reload.clear()
             sent: list[Any] = []
-            fresh, rewound = await admit(batch, positions, app=app, stage=STAGE, enabled=guard)
+            fresh = await admit(batch, positions, read=read, stage=STAGE, enabled=guard)
             for event in fresh:
                 await classify_one(event, sent)
             await asyncio.gather(*sent)  # outputs acknowledged before the position moves
-            for part in {e.message.partition for e in batch} - rewound:
+            for part in {e.message.partition for e in batch}:
                 if part in positions.expected:
                     saved_at[str(part).encode()] = positions.expected[part]
 

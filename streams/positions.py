@@ -4,13 +4,13 @@ Faust treats a jump in offsets as a gap (compaction, transaction markers) and co
 Under rebalances and restarts its fetch loop can deliver such jumps over messages no agent
 saw (the kill -9 fault test caught ~1,900 ticks skipped that way). A stateful agent records,
 with its state, the next offset it expects per partition; anything older was applied already,
-anything newer means a hole, and the agent seeks back to fill it.
+anything newer means a hole, which the agent reads from the broker before going on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,69 +19,58 @@ from cpwatch import metrics
 log = logging.getLogger(__name__)
 
 Verdict = Literal["apply", "seen", "hole"]
-# A hole that survives this many seeks is real (transaction markers of a transactional producer).
-# Generous: events fetched before a seek may still arrive for a few batches after it.
-MAX_REWINDS = 100
+# (topic, partition, start, end) -> the messages start <= offset < end still on the broker
+Reader = Callable[[str, int, int, int], Awaitable[Sequence[Any]]]
 
 
 @dataclass
 class InputPositions:
-    """Next expected offset per partition (``None``: no expectation, accept what comes)."""
+    """Next expected offset per partition (no entry: no expectation, accept what comes)."""
 
     expected: dict[int, int] = field(default_factory=dict)
-    _rewinds: dict[tuple[int, int], int] = field(default_factory=dict)
-    holes_accepted: int = 0
 
     def check(self, partition: int, offset: int) -> Verdict:
         want = self.expected.get(partition)
         if want is None or offset == want:
             return "apply"
-        if offset < want:
-            return "seen"
-        tries = self._rewinds.get((partition, want), 0)
-        if tries >= MAX_REWINDS:  # the broker has nothing between: accept the hole
-            self.holes_accepted += 1
-            return "apply"
-        self._rewinds[(partition, want)] = tries + 1
-        return "hole"
+        return "seen" if offset < want else "hole"
 
     def applied(self, partition: int, offset: int) -> None:
         self.expected[partition] = offset + 1
 
     def reset(self, expected: dict[int, int] | None = None) -> None:
         self.expected = dict(expected or {})
-        self._rewinds.clear()
 
 
 async def admit(
-    batch: Sequence[Any], positions: InputPositions, *, app: Any, stage: str, enabled: bool
-) -> tuple[list[Any], set[int]]:
-    """The events of a ``take_events`` batch still to apply, in order, each marked applied; and
-    the partitions sought back (their later events come again after the seek)."""
+    batch: Sequence[Any], positions: InputPositions, *, read: Reader, stage: str, enabled: bool
+) -> list[Any]:
+    """The events of a ``take_events`` batch still to apply, in offset order per partition,
+    with any skipped range read in before the event that revealed it; each marked applied."""
     if not enabled:  # exactly_once: transaction markers make real holes
-        return list(batch), set()
+        return list(batch)
     fresh: list[Any] = []
-    rewound: set[int] = set()
     for event in batch:
-        part, offset = event.message.partition, event.message.offset
-        if part in rewound:
-            continue
-        verdict = positions.check(part, offset)
+        msg = event.message
+        verdict = positions.check(msg.partition, msg.offset)
         if verdict == "seen":
-            continue  # already applied: a replay after a crash or a seek
+            continue  # already applied: a replay after a crash, or a late duplicate fetch
         if verdict == "hole":
-            rewound.add(part)
-            want = positions.expected[part]
+            want = positions.expected[msg.partition]
+            missed = await read(msg.topic, msg.partition, want, msg.offset)
             log.warning(
-                "%s: input %s jumped from %d to %d; seeking back to read it",
+                "%s: input %s-%d jumped from %d to %d; read the %d messages between",
                 stage,
-                event.message.tp,
+                msg.topic,
+                msg.partition,
                 want,
-                offset,
+                msg.offset,
+                len(missed),
             )
-            metrics.INPUT_REWINDS.labels(stage).inc()
-            await app.consumer.seek(event.message.tp, want)
-            continue
-        positions.applied(part, offset)
+            metrics.INPUT_REFILLS.labels(stage).inc(len(missed))
+            for old in missed:
+                positions.applied(msg.partition, old.message.offset)
+                fresh.append(old)
+        positions.applied(msg.partition, msg.offset)
         fresh.append(event)
-    return fresh, rewound
+    return fresh

@@ -28,6 +28,7 @@ from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.holdings import HoldingsTimeline, value_usd
 from streams.positions import InputPositions, admit
+from streams.range_reader import RangeReader
 from streams.refprice import ReferencePrice
 from streams.rules import Rule, RuleEngine, load_rules
 
@@ -78,6 +79,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     sent: list[Any] = []  # delivery futures of this batch's alerts
     reload_pending: list[bool] = []  # set on revocation, honoured between batches
     route_positions = InputPositions()  # in memory: route-ticks has no state to restore
+    read = RangeReader(settings)
 
     @app.on_partitions_revoked.connect
     async def _drop_cache(app: faust.App, revoked: Any, **_: Any) -> None:
@@ -129,8 +131,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             per_symbol: dict[str, list[bytes]] = {}
             venues: set[str] = set()
             metrics.count_in("route-ticks", t.PRICE_TICKS, len(batch))
-            fresh, _ = await admit(
-                batch, route_positions, app=app, stage="route-ticks", enabled=guard
+            fresh = await admit(
+                batch, route_positions, read=read, stage="route-ticks", enabled=guard
             )
             for event in fresh:
                 try:
@@ -173,7 +175,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             t0 = time.perf_counter()
             touched: set[str] = set()
             valuations: dict[str, dict[str, Any]] = {}
-            fresh, rewound = await admit(batch, positions, app=app, stage="treasury", enabled=guard)
+            fresh = await admit(batch, positions, read=read, stage="treasury", enabled=guard)
             for event in fresh:
                 symbol = event.key.decode()
                 cache_partition(symbol, event.message.partition)
@@ -197,7 +199,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             sent.clear()
             # Every symbol of a partition seen in this batch records the partition's next offset,
             # so a restore knows exactly where its input resumes (untouched ones are unchanged).
-            parts = {e.message.partition for e in batch} - rewound
+            parts = {e.message.partition for e in batch}
             for symbol, st in cache.items():
                 if symbol not in touched and st.partition not in parts:
                     continue

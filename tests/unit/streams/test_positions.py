@@ -1,8 +1,38 @@
-"""InputPositions: replays are recognised, holes are rewound, real holes are accepted."""
+"""The input-position guard: replays are dropped, a skipped range is read in before going on."""
 
 from __future__ import annotations
 
-from streams.positions import MAX_REWINDS, InputPositions
+import asyncio
+from dataclasses import dataclass, field
+
+from streams.positions import InputPositions, admit
+from streams.range_reader import Message, Replayed
+
+
+@dataclass
+class Log:
+    """One partition's messages on a pretend broker; records what was read from it."""
+
+    topic: str = "news"
+    reads: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def event(self, partition: int, offset: int) -> Replayed:
+        return Replayed(
+            None, f"{partition}:{offset}".encode(), Message(self.topic, partition, offset)
+        )
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Replayed]:
+        assert topic == self.topic
+        self.reads.append((partition, start, end))
+        return [self.event(partition, o) for o in range(start, end)]
+
+
+def offsets(events: list[Replayed]) -> list[tuple[int, int]]:
+    return [(e.message.partition, e.message.offset) for e in events]
+
+
+def run(batch: list[Replayed], p: InputPositions, log: Log, enabled: bool = True) -> list[Replayed]:
+    return asyncio.run(admit(batch, p, read=log.read, stage="test", enabled=enabled))
 
 
 def test_first_offset_is_accepted_then_order_is_enforced() -> None:
@@ -12,19 +42,52 @@ def test_first_offset_is_accepted_then_order_is_enforced() -> None:
     assert p.check(0, 41) == "apply"
     assert p.check(0, 39) == "seen"
     assert p.check(0, 40) == "seen"
+    assert p.check(0, 45) == "hole"
 
 
-def test_a_jump_is_a_hole_until_it_has_been_rewound_enough() -> None:
-    p = InputPositions({1: 100})
-    assert [p.check(1, 118) for _ in range(MAX_REWINDS)] == ["hole"] * MAX_REWINDS
-    assert p.check(1, 118) == "apply"  # nothing between after MAX_REWINDS seeks: a real hole
-    assert p.holes_accepted == 1
+def test_replayed_events_below_the_saved_position_are_dropped() -> None:
+    log = Log()
+    p = InputPositions({0: 12})
+    got = run([log.event(0, o) for o in range(8, 15)], p, log)
+    assert offsets(got) == [(0, 12), (0, 13), (0, 14)]
+    assert p.expected == {0: 15} and log.reads == []
 
 
-def test_partitions_are_independent_and_reset_replaces_expectations() -> None:
+def test_a_jump_is_filled_from_the_broker_before_the_event_that_revealed_it() -> None:
+    log = Log()
+    p = InputPositions({0: 100, 1: 7})
+    batch = [log.event(1, 7), log.event(0, 104), log.event(1, 8), log.event(0, 105)]
+    got = run(batch, p, log)
+    assert offsets(got) == [
+        (1, 7),
+        (0, 100),
+        (0, 101),
+        (0, 102),
+        (0, 103),
+        (0, 104),
+        (1, 8),
+        (0, 105),
+    ]
+    assert log.reads == [(0, 100, 104)]
+    assert p.expected == {0: 106, 1: 9}
+
+
+def test_a_range_the_broker_no_longer_has_is_passed_over() -> None:
+    async def gone(topic: str, partition: int, start: int, end: int) -> list[Replayed]:
+        return []
+
+    p = InputPositions({3: 10})
+    log = Log()
+    got = asyncio.run(admit([log.event(3, 20)], p, read=gone, stage="test", enabled=True))
+    assert offsets(got) == [(3, 20)] and p.expected == {3: 21}
+
+
+def test_reset_replaces_expectations_and_disabled_guard_passes_everything() -> None:
+    log = Log()
     p = InputPositions({0: 5, 1: 7})
-    assert p.check(0, 5) == "apply"
-    assert p.check(1, 5) == "seen"
     p.reset({1: 3})
     assert p.check(0, 99) == "apply"  # no expectation left for partition 0
     assert p.check(1, 4) == "hole"
+    batch = [log.event(1, 1), log.event(1, 9)]
+    assert offsets(run(batch, p, log, enabled=False)) == [(1, 1), (1, 9)]
+    assert log.reads == [] and p.expected == {1: 3}
