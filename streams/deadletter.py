@@ -7,6 +7,8 @@ nothing is lost silently and the rest of the stream flows on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 import faust
 
@@ -18,7 +20,9 @@ log = logging.getLogger(__name__)
 
 async def dead_letter(
     topic: faust.TopicT, stage: str, reason: str, event: faust.EventT | None, payload: bytes | str
-) -> None:
+) -> Awaitable[Any]:
+    """Queue the dead letter; the result resolves once Kafka acknowledged it (a stage that
+    saves its input position awaits it first, so a crash cannot lose the letter)."""
     msg = event.message if event is not None else None
     record = DeadLetter.of(
         stage,
@@ -37,4 +41,4 @@ async def dead_letter(
         reason[:200],
     )
     metrics.count_dead_lettered(stage, record.topic)
-    await topic.send(key=stage.encode(), value=record.to_bytes())
+    return await topic.send(key=stage.encode(), value=record.to_bytes())

@@ -89,10 +89,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             article = NewsArticle.parse(raw)
             doc = enrich(article, datetime.now(UTC))
         except RecordError as exc:
-            await dead_letter(topics[t.DEAD_LETTER], STAGE, str(exc), event, raw)
+            sent.append(await dead_letter(topics[t.DEAD_LETTER], STAGE, str(exc), event, raw))
             return
         except Exception as exc:  # noqa: BLE001 - one bad article must not stop the stream
-            await dead_letter(topics[t.DEAD_LETTER], STAGE, f"classifier: {exc!r}", event, raw)
+            reason = f"classifier: {exc!r}"
+            sent.append(await dead_letter(topics[t.DEAD_LETTER], STAGE, reason, event, raw))
             return
         body = dumps(doc)
         sent.append(await topics[t.ARTICLES].send(key=article.id.encode(), value=body))

@@ -186,7 +186,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                         await _process(symbol, kind, part, valuations)
                         touched.add(symbol)
                     except (RecordError, ValueError, KeyError) as exc:
-                        await dead_letter(topics[t.DEAD_LETTER], "treasury", repr(exc), event, part)
+                        dlq = topics[t.DEAD_LETTER]
+                        sent.append(await dead_letter(dlq, "treasury", repr(exc), event, part))
             for doc in valuations.values():
                 await topics[t.TREASURY_VALUATIONS].send(
                     key=doc["holder"].encode(), value=dumps(doc)
