@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     es_ca_file: Path | None = None
     es_index_prefix: str = "cpwatch"
     es_request_timeout: float = Field(default=30.0, gt=0)
+    # How long a starting worker waits for Kafka and Elasticsearch to answer before giving up.
+    startup_wait_s: float = Field(default=300.0, ge=0)
     valuation_retention_months: int = Field(default=12, ge=1)
 
     # The local stack (cpwatch stack up): downloads cache, data, logs, pid files.

@@ -3,23 +3,57 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from cpwatch.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 def prepare(settings: Settings) -> None:
-    """Create topics and index templates before any agent starts (idempotent)."""
+    """Create topics and index templates before any agent starts (idempotent). A worker that
+    starts while Kafka or Elasticsearch is still down (a restart during an outage) waits for
+    them, up to ``startup_wait_s``, instead of exiting."""
+    from elastic_transport import ConnectionError as ESConnectionError
     from elasticsearch import Elasticsearch
+    from kafka.errors import RetriableError
 
     from cpwatch.topics import ensure_topics
     from sinks.indices import ensure_indices
 
-    ensure_topics(settings)
-    es = Elasticsearch(**settings.es_client_kwargs())
-    try:
-        ensure_indices(es, settings)
-    finally:
-        es.close()
+    def indices() -> None:
+        es = Elasticsearch(**settings.es_client_kwargs())
+        try:
+            ensure_indices(es, settings)
+        finally:
+            es.close()
+
+    # Connection refused, timeouts, no broker ready: all "retriable" in kafka-python 3.
+    retry(lambda: ensure_topics(settings), "Kafka", (RetriableError,), settings.startup_wait_s)
+    retry(indices, "Elasticsearch", (ESConnectionError,), settings.startup_wait_s)
+
+
+def retry(
+    step: Callable[[], None],
+    what: str,
+    down: tuple[type[BaseException], ...],
+    wait_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run ``step`` until it stops raising ``down``; back off 0.5 s doubling to 10 s."""
+    deadline, delay = clock() + wait_s, 0.5
+    while True:
+        try:
+            step()
+            return
+        except down as exc:
+            if clock() + delay > deadline:
+                raise
+            log.warning("%s not reachable yet (%s); retrying in %.1f s", what, exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:

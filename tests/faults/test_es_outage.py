@@ -309,3 +309,34 @@ def test_es_outage_loses_nothing_and_bounds_memory(
     )
     assert len(valuation_ids) == len(valuations) == n_valuations
     assert set(valuation_ids) == valuations
+
+
+def test_worker_started_during_an_outage_waits_for_elasticsearch(
+    kafka_settings: Settings, restartable_worker: Worker
+) -> None:
+    """A worker restarted while Elasticsearch is down (a kill -9 fault run met this) waits
+    for it instead of exiting, then indexes what arrived meanwhile."""
+    if EXTERNAL:
+        pytest.fail("this test stops Elasticsearch: it needs a stack the session started itself")
+    from deploy.stack import Stack
+
+    s, w = kafka_settings, restartable_worker
+    stack = Stack(s)
+    es_pid = int(stack.es.pid_file.read_text())
+    stack.stop("elasticsearch")
+    try:
+        wait_for(lambda: not running(es_pid), timeout=60)
+        w.start()
+        news = articles(50, SEED + 1)
+        with Producer(s) as p:
+            for a in news:
+                p.send(t.NEWS, a.id, a)
+            p.flush()
+        wait_for(lambda: "Elasticsearch not reachable yet" in w.tail(), timeout=60)
+        time.sleep(10)
+        assert w.alive(), w.tail()
+    finally:
+        stack.up()
+    wait_for(lambda: es_count(s, "articles") >= len(news), timeout=180, interval=1.0)
+    assert sorted(es_ids(s, "articles")) == sorted(a.id for a in news)
+    assert w.alive(), w.tail()
