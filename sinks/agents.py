@@ -38,9 +38,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     async def rejected(action: dict[str, Any], reason: str) -> None:
         metrics.count_dead_lettered("sink-es", metrics.logical_index(str(action.get("_index"))))
-        record = DeadLetter.of(
-            "sink-es", reason, json.dumps(action.get("_source", {}), default=str)
-        )
+        src = action.get("_source", {})
+        payload = src if isinstance(src, bytes) else json.dumps(src, default=str)
+        record = DeadLetter.of("sink-es", reason, payload)
         await dlq.send(key=b"sink-es", value=record.to_bytes())
 
     writer = BulkWriter(es, on_rejected=rejected)
@@ -59,12 +59,16 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         async def handle(values: list[bytes]) -> None:
             metrics.count_in(f"sink-{index}", topic, len(values))
             actions = []
+            event_times = []
             for raw in values:
                 try:
                     doc = orjson.loads(raw)
+                    # The record's own bytes are the document: parsed for its id and index
+                    # only, never encoded again.
                     actions.append(
-                        {"_index": target(doc), "_id": str(doc[id_field]), "_source": doc}
+                        {"_index": target(doc), "_id": str(doc[id_field]), "_source": raw}
                     )
+                    event_times.append(doc.get("fetched_at") or doc.get("ts"))
                 except (ValueError, KeyError, TypeError) as exc:
                     rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
                     metrics.count_dead_lettered("sink-es", topic)
@@ -78,9 +82,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             results = await asyncio.gather(*(writer.write(h, refresh=refresh) for h in halves))
             metrics.count_out(f"sink-{index}", index, sum(r.indexed for r in results))
             now = time.time()
-            for a in actions:
-                src = a["_source"]
-                event_time = src.get("fetched_at") or src.get("ts")
+            for event_time in event_times:
                 metrics.observe_end_to_end(f"sink-{index}", event_time, now)
 
         consumers.append(SinkConsumer(settings, topic, f"sink-{index}", handle, within, BATCH))
