@@ -4,6 +4,9 @@ nothing: the alerts equal the backtest's and every article is indexed exactly on
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta
@@ -106,7 +109,12 @@ def _kill_and_check(s, w, rng, began, expected, news, released, done, errors) ->
         # instance (after its rebalance) has committed that far.
         per_kill = share * (N_TICKS // CHUNKS)
         target = rng.randint(k * per_kill + 1, (k + 1) * per_kill - N_TICKS // CHUNKS)
-        wait_for(lambda g=target: committed(s, t.PRICE_TICKS) >= g, timeout=180, interval=0.1)
+        try:
+            wait_for(lambda g=target: committed(s, t.PRICE_TICKS) >= g, timeout=180, interval=0.1)
+        except BaseException:
+            print(*kills, sep="\n")
+            _stall_report(s, w, target, done, errors)
+            raise
         at = committed(s, t.PRICE_TICKS)
         w.kill9()
         kills.append(
@@ -155,6 +163,42 @@ def _kill_and_check(s, w, rng, began, expected, news, released, done, errors) ->
     assert topic_fps == expected
     assert len(es_articles) == len(set(es_articles)) == N_ARTICLES
     assert set(es_articles) == {a.id for a in news}
+
+
+def _stall_report(s: Settings, w: Worker, target: int, done: threading.Event, errors: list) -> None:
+    """Where a stalled run stands: producer, offsets per partition, and the worker's stacks."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    print(f"stalled below target {target}; producer done={done.is_set()} errors={errors}")
+    print(f"worker alive={w.alive()}")
+    group = f"{s.topic_prefix}{s.faust_app_id}"
+    admin = KafkaAdminClient(**s.kafka_client_kwargs())
+    reader = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+        for name in (s.topic(t.PRICE_TICKS), f"{group}-valuation-input"):
+            tps = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or [])]
+            ends = reader.end_offsets(tps)
+            for tp in tps:
+                got = offsets.get(tp)
+                at = got.offset if got else None
+                print(f"  {tp.topic}[{tp.partition}] committed={at} end={ends[tp]}")
+    finally:
+        admin.close()
+        reader.close()
+    if w.alive() and w.proc is not None:
+        w.proc.send_signal(signal.SIGUSR1)  # Faust's worker (mode) logs every task's stack
+        time.sleep(3)
+        spy = Path(sys.executable).with_name("py-spy")
+        if spy.exists():
+            dump = subprocess.run(
+                [str(spy), "dump", "--pid", str(w.proc.pid)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            print(dump.stdout[-20000:], dump.stderr[-2000:])
+    print(w.tail(60000))
 
 
 def _explain(s: Settings, got: set[str], expected: set[str]) -> None:
