@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from cpwatch import metrics
+from cpwatch.consumers import group_consumer
 from cpwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ LAG_EVERY_S = 5.0
 # The writer retries while Elasticsearch is down, however long: staying in the group through
 # that is intended back pressure, not a stuck consumer.
 MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000
-SESSION_TIMEOUT_MS = 10_000  # as the Faust worker's (streams/app.py)
 
 
 @dataclass
@@ -40,16 +40,8 @@ class SinkConsumer:
     batch: int
 
     async def run(self) -> None:
-        s = self.settings
-        consumer = AIOKafkaConsumer(
-            s.topic(self.topic),
-            group_id=f"{s.topic_prefix}{s.faust_app_id}-{self.group}",
-            client_id=f"{s.faust_app_id}-{self.group}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            **s.kafka_client_kwargs(),
+        consumer = group_consumer(
+            self.settings, self.topic, self.group, max_poll_interval_ms=MAX_POLL_INTERVAL_MS
         )
         await consumer.start()
         # Lag is reported beside the poll loop: that loop blocks while Elasticsearch is down,

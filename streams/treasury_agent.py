@@ -23,6 +23,7 @@ from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick, dumps
 from cpwatch.settings import Settings
+from streams import tick_router
 from streams.alerts import iso_utc
 from streams.app import Topics
 from streams.deadletter import dead_letter
@@ -78,7 +79,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     guard = settings.processing_guarantee == "at_least_once"
     sent: list[Any] = []  # delivery futures of this batch's alerts
     reload_pending: list[bool] = []  # set on revocation, honoured between batches
-    route_positions = InputPositions()  # in memory: route-ticks has no state to restore
     read = RangeReader(settings)
 
     @app.on_partitions_revoked.connect
@@ -87,7 +87,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # batch boundary. Clearing mid-batch made the rest of the batch start from the table's
         # older state and save it over the first part's updates (kill -9 fault test).
         reload_pending.append(True)
-        route_positions.reset()
 
     def state_for(symbol: str, saved: dict[str, Any] | None = None) -> SymbolState:
         st = cache.get(symbol)
@@ -123,31 +122,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 expected[st.partition] = min(nxt, expected.get(st.partition, nxt))
         positions.reset(expected)
 
-    @app.agent(topics[t.PRICE_TICKS], name="route-ticks", concurrency=1)
-    async def route_ticks(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            # One re-keyed message per symbol and batch, not per tick: the hop costs a Kafka
-            # send and a Faust consume per message, which dominated the worker's time.
-            per_symbol: dict[str, list[bytes]] = {}
-            venues: set[str] = set()
-            metrics.count_in("route-ticks", t.PRICE_TICKS, len(batch))
-            fresh = await admit(
-                batch, route_positions, read=read, stage="route-ticks", enabled=guard
-            )
-            for event in fresh:
-                try:
-                    tick = PriceTick.parse(event.value)
-                except RecordError as exc:
-                    await dead_letter(
-                        topics[t.DEAD_LETTER], "route-ticks", str(exc), event, event.value
-                    )
-                    continue
-                per_symbol.setdefault(tick.symbol, []).append(tick.to_bytes())  # compact: no \n
-                venues.add(tick.venue)
-            for venue in venues:
-                metrics.tick_seen(venue)
-            for symbol, ticks in per_symbol.items():
-                await by_symbol.send(key=symbol.encode(), value=b"B" + b"\n".join(ticks))
+    @app.task
+    async def route_ticks() -> None:
+        # A plain consumer group, not an agent: see streams/tick_router.py.
+        await tick_router.run(settings, by_symbol, topics[t.DEAD_LETTER])
 
     @app.agent(topics[t.HOLDINGS], name="route-holdings", concurrency=1)
     async def route_holdings(stream: faust.StreamT) -> None:

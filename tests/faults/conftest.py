@@ -168,14 +168,18 @@ def read_topic(settings: Settings, name: str, idle_ms: int = 3000) -> list[bytes
 
 
 def committed(settings: Settings, name: str, *, internal: bool = False) -> int:
-    """Sum of the worker group's committed offsets on one input (or internal) topic."""
+    """Sum of the worker's committed offsets on one input (or internal) topic. Price ticks are
+    read by route-ticks' own consumer group (streams/tick_router.py), the rest by Faust's."""
     admin = KafkaAdminClient(**settings.kafka_client_kwargs())
     try:
         group = f"{settings.topic_prefix}{settings.faust_app_id}"
+        if name == t.PRICE_TICKS and not internal:
+            group += "-route-ticks"
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     finally:
         admin.close()
-    topic = f"{group}-{name}" if internal else settings.topic(name)
+    prefix = f"{settings.topic_prefix}{settings.faust_app_id}"
+    topic = f"{prefix}-{name}" if internal else settings.topic(name)
     return sum(o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset > 0)
 
 

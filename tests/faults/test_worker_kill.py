@@ -175,7 +175,9 @@ def _stall_report(s: Settings, w: Worker, target: int, done: threading.Event, er
     admin = KafkaAdminClient(**s.kafka_client_kwargs())
     reader = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
     try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
+        offsets = {}
+        for g in (group, f"{group}-route-ticks"):
+            offsets.update(admin.list_group_offsets({g: None}).get(g, {}))
         for name in (s.topic(t.PRICE_TICKS), f"{group}-valuation-input"):
             tps = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or [])]
             ends = reader.end_offsets(tps)
