@@ -191,29 +191,32 @@ class Run:
         self.procs.append(proc)
         return proc
 
-    def members(self) -> dict[str, set[tuple[str, int]]]:
-        """member id -> assigned (topic, partition), while the group is Stable; else {}."""
-        try:
-            info = self.admin.describe_groups([self.group])[self.group]
-        except Exception:  # noqa: BLE001 - the group does not exist yet
-            return {}
-        if info.get("group_state") != "Stable":
-            return {}
-        return {
-            m["member_id"]: {
-                (a["topic"], p)
-                for a in (m.get("member_assignment") or {}).get("assigned_partitions", [])
-                for p in a["partitions"]
-            }
-            for m in info["members"]
-        }
+    def members(self, group: str | None = None) -> dict[str, set[tuple[str, int]]]:
+        """member id -> assigned (topic, partition) of one group, or of both the worker's groups
+        (Faust's and route-ticks'), while they are Stable; else {}."""
+        out: dict[str, set[tuple[str, int]]] = {}
+        for g in [group] if group else [self.group, f"{self.group}-route-ticks"]:
+            try:
+                info = self.admin.describe_groups([g])[g]
+            except Exception:  # noqa: BLE001 - the group does not exist yet
+                return {}
+            if info.get("group_state") != "Stable":
+                return {}
+            for m in info["members"]:
+                out[m["member_id"]] = {
+                    (a["topic"], p)
+                    for a in (m.get("member_assignment") or {}).get("assigned_partitions", [])
+                    for p in a["partitions"]
+                }
+        return out
 
     def wait_members(self, n: int) -> None:
         deadline = time.monotonic() + STARTUP_S
-        while len(self.members()) != n:
+        groups = (self.group, f"{self.group}-route-ticks")
+        while any(len(self.members(g)) != n for g in groups):
             self.check_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"group not stable with {n} member(s) in {STARTUP_S}s")
+                raise RuntimeError(f"groups not stable with {n} member(s) in {STARTUP_S}s")
             time.sleep(0.5)
 
     def check_alive(self) -> None:
@@ -223,13 +226,15 @@ class Run:
                 raise RuntimeError(f"worker {i} exited {p.returncode}; log ends:\n{tail}")
 
     def committed(self) -> dict[str, int]:
-        try:
-            got = self.admin.list_group_offsets({self.group: None}).get(self.group, {})
-        except Exception:  # noqa: BLE001 - coordinator moving during a rebalance: ask again
-            return {}
+        """Committed offsets per topic of the Faust group and of route-ticks' own group."""
         out: dict[str, int] = {}
-        for tp, o in got.items():
-            out[tp.topic] = out.get(tp.topic, 0) + max(o.offset, 0)
+        for group in (self.group, f"{self.group}-route-ticks"):
+            try:
+                got = self.admin.list_group_offsets({group: None}).get(group, {})
+            except Exception:  # noqa: BLE001 - coordinator moving during a rebalance: ask again
+                return {}
+            for tp, o in got.items():
+                out[tp.topic] = out.get(tp.topic, 0) + max(o.offset, 0)
         return out
 
     def end(self, topic: str) -> int:
@@ -403,7 +408,9 @@ def _scale_case(tmp: Path, n: int, workers: int, join_at: float | None) -> dict[
         )
         owners_after = run.members()
         res["partitions_per_member"] = sorted(
-            sum(1 for t, _ in a if t == run.ticks_topic) for a in owners_after.values()
+            n_ticks
+            for a in owners_after.values()
+            if (n_ticks := sum(1 for t, _ in a if t == run.ticks_topic))
         )
         if join_at is not None:
             # Did the partitions that carry BTC-USD change owner in the rebalance?
