@@ -34,7 +34,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cpwatch import topics
 from cpwatch.namespace import child_env, drop_namespace
@@ -65,6 +65,17 @@ STARTUP_DEADLINE_S = 90.0
 
 def _env(settings: Settings) -> dict[str, str]:
     return child_env(settings)
+
+
+def _spawn_worker(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A `cpwatch worker` child on these settings, its output to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        env=_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
 
 
 def _ticks(n: int) -> list[PriceTick]:
@@ -299,13 +310,7 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
         watch.start()
         with open(log_path, "wb") as log:
             t_spawn = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cpwatch.cli", "worker"],
-                env=_env(settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+            proc = _spawn_worker(settings, log)
             while watch.first is None:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")

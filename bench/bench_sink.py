@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_pipeline import ROOT, _cleanup, _env, _produce
+from bench.bench_pipeline import ROOT, _cleanup, _produce, _spawn_worker
 from cpwatch import topics
 from cpwatch.settings import Settings
 from cpwatch.topics import ensure_topics
@@ -87,13 +86,7 @@ def _ours(es: Any, settings: Settings, docs: list[dict[str, Any]], tmp: Path) ->
     _produce(settings, topics.ARTICLES, [(d["id"], json.dumps(d).encode()) for d in docs])
     alias = settings.index("articles")
     with open(tmp / f"worker-{settings.es_index_prefix}.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cpwatch.cli", "worker"],
-            env=_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        proc = _spawn_worker(settings, log)
         try:
             first_t = first_n = None
             n, now = 0, time.perf_counter()
