@@ -3,11 +3,15 @@ are named and configured; each commits by hand after its output was acknowledged
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from cpwatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SESSION_TIMEOUT_MS = 10_000  # as the Faust worker's (streams/app.py)
 
@@ -25,3 +29,16 @@ def group_consumer(settings: Settings, topic: str, group: str, **extra: Any) -> 
         **extra,
         **s.kafka_client_kwargs(),
     )
+
+
+async def commit_polled(
+    consumer: AIOKafkaConsumer, polled: dict[Any, list[Any]], name: str
+) -> None:
+    """Commit exactly what one ``getmany`` returned, once its output was acknowledged. If the
+    partitions moved meanwhile, the commit is refused and their new owner replays the batch;
+    deterministic ids and the treasury's event-time check make that replay harmless."""
+    offsets = {tp: msgs[-1].offset + 1 for tp, msgs in polled.items() if msgs}
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+        log.info("%s: commit skipped after a rebalance (%r); batch replays", name, exc)

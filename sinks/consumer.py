@@ -15,11 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+from aiokafka import AIOKafkaConsumer
 
 from cpwatch import metrics
-from cpwatch.consumers import group_consumer
+from cpwatch.consumers import commit_polled, group_consumer
 from cpwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,20 +54,10 @@ class SinkConsumer:
                 values = [m.value for msgs in polled.values() for m in msgs]
                 if values:
                     await self.handle(values)
-                    await self._commit(
-                        consumer, {tp: msgs[-1].offset + 1 for tp, msgs in polled.items() if msgs}
-                    )
+                    await commit_polled(consumer, polled, self.group)
         finally:
             reporter.cancel()
             await consumer.stop()
-
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
-            # The partitions moved while the batch was written: their new owner reads it again
-            # from the last commit, and the same ids overwrite the same documents.
-            log.info("%s: commit skipped after a rebalance (%r); batch replays", self.group, exc)
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         while True:

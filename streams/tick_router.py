@@ -12,23 +12,19 @@ the ones it has applied, so a replay changes nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
-from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from cpwatch import metrics
 from cpwatch import topics as t
-from cpwatch.consumers import group_consumer
+from cpwatch.consumers import commit_polled, group_consumer
 from cpwatch.exceptions import RecordError
 from cpwatch.records import PriceTick
 from cpwatch.settings import Settings
 from streams.deadletter import dead_letter
 from streams.range_reader import Message, Replayed
-
-log = logging.getLogger(__name__)
 
 STAGE = "route-ticks"
 BATCH = 2_000  # ~300 kB of ticks per symbol message at most: well under Kafka's 1 MB
@@ -70,11 +66,6 @@ async def run(settings: Settings, by_symbol: faust.TopicT, dlq: faust.TopicT) ->
                 continue
             metrics.count_in(STAGE, t.PRICE_TICKS, len(records))
             await asyncio.gather(*await route_batch(records, by_symbol, dlq))
-            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in polled.items() if msgs}
-            try:
-                await consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
-                # The partitions moved meanwhile: their new owner routes the batch again.
-                log.info("%s: commit skipped after a rebalance (%r); batch replays", STAGE, exc)
+            await commit_polled(consumer, polled, STAGE)
     finally:
         await consumer.stop()

@@ -35,7 +35,7 @@ from streams.rules import Rule, RuleEngine, load_rules
 
 log = logging.getLogger(__name__)
 
-BATCH = 2_000  # ~300 kB of ticks: one re-keyed message stays well under Kafka's 1 MB
+BATCH = 2_000  # by-symbol messages per treasury batch (each carries up to 2,000 ticks)
 WITHIN_S = 0.05
 ASSET_SYMBOL = "BTC-USD"  # holdings are BTC: they are valued at this symbol's reference price
 
