@@ -40,7 +40,6 @@ from cpwatch.topics import ensure_topics
 from producers.kafka import Producer
 from streams.alerts import Alert
 from streams.backtest import PriceRow, run_backtest
-from streams.holdings import HoldingsTimeline
 from streams.rules import RuleEngine, load_rules
 
 METHOD = (
@@ -265,7 +264,7 @@ class Harness:
         self._subscribe()
         self.producer = Producer(self.settings, client_id="bench-latency")
         for h in self.holdings:
-            self.producer.send(topics.HOLDINGS, h.holder, h)
+            self.producer.send(topics.HOLDINGS, h.key, h)
         self.producer.flush()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -388,7 +387,7 @@ class Harness:
         fingerprints), the warm-up alert being the one not measured."""
         rows = [PriceRow(i, t.ts, t.price) for i, t in enumerate(self.ticks)]
         engine = RuleEngine(load_rules(self.settings.rules_path))
-        alerts = list(run_backtest(rows, HoldingsTimeline(self.holdings), engine))
+        alerts = list(run_backtest(rows, self.holdings, engine))
         return [a for a in alerts if a.holder != WARM], {a.fingerprint for a in alerts}
 
     def settle(self, done: Callable[[], bool], timeout: float = SETTLE_S) -> float:

@@ -296,7 +296,7 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
     try:
         ensure_topics(settings)
         # (a) produce holdings, then ticks
-        _produce(settings, topics.HOLDINGS, [(h.holder, h.to_bytes()) for h in _holdings()])
+        _produce(settings, topics.HOLDINGS, [(h.key, h.to_bytes()) for h in _holdings()])
         ticks = _ticks(n_ticks)
         batch = [(t.key, t.to_bytes()) for t in ticks]
         secs = _produce(settings, topics.PRICE_TICKS, batch)

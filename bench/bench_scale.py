@@ -46,7 +46,6 @@ from cpwatch.settings import Settings
 from cpwatch.worker import prepare
 from producers.kafka import Producer
 from streams.backtest import PriceRow, run_backtest
-from streams.holdings import HoldingsTimeline
 from streams.rules import RuleEngine, load_rules
 from streams.treasury_agent import ASSET_SYMBOL
 
@@ -136,7 +135,7 @@ def _expected(rules: Path, n: int, t0: datetime) -> list[str]:
     steps = -(-n // len(KEYS))  # BTC-USD is first in every step
     rows = [PriceRow(i, t0 + i * STEP, p) for i, p in enumerate(_walk(ASSET_SYMBOL, steps))]
     engine = RuleEngine(load_rules(rules))
-    return [a.fingerprint for a in run_backtest(rows, HoldingsTimeline(_holdings(t0)), engine)]
+    return [a.fingerprint for a in run_backtest(rows, _holdings(t0), engine)]
 
 
 class Run:
@@ -243,29 +242,12 @@ class Run:
         parts = self.ends.partitions_for_topic(topic) or set()
         return sum(self.ends.end_offsets([TopicPartition(topic, p) for p in parts]).values())
 
-    def route_holdings(self) -> None:
-        """Send the holdings and wait until they are on the by-symbol topic, ahead of any tick."""
-        from kafka import KafkaConsumer
-
-        holdings = _holdings(self.t0)
+    def send_holdings(self) -> None:
+        """Send the holdings; acknowledged before any tick, they are in force for every tick
+        (the treasury catches its holdings table up to the topic's end at each batch)."""
         with Producer(self.settings, client_id="bench-scale") as p:
-            for h in holdings:
-                p.send(topics.HOLDINGS, h.holder, h)
-        consumer = KafkaConsumer(
-            self.internal,
-            group_id=None,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=500,
-            allow_auto_create_topics=False,
-            **self.settings.kafka_client_kwargs(),
-        )
-        seen, deadline = 0, time.monotonic() + STARTUP_S
-        while seen < len(holdings):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {seen}/{len(holdings)} holdings routed")
-            seen += sum(1 for m in consumer if m.value[:1] == b"H")
-        consumer.close()
+            for h in _holdings(self.t0):
+                p.send(topics.HOLDINGS, h.key, h)
 
     def produce(self, n: int) -> tuple[threading.Thread, dict[str, float]]:
         out: dict[str, float] = {}
@@ -368,7 +350,7 @@ def _scale_case(tmp: Path, n: int, workers: int, join_at: float | None) -> dict[
         for _ in range(workers):
             run.spawn()
         run.wait_members(workers)
-        run.route_holdings()
+        run.send_holdings()
         owners_before = run.members()
         thread, produced = run.produce(n)
         first: tuple[float, int] | None = None
@@ -468,7 +450,7 @@ def _rss_case(tmp: Path, n: int) -> dict[str, Any]:
     try:
         proc = run.spawn()
         run.wait_members(1)
-        run.route_holdings()
+        run.send_holdings()
         res["rss_idle_mb"] = round(_rss_mb(proc.pid), 1)
         samples: list[float] = []
 

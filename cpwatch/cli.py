@@ -226,11 +226,19 @@ def backtest(
     prices: Annotated[Path, typer.Option(help="Prices CSV with date (or ts) and close.")],
     holdings: Annotated[Path, typer.Option(help="Holdings CSV (format of treasuries.csv).")],
     rules: Annotated[Path, typer.Option(help="Rules YAML with a top-level `rules:` list.")],
+    holdings_after: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="The holdings arrive after this many price rows (default 0: before any); "
+            "later arrivals follow the late-holding rules, as in the stream.",
+        ),
+    ] = 0,
 ) -> None:
     """Replay prices and holdings through the rule engine; print one JSON line per crossing."""
     from streams.backtest import backtest_command
 
-    raise typer.Exit(backtest_command(prices, holdings, rules))
+    raise typer.Exit(backtest_command(prices, holdings, rules, holdings_after))
 
 
 @app.command("search")

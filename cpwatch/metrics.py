@@ -110,6 +110,13 @@ INPUT_REFILLS = Counter(
     "Input messages the consumer skipped, read again from the broker before going on.",
     ["stage"],
 )
+HOLDINGS_LATE = Counter(
+    "cpwatch_holdings_late_total",
+    "Holdings rows that arrived after a price at or past their as_of was evaluated.",
+)
+HOLDINGS_LOADED = Gauge(
+    "cpwatch_holdings_rows", "Holdings rows the treasury stage has read from the holdings topic."
+)
 
 
 class CappedLabel:

@@ -149,6 +149,12 @@ class HoldingUpdate(Record):
     avg_cost_usd: Finite | None = Field(default=None, gt=0)
     source: str = Field(default="", max_length=2000)
 
+    @property
+    def key(self) -> str:
+        """``holder|as_of``: one disclosure. The compacted topic's key, so compaction keeps the
+        last row of each disclosure (a holder's whole history), not only its latest."""
+        return f"{self.holder}|{self.as_of.isoformat()}"
+
 
 class DeadLetter(Record):
     """What the dead-letter topic carries: the original bytes (as text) and why they failed."""

@@ -42,7 +42,7 @@ class TopicSpec:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(NEWS, retention_ms=30 * DAY_MS),
     TopicSpec(PRICE_TICKS, retention_ms=7 * DAY_MS),
-    # Latest holding per holder is what matters; compaction keeps it forever.
+    # Keyed holder|as_of: compaction keeps each disclosure's last row, so the history stays.
     TopicSpec(HOLDINGS, compacted=True),
     TopicSpec(ARTICLES, retention_ms=30 * DAY_MS),
     TopicSpec(POLICY_EVENTS, retention_ms=90 * DAY_MS),

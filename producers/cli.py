@@ -284,7 +284,7 @@ def produce_holdings(settings: Settings, file: Path, *, console: Console) -> int
                 if isinstance(item, Bad):
                     _skip(producer, summary, "producer-holdings", item, console)
             for holding in good:
-                producer.send(topics.HOLDINGS, holding.holder, holding)
+                producer.send(topics.HOLDINGS, holding.key, holding)
                 summary.sent += 1
     except EngineError as exc:
         _error(console, exc)

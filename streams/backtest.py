@@ -15,7 +15,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,8 +26,8 @@ from rich.progress import Progress
 from cpwatch.exceptions import ConfigError, RecordError
 from cpwatch.records import HoldingUpdate
 from streams.alerts import Alert
-from streams.holdings import HoldingsTimeline
 from streams.rules import ALL_HOLDERS, Rule, RuleEngine, load_rules
+from streams.treasury import TreasuryBook
 
 PROGRESS_MIN_ROWS = 1000  # below this a bar only flickers
 
@@ -156,19 +156,33 @@ def read_holdings(path: Path, errors: list[str], warnings: list[str]) -> list[Ho
 
 def run_backtest(
     prices: list[PriceRow],
-    timeline: HoldingsTimeline,
+    holdings: Iterable[HoldingUpdate],
     engine: RuleEngine,
     progress: Progress | None = None,
+    *,
+    holdings_after: int = 0,
 ) -> Iterator[Alert]:
-    """Each price row, in file order, through the engine (which drops late rows)."""
+    """Each price row, in file order, through one ``TreasuryBook`` (which drops late rows).
+
+    The holdings arrive before price row ``holdings_after`` (0: before any price, as when the
+    holdings topic is loaded first); a later arrival follows the late-holding rules of
+    ``streams.treasury``, exactly as in the stream.
+    """
+    book = TreasuryBook(engine)
+    pending: list[HoldingUpdate] | None = list(holdings)
     task = progress.add_task("backtest", total=len(prices)) if progress else None
-    for row in prices:
-        yield from engine.on_price(row.ts, row.close, timeline.in_force(row.ts))
+    for i, row in enumerate(prices):
+        if pending is not None and i >= holdings_after:
+            book.apply_holdings(pending)
+            pending = None
+        yield from book.on_price(row.ts, row.close)
         if progress is not None and task is not None:
             progress.advance(task)
+    if pending is not None:
+        book.apply_holdings(pending)
 
 
-def backtest_command(prices: Path, holdings: Path, rules: Path) -> int:
+def backtest_command(prices: Path, holdings: Path, rules: Path, holdings_after: int = 0) -> int:
     """Print one JSON line per crossing; return the exit code (see module docstring)."""
     errors: list[str] = []
     warnings: list[str] = []
@@ -183,8 +197,7 @@ def backtest_command(prices: Path, holdings: Path, rules: Path) -> int:
         print(f"error: {msg}", file=sys.stderr)
     for msg in warnings:
         print(f"warning: {msg}", file=sys.stderr)
-    timeline = HoldingsTimeline(updates)
-    known = set(timeline.holders)
+    known = {u.holder for u in updates}
     for rule in rule_set:
         if rule.holder != ALL_HOLDERS and rule.holder not in known:
             print(
@@ -202,7 +215,9 @@ def backtest_command(prices: Path, holdings: Path, rules: Path) -> int:
         with Progress(
             console=console, transient=True, disable=not show, redirect_stdout=False
         ) as progress:
-            for alert in run_backtest(price_rows, timeline, engine, progress):
+            for alert in run_backtest(
+                price_rows, updates, engine, progress, holdings_after=holdings_after
+            ):
                 out.write(json.dumps(alert.to_dict()) + "\n")
                 count += 1
         out.flush()

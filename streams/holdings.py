@@ -13,6 +13,11 @@ from typing import Any
 
 from cpwatch.records import HoldingUpdate
 
+# Disclosures kept per holder. A bound, not a window: quarterly filings give ~4 a year, so this
+# is centuries of history; past it the oldest rows go (event time only moves forward, so the
+# oldest row is the first that can never be in force again).
+MAX_PER_HOLDER = 1_000
+
 
 def value_usd(holding: HoldingUpdate, price: float) -> float:
     return holding.btc * price
@@ -21,27 +26,38 @@ def value_usd(holding: HoldingUpdate, price: float) -> float:
 class HoldingsTimeline:
     """Per holder, the updates sorted by ``as_of``; ``at(holder, t)`` is the latest ``as_of <= t``.
 
-    An update with the same holder and ``as_of`` as an existing one replaces it (last write wins,
-    like the compacted ``holdings`` topic).
+    An update with the same holder and ``as_of`` as an existing one replaces it: the last one
+    read wins, in file order for the backtest and in topic order for the stream (one key, one
+    partition, so both see the same order), like the compacted ``holdings`` topic.
 
     State (``to_dict``): ``{"holders": {holder: [HoldingUpdate.to_dict(), ...]}}`` sorted by as_of.
     """
 
-    def __init__(self, updates: Iterable[HoldingUpdate] = ()) -> None:
+    def __init__(self, updates: Iterable[HoldingUpdate] = (), limit: int = MAX_PER_HOLDER) -> None:
         self._times: dict[str, list[datetime]] = {}
         self._updates: dict[str, list[HoldingUpdate]] = {}
+        self.limit = limit
         for update in updates:
             self.add(update)
 
-    def add(self, update: HoldingUpdate) -> None:
+    def add(self, update: HoldingUpdate) -> bool:
+        """Insert or replace; False when nothing changed (the same row again, or a row older
+        than every kept one of a holder already at the limit)."""
         times = self._times.setdefault(update.holder, [])
         updates = self._updates.setdefault(update.holder, [])
         i = bisect_right(times, update.as_of)
         if i and times[i - 1] == update.as_of:
+            if updates[i - 1] == update:
+                return False
             updates[i - 1] = update
-            return
+            return True
+        if i == 0 and len(times) >= self.limit:
+            return False
         insort(times, update.as_of)
         updates.insert(i, update)
+        if len(times) > self.limit:
+            del times[0], updates[0]
+        return True
 
     def at(self, holder: str, ts: datetime) -> HoldingUpdate | None:
         """The update in force for ``holder`` at ``ts`` (latest ``as_of <= ts``), else None."""

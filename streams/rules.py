@@ -308,6 +308,15 @@ class RuleEngine:
             alerts.extend(self._evaluate(holding, ts, t, price))
         return alerts
 
+    def last_time(self, symbol: str = DEFAULT_SYMBOL) -> float | None:
+        """Event time (epoch s) of the last price accepted for ``symbol``, if any."""
+        return self._last_ts.get(symbol)
+
+    def rebase(self, holder: str) -> None:
+        """Forget ``holder``'s state in every rule: its next observation starts afresh."""
+        for states in self._state.values():
+            states.pop(holder, None)
+
     def evaluate(self, holding: HoldingUpdate, ts: datetime, price: float) -> list[Alert]:
         """One holder, no out-of-order check: for callers that already ordered their input."""
         return self._evaluate(holding, ts, ts.timestamp() if ts.tzinfo else _naive(ts), price)

@@ -1,9 +1,12 @@
 """Faust agents: price ticks + holdings → reference price → valuations → rules → alerts.
 
-Ticks are keyed ``venue:symbol`` and holdings by holder, so neither topic co-locates what one
-valuation needs. Both are re-keyed by symbol onto one internal topic; a single agent per symbol
-partition then owns the reference price, the holdings timeline and the rule state, each kept
-in a Faust table (changelogged, restored on restart) and in a decoded in-memory cache.
+Ticks are keyed ``venue:symbol``; route-ticks re-keys them by symbol onto one internal topic, and
+a single agent per symbol partition owns the reference price and the treasury book (holdings
+timeline and rule state), kept in a Faust table (changelogged, restored on restart) and in a
+decoded in-memory cache. Holdings do not travel with the ticks: every batch first catches the
+holdings table up to the topic's end (streams/holdings_table.py), so a holding Kafka
+acknowledged before a tick was produced is always in force for that tick; one arriving later
+follows the late-holding rules of streams/treasury.py, as the backtest does.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from streams.alerts import iso_utc
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.holdings import HoldingsTimeline, value_usd
+from streams.holdings_table import HoldingsTable
 from streams.positions import InputPositions, admit
 from streams.range_reader import RangeReader
 from streams.refprice import ReferencePrice
 from streams.rules import Rule, RuleEngine, load_rules
+from streams.treasury import TreasuryBook
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +47,12 @@ ASSET_SYMBOL = "BTC-USD"  # holdings are BTC: they are valued at this symbol's r
 
 @dataclass
 class SymbolState:
-    """Decoded state of one symbol; mirrors three table entries."""
+    """Decoded state of one symbol; mirrors its table record."""
 
     ref: ReferencePrice
-    holdings: HoldingsTimeline
-    engine: RuleEngine
+    book: TreasuryBook
     partition: int | None = None  # of the by-symbol topic; saved with the next offset there
+    synced: int = 0  # rows of the holdings table applied to ``book`` (in memory only)
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -80,6 +85,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     sent: list[Any] = []  # delivery futures of this batch's alerts
     reload_pending: list[bool] = []  # set on revocation, honoured between batches
     read = RangeReader(settings)
+    holdings_table = HoldingsTable(settings)
 
     @app.on_partitions_revoked.connect
     async def _drop_cache(app: faust.App, revoked: Any, **_: Any) -> None:
@@ -96,12 +102,15 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 ref=ReferencePrice(
                     staleness, settings.price_divergence_pct, state=saved.get("ref")
                 ),
-                holdings=HoldingsTimeline.from_dict(saved["holdings"])
-                if saved.get("holdings")
-                else HoldingsTimeline(),
-                engine=RuleEngine.from_dict(rules, saved["engine"])
-                if saved.get("engine")
-                else RuleEngine(rules),
+                book=TreasuryBook(
+                    RuleEngine.from_dict(rules, saved["engine"])
+                    if saved.get("engine")
+                    else RuleEngine(rules),
+                    HoldingsTimeline.from_dict(saved["holdings"])
+                    if saved.get("holdings")
+                    else None,
+                    symbol,
+                ),
                 partition=(saved.get("input") or [None])[0],
             )
             cache[symbol] = st
@@ -127,18 +136,18 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # A plain consumer group, not an agent: see streams/tick_router.py.
         await tick_router.run(settings, by_symbol, topics[t.DEAD_LETTER])
 
-    @app.agent(topics[t.HOLDINGS], name="route-holdings", concurrency=1)
-    async def route_holdings(stream: faust.StreamT) -> None:
+    @app.agent(topics[t.HOLDINGS], name="check-holdings", concurrency=1)
+    async def check_holdings(stream: faust.StreamT) -> None:
+        # The treasury reads holdings through its table; this group only dead-letters, once,
+        # what the table skips as malformed.
         async for event in stream.events():
-            metrics.count_in("route-holdings", t.HOLDINGS)
+            metrics.count_in("check-holdings", t.HOLDINGS)
             try:
                 HoldingUpdate.parse(event.value)
             except RecordError as exc:
                 await dead_letter(
-                    topics[t.DEAD_LETTER], "route-holdings", str(exc), event, event.value
+                    topics[t.DEAD_LETTER], "check-holdings", str(exc), event, event.value
                 )
-                continue
-            await by_symbol.send(key=ASSET_SYMBOL.encode(), value=b"H" + event.value)
 
     @app.agent(by_symbol, name="treasury", concurrency=1)  # stateful: never more than 1
     async def treasury(stream: faust.StreamT) -> None:
@@ -152,16 +161,17 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 reload_pending.clear()
             t0 = time.perf_counter()
             touched: set[str] = set()
+            await holdings_table.catch_up()  # holdings before ticks, see the module docstring
             valuations: dict[str, dict[str, Any]] = {}
             fresh = await admit(batch, positions, read=read, stage="treasury", enabled=guard)
             for event in fresh:
                 symbol = event.key.decode()
                 cache_partition(symbol, event.message.partition)
-                kind, body = event.value[:1], event.value[1:]
-                parts = body.split(b"\n") if kind == b"B" else [body]
+                # route-ticks sends b"B" + newline-separated ticks
+                parts = event.value[1:].split(b"\n")
                 for part in parts:
                     try:
-                        await _process(symbol, kind, part, valuations)
+                        await _process(symbol, part, valuations)
                         touched.add(symbol)
                     except (RecordError, ValueError, KeyError) as exc:
                         dlq = topics[t.DEAD_LETTER]
@@ -184,8 +194,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     continue
                 state_table[symbol.encode()] = {
                     "ref": st.ref.to_dict(),
-                    "holdings": st.holdings.to_dict(),
-                    "engine": st.engine.to_dict(),
+                    "holdings": st.book.timeline.to_dict(),
+                    "engine": st.book.engine.to_dict(),
                     "input": [st.partition, positions.expected.get(st.partition)]
                     if st.partition is not None
                     else None,
@@ -194,19 +204,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     metrics.set_reference_price(symbol, price)
             metrics.PROCESSING.labels("treasury").observe(time.perf_counter() - t0)
 
-    async def _process(
-        symbol: str, kind: bytes, body: bytes, valuations: dict[str, dict[str, Any]]
-    ) -> None:
+    async def _process(symbol: str, body: bytes, valuations: dict[str, dict[str, Any]]) -> None:
         st = state_for(symbol)
-        if kind == b"H":
-            update = HoldingUpdate.parse(body)
-            st.holdings.add(update)
-            price, as_of = st.ref.price(symbol), st.ref.as_of(symbol)
-            if price is not None and as_of is not None:
-                held = st.holdings.at(update.holder, as_of)
-                if held is not None:
-                    _valuation(valuations, held, symbol, as_of, price)
-            return
+        if symbol == ASSET_SYMBOL and st.synced < len(holdings_table.rows):
+            _apply_holdings(symbol, st, valuations)
         tick = PriceTick.parse(body)
         previous = st.ref.price(symbol)
         price, events = st.ref.update(tick)
@@ -216,8 +217,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             return
         now = st.ref.as_of(symbol)
         assert now is not None  # a price implies at least one tick
-        held = st.holdings.in_force(now)
-        for alert in st.engine.on_price(now, price, held, symbol=symbol):
+        for alert in st.book.on_price(now, price):
             sent.append(
                 await topics[t.ALERTS].send(
                     key=alert.holder.encode(), value=dumps(alert.to_message())
@@ -225,8 +225,33 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             )
             metrics.count_out("treasury", t.ALERTS)
         if price != previous:
-            for h in held:
+            for h in st.book.timeline.in_force(now):
                 _valuation(valuations, h, symbol, now, price)
+
+    def _apply_holdings(
+        symbol: str, st: SymbolState, valuations: dict[str, dict[str, Any]]
+    ) -> None:
+        applied = st.book.apply_holdings(holdings_table.rows[st.synced :])
+        st.synced = len(holdings_table.rows)
+        if applied.late:
+            metrics.HOLDINGS_LATE.inc(len(applied.late))
+            seen_until = st.book.last_evaluated()
+            for u in applied.late:
+                log.warning(
+                    "late holding: %s as of %s arrived after prices up to %s were valued; "
+                    "it applies from the next price%s",
+                    u.holder,
+                    u.as_of.isoformat(),
+                    seen_until.isoformat() if seen_until else "?",
+                    ", rules re-based" if u.holder in applied.rebased else "",
+                )
+        price, as_of = st.ref.price(symbol), st.ref.as_of(symbol)
+        if price is None or as_of is None:
+            return
+        for holder in {u.holder for u in applied.changed}:
+            held = st.book.timeline.at(holder, as_of)
+            if held is not None:
+                _valuation(valuations, held, symbol, as_of, price)
 
 
 def _valuation(

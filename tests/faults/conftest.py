@@ -29,7 +29,6 @@ from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from streams.alerts import Alert
 from streams.backtest import PriceRow, run_backtest
-from streams.holdings import HoldingsTimeline
 from streams.rules import RuleEngine, load_rules
 from tests.conftest import ROOT, settings_env
 
@@ -75,7 +74,7 @@ def expected_alerts(settings: Settings, tick_list: list[PriceTick]) -> list[Aler
     rows = [PriceRow(line=i, ts=k.ts, close=k.price) for i, k in enumerate(tick_list)]
     assert settings.rules_file is not None
     engine = RuleEngine(load_rules(settings.rules_file))
-    return list(run_backtest(rows, HoldingsTimeline(list(HOLDINGS)), engine))
+    return list(run_backtest(rows, HOLDINGS, engine))
 
 
 def articles(n: int, seed: int) -> list[NewsArticle]:
@@ -225,29 +224,9 @@ def alert_fingerprints(values: list[bytes | None]) -> tuple[set[str], int]:
     return set(fps), len(fps) - len(set(fps))
 
 
-def wait_holdings_routed(settings: Settings, n: int, timeout: float = 120.0) -> None:
-    """Holdings reach the treasury agent's input before any tick (as backtest assumes)."""
-    topic = f"{settings.topic_prefix}{settings.faust_app_id}-valuation-input"
-    deadline = time.monotonic() + timeout
-    consumer = KafkaConsumer(
-        topic,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=500,
-        **settings.kafka_client_kwargs(),
-    )
-    seen = 0
-    try:
-        while seen < n:
-            if time.monotonic() > deadline:
-                pytest.fail(f"only {seen}/{n} holdings routed within {timeout}s")
-            seen += sum(1 for m in consumer if m.value[:1] == b"H")
-    finally:
-        consumer.close()
-
-
 def send_holdings(settings: Settings) -> None:
     from producers.kafka import Producer
 
     with Producer(settings) as p:
         for h in HOLDINGS:
-            p.send(t.HOLDINGS, h.holder, h)
+            p.send(t.HOLDINGS, h.key, h)

@@ -29,7 +29,6 @@ from tests.faults.conftest import (
     read_topic,
     send_holdings,
     ticks,
-    wait_holdings_routed,
     with_rules,
 )
 
@@ -60,7 +59,6 @@ def test_broker_restart_loses_nothing(
 
     send_holdings(s)
     w.start()
-    wait_holdings_routed(s, 3)
 
     retries: list[str] = []
     done, errors = threading.Event(), []

@@ -33,7 +33,6 @@ from tests.faults.conftest import (
     read_topic,
     send_holdings,
     ticks,
-    wait_holdings_routed,
     with_rules,
 )
 
@@ -145,7 +144,6 @@ def test_es_outage_loses_nothing_and_bounds_memory(
 
     send_holdings(s)
     w.start()
-    wait_holdings_routed(s, 3)
     assert w.proc is not None
     rss = RssSampler(w.proc.pid)
     rss.start()

@@ -30,7 +30,6 @@ from tests.faults.conftest import (
     read_topic,
     send_holdings,
     ticks,
-    wait_holdings_routed,
     with_rules,
 )
 
@@ -64,7 +63,6 @@ def test_kill9_worker_loses_nothing(
 
     send_holdings(s)
     w.start()
-    wait_holdings_routed(s, 3)
 
     released = threading.Semaphore(0)
     done, stop, errors = threading.Event(), threading.Event(), []

@@ -89,7 +89,7 @@ def produce(s: Settings, now: datetime) -> None:
         for a in articles:
             producer.send(t.NEWS, a.id, a)
         producer.send(t.NEWS, "bad", b"not json")
-        producer.send(t.HOLDINGS, holding.holder, holding)
+        producer.send(t.HOLDINGS, holding.key, holding)
         producer.flush()
         for tick in ticks:
             producer.send(t.PRICE_TICKS, tick.key, tick)

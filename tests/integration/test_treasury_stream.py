@@ -17,7 +17,6 @@ from cpwatch import topics as t
 from cpwatch.records import PriceTick
 from cpwatch.settings import Settings
 from streams.backtest import read_holdings, read_prices, run_backtest
-from streams.holdings import HoldingsTimeline
 from streams.rules import RuleEngine, load_rules
 from tests.conftest import wait_for
 
@@ -64,7 +63,7 @@ def test_stream_alerts_equal_backtest(
     expected = [
         a.to_dict()
         for a in run_backtest(
-            prices, HoldingsTimeline(holdings), RuleEngine(load_rules(s.rules_file))
+            prices, holdings, RuleEngine(load_rules(s.rules_file))
         )
     ]
     assert len(expected) >= 8, "fixture should cross several rules"
