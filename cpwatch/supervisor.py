@@ -1,8 +1,10 @@
 """``cpwatch run``: the main job — worker, API and sample producers as supervised children.
 
-Every stage runs as its own process (its own event loop, its own /metrics port later), started
-in dependency order. Ctrl-C or SIGTERM stops all of them cleanly; if one dies unexpectedly the
-others are stopped too and the exit status says so.
+Every stage runs as its own process (its own event loop, its own /metrics port), started in
+dependency order: the worker and the API, then the holdings (reference data, sent to the end
+before anything else), then news and prices together. A worker that dies is restarted with a
+backoff, a few times at most (it resumes from Kafka and its changelogged state); any other child
+that dies unexpectedly stops everything. Ctrl-C or SIGTERM stops all children cleanly.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +23,9 @@ from rich.console import Console
 from cpwatch.settings import Settings
 
 STOP_TIMEOUT_S = 20.0
+RESTARTS = 5  # worker restarts allowed within RESTART_PERIOD_S before the job gives up
+RESTART_PERIOD_S = 600.0
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass
@@ -28,7 +33,11 @@ class Child:
     name: str
     argv: list[str]
     oneshot: bool = False  # a producer replaying a file exits 0 when done
+    gate: bool = False  # later children start only once this one finished (exit 0)
+    restart: bool = False  # restarted when it dies (the worker)
     proc: subprocess.Popen[bytes] | None = None
+    started: bool = False
+    restarts: list[float] = field(default_factory=list)  # monotonic times of restarts
 
 
 def _cpwatch(*args: str) -> list[str]:
@@ -41,7 +50,7 @@ def sample_file(name: str) -> Path:
 
 def plan(settings: Settings, sample: bool) -> list[Child]:
     children = [
-        Child("worker", _cpwatch("worker")),
+        Child("worker", _cpwatch("worker"), restart=True),
         Child(
             "api",
             [
@@ -65,6 +74,7 @@ def plan(settings: Settings, sample: bool) -> list[Child]:
                 "holdings",
                 _cpwatch("produce", "holdings", str(sample_file("treasuries.csv"))),
                 oneshot=True,
+                gate=True,  # holdings are in Kafka before the first price tick is sent
             ),
             Child(
                 "news",
@@ -107,34 +117,71 @@ def run_all(settings: Settings, *, sample: bool, duration: float | None, console
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    for child in children:
+
+    def start(child: Child) -> None:
         child.proc = subprocess.Popen(child.argv, env=dict(os.environ))  # noqa: S603
+        child.started = True
         console.print(f"started {child.name} (pid {child.proc.pid})")
-        if child.name == "worker":
-            time.sleep(5)  # let the worker join its group before producers start
-    console.print(
-        f"[green]cpwatch running[/green]: API and dashboard on http://{settings.api_host}:{settings.api_port}/"
-        f"  search: http://{settings.api_host}:{settings.api_port}/api/search?q=IMF  (Ctrl-C stops)"
-    )
+
     deadline = time.monotonic() + duration if duration else None
+    restart_at: dict[str, float] = {}
     status = 0
+    announced = False
     while not stopping:
-        time.sleep(0.5)
+        # Start children in order; a running gate child holds back the ones after it.
         for child in children:
+            if child.started:
+                if child.gate and child.proc is not None:
+                    break
+                continue
+            start(child)
+            if child.name == "worker":
+                time.sleep(5)  # let the worker join its group before producers start
+            if child.gate:
+                break
+        if not announced and all(c.started for c in children):
+            announced = True
+            url = f"http://{settings.api_host}:{settings.api_port}"
+            console.print(
+                f"[green]cpwatch running[/green]: API and dashboard on {url}/"
+                f"  search: {url}/api/search?q=IMF  (Ctrl-C stops)"
+            )
+        time.sleep(0.5)
+        now = time.monotonic()
+        for child in children:
+            if child.name in restart_at and now >= restart_at[child.name]:
+                del restart_at[child.name]
+                start(child)
             rc = child.proc.poll() if child.proc else None
             if rc is None:
                 continue
+            child.proc = None
             if child.oneshot and rc == 0:
                 console.print(f"{child.name} finished")
-                child.proc = None
-            elif child.proc is not None:
+            elif child.restart and not stopping and _may_restart(child, now):
+                wait = BACKOFF_S[min(len(child.restarts), len(BACKOFF_S)) - 1]
+                console.print(
+                    f"[yellow]{child.name} exited with status {rc}; restarting in {wait:.0f} s "
+                    f"({len(child.restarts)} of {RESTARTS} within {RESTART_PERIOD_S:.0f} s)"
+                    "[/yellow]"
+                )
+                restart_at[child.name] = now + wait
+            else:
                 console.print(f"[red]{child.name} exited with status {rc}; stopping[/red]")
                 status, stopping = 1, True
-                child.proc = None
         if deadline and time.monotonic() > deadline:
             stopping = True
     _terminate(children, console)
     return status
+
+
+def _may_restart(child: Child, now: float) -> bool:
+    """Record a restart unless RESTARTS already happened within RESTART_PERIOD_S."""
+    child.restarts = [t for t in child.restarts if now - t < RESTART_PERIOD_S]
+    if len(child.restarts) >= RESTARTS:
+        return False
+    child.restarts.append(now)
+    return True
 
 
 def _terminate(children: list[Child], console: Console) -> None:

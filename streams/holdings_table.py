@@ -43,8 +43,9 @@ class HoldingsTable:
         )
         await consumer.start()
         topic = self.settings.topic(t.HOLDINGS)
-        await consumer.topics()  # fetches the cluster metadata
-        numbers = consumer.partitions_for_topic(topic) or set()
+        # A group-less consumer only keeps metadata of what it subscribed to; ask the cluster.
+        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001
+        numbers = cluster.partitions_for_topic(topic) or set()
         if not numbers:
             await consumer.stop()
             raise RuntimeError(f"topic {topic} has no partitions (not created?)")
@@ -59,14 +60,16 @@ class HoldingsTable:
         consumer = self._consumer or await self._start()
         ends = await consumer.end_offsets(self._parts)
         before = len(self.rows)
-        while any(await consumer.position(tp) < end for tp, end in ends.items()):
-            polled = await consumer.getmany(*self._parts, timeout_ms=POLL_MS, max_records=10_000)
+        behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+        while behind:
+            polled = await consumer.getmany(*behind, timeout_ms=POLL_MS, max_records=10_000)
             for records in polled.values():
                 for r in records:
                     try:
                         self.rows.append(HoldingUpdate.parse(r.value))
                     except RecordError as exc:
                         log.debug("holdings %s@%d skipped: %s", r.partition, r.offset, exc)
+            behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
         metrics.HOLDINGS_LOADED.set(len(self.rows))
         return len(self.rows) - before
 
