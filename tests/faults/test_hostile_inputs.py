@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SEED = 4242
 HOSTILE = {t.NEWS: 4_000, t.PRICE_TICKS: 4_000, t.HOLDINGS: 2_000}  # 10,000 in all
-STAGE = {t.NEWS: "classify-news", t.PRICE_TICKS: "route-ticks", t.HOLDINGS: "route-holdings"}
+STAGE = {t.NEWS: "classify-news", t.PRICE_TICKS: "route-ticks", t.HOLDINGS: "check-holdings"}
 BIG = 200_500  # characters: over every field's limit, well under Kafka's 1 MB
 FAR_FUTURE = "9999-12-31T23:59:59Z"
 TS = "2024-01-01T00:00:00Z"
