@@ -23,6 +23,7 @@ from cpwatch.settings import Settings
 log = logging.getLogger(__name__)
 
 POLL_MS = 200
+FETCH_WAIT_MS = 20
 
 
 class HoldingsTable:
@@ -39,6 +40,10 @@ class HoldingsTable:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A fetch waiting for data holds the connection: the end-offsets request of the next
+            # catch-up queued behind it for the default 500 ms. Partitions are paused between
+            # catch-ups, and a fetch already in flight returns within this bound.
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             **self.settings.kafka_client_kwargs(),
         )
         await consumer.start()
@@ -52,6 +57,7 @@ class HoldingsTable:
         self._parts = [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(self._parts)
         await consumer.seek_to_beginning(*self._parts)
+        consumer.pause(*self._parts)  # fetched only during a catch-up
         self._consumer = consumer
         return consumer
 
@@ -61,6 +67,7 @@ class HoldingsTable:
         ends = await consumer.end_offsets(self._parts)
         before = len(self.rows)
         behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+        consumer.resume(*behind)
         while behind:
             polled = await consumer.getmany(*behind, timeout_ms=POLL_MS, max_records=10_000)
             for records in polled.values():
@@ -70,6 +77,7 @@ class HoldingsTable:
                     except RecordError as exc:
                         log.debug("holdings %s@%d skipped: %s", r.partition, r.offset, exc)
             behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
+        consumer.pause(*self._parts)
         metrics.HOLDINGS_LOADED.set(len(self.rows))
         return len(self.rows) - before
 
