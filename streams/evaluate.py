@@ -7,6 +7,7 @@ category is a false positive; per-category F1 for each of the eight categories.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -121,3 +122,89 @@ def keyword_baseline(title: str, text: str) -> dict[str, Any]:
     cats = sorted(c for c, rx in _BASE_CATS.items() if rx.search(doc)) if event else []
     countries = sorted({_NAME_TO_CC[m] for m in _COUNTRY_NAMES.findall(doc)})
     return {"is_policy_event": event, "categories": cats, "countries": countries}
+
+
+# --- cross-validation -------------------------------------------------------------------------
+
+Rows = list[Mapping[str, Any]]
+Fitter = Callable[[Rows], Predictor]  # training rows -> predictor (rule-only: ignores them)
+
+
+def stratified_folds(rows: Rows, k: int, seed: int = 13) -> list[list[int]]:
+    """Row indices in ``k`` folds, events and non-events dealt out separately (fixed seed)."""
+    rnd = random.Random(seed)  # noqa: S311 - reproducible folds, not secrets
+    folds: list[list[int]] = [[] for _ in range(k)]
+    start = 0
+    for flag in (True, False):
+        idx = [i for i, r in enumerate(rows) if bool(r["label"]["is_policy_event"]) is flag]
+        rnd.shuffle(idx)
+        for j, i in enumerate(idx):
+            folds[(start + j) % k].append(i)
+        start += len(idx)  # continue the deal so fold sizes stay balanced
+    return [sorted(f) for f in folds]
+
+
+def metrics(rep: Report) -> dict[str, float | None]:
+    """Flat metric table of one report; None where a category has no gold or predicted case."""
+    out: dict[str, float | None] = {
+        "detection P": rep.detection.precision,
+        "detection R": rep.detection.recall,
+        "detection F1": rep.detection.f1,
+        "categories F1": rep.categories.f1,
+        "countries F1": rep.countries.f1,
+    }
+    for c, p in rep.per_category.items():
+        out[f"  {c}"] = p.f1 if p.tp + p.fp + p.fn else None
+    return out
+
+
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    std: float
+    lo: float
+    hi: float
+    pooled: float  # the metric over all held-out predictions at once
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.std:.3f} [{self.lo:.2f}-{self.hi:.2f}] ({self.pooled:.3f})"
+
+
+@dataclass
+class CVResult:
+    folds: list[Report]
+    pooled: Report
+
+    def summary(self) -> dict[str, Spread]:
+        per_fold = [metrics(r) for r in self.folds]
+        pooled = metrics(self.pooled)
+        out: dict[str, Spread] = {}
+        for name in pooled:
+            vals = [v for m in per_fold if (v := m[name]) is not None]
+            if not vals:
+                continue
+            mean = sum(vals) / len(vals)
+            std = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
+            out[name] = Spread(mean, std, min(vals), max(vals), pooled[name] or 0.0)
+        return out
+
+
+def cross_validate(rows: Rows, k: int, fit: Fitter, seed: int = 13) -> CVResult:
+    """Train on k-1 folds, score the held-out fold; also pool every held-out prediction."""
+    folds = stratified_folds(rows, k, seed)
+    reports: list[Report] = []
+    gold: list[Prediction] = []
+    pred: list[Prediction] = []
+    ids: list[str] = []
+    for held in folds:
+        held_set = set(held)
+        predictor = fit([r for i, r in enumerate(rows) if i not in held_set])
+        test = [rows[i] for i in held]
+        preds = [predictor(r["title"], r["text"]) for r in test]
+        labels = [r["label"] for r in test]
+        test_ids = [str(r["id"]) for r in test]
+        reports.append(score(labels, preds, test_ids))
+        gold += labels
+        pred += preds
+        ids += test_ids
+    return CVResult(reports, score(gold, pred, ids))

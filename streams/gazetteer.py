@@ -239,45 +239,84 @@ BODIES: dict[str, str] = {
     "US": "US SEC|U.S. SEC|U.S. Securities and Exchange Commission"
     "|US Securities and Exchange Commission|CFTC"
     "|Federal Reserve|OCC|FDIC|IRS|NYDFS|DFS|FinCEN|U.S. Treasury|US Treasury|White House"
-    "|Capitol Hill|U.S. Congress|US Congress",
-    "GB": "FCA|Financial Conduct Authority|Bank of England|BoE|HM Treasury|HMT|HMRC|Downing Street",
+    "|Capitol Hill|U.S. Congress|US Congress"
+    "|Department of Justice|Justice Department|Treasury Department|OFAC"
+    "|Office of Foreign Assets Control|Commodity Futures Trading Commission"
+    "|Comptroller of the Currency|CFPB|Consumer Financial Protection Bureau"
+    "|House Financial Services Committee|Senate Banking Committee",
+    "GB": "FCA|Financial Conduct Authority|Bank of England|BoE|HM Treasury|HMT|HMRC|Downing Street"
+    "|Prudential Regulation Authority|Payment Systems Regulator|National Crime Agency"
+    "|Serious Fraud Office",
     "PK": "State Bank of Pakistan|SBP|Pakistan Crypto Council|PCC|PVARA|SECP",
     "SV": "Bitcoin Office|CNAD|Banco Central de Reserva|Chivo",
-    "CN": "People's Bank of China|PBOC|PBoC|CSRC|State Council|NDRC",
-    "IN": "Reserve Bank of India|RBI|SEBI|Lok Sabha",
-    "RU": "Bank of Russia|Central Bank of Russia|Duma|State Duma|Kremlin|Rosfinmonitoring",
+    "CN": "People's Bank of China|PBOC|PBoC|CSRC|State Council|NDRC"
+    "|Cyberspace Administration of China|China Banking and Insurance Regulatory Commission"
+    "|CBIRC|National Financial Regulatory Administration|Supreme People's Court"
+    "|Ministry of Public Security",
+    "IN": "Reserve Bank of India|RBI|SEBI|Lok Sabha"
+    "|Securities and Exchange Board of India|Enforcement Directorate"
+    "|Central Board of Direct Taxes|CBDT|NITI Aayog|Rajya Sabha|GST Council",
+    "RU": "Bank of Russia|Central Bank of Russia|Duma|State Duma|Kremlin|Rosfinmonitoring"
+    "|Federation Council|Minfin",
     "MX": "Banxico|Bank of Mexico|CNBV",
     "BR": "Banco Central do Brasil|Central Bank of Brazil|CVM",
     "AR": "BCRA|Central Bank of Argentina|CNV",
-    "JP": "Bank of Japan|BoJ|BOJ|Japan Financial Services Agency",
-    "KR": "Bank of Korea|BoK|Financial Services Commission",
+    "JP": "Bank of Japan|BoJ|BOJ|Japan Financial Services Agency"
+    "|Financial Services Agency|National Tax Agency",
+    "KR": "Bank of Korea|BoK|Financial Services Commission"
+    "|Financial Supervisory Service|Korea Financial Intelligence Unit|KoFIU",
     "SG": "Monetary Authority of Singapore|MAS",
-    "HK": "Hong Kong Monetary Authority|HKMA|SFC|Legislative Council|LegCo",
-    "AE": "VARA|CBUAE|ADGM|Central Bank of the UAE",
+    "HK": "Hong Kong Monetary Authority|HKMA|SFC|Legislative Council|LegCo"
+    "|Securities and Futures Commission|Financial Services and the Treasury Bureau",
+    "AE": "VARA|CBUAE|ADGM|Central Bank of the UAE"
+    "|Securities and Commodities Authority|Dubai Financial Services Authority|DFSA"
+    "|Financial Services Regulatory Authority",
     "SA": "Saudi Central Bank|SAMA",
-    "DE": "BaFin|Bundesbank|Bundestag",
-    "FR": "Banque de France",
+    "DE": "BaFin|Bundesbank|Bundestag|Federal Financial Supervisory Authority",
+    "FR": "Banque de France|Bank of France|Autorité des marchés financiers",
     "CH": "FINMA|Swiss National Bank|SNB",
-    "AU": "ASIC|AUSTRAC|Reserve Bank of Australia|RBA",
+    "AU": "ASIC|AUSTRAC|Reserve Bank of Australia|RBA"
+    "|Australian Taxation Office|Australian Securities and Investments Commission",
     "NZ": "Reserve Bank of New Zealand|RBNZ",
-    "CA": "Bank of Canada|Ontario Securities Commission",
-    "NG": "Central Bank of Nigeria|CBN",
+    "CA": "Bank of Canada|Ontario Securities Commission"
+    "|Canada Revenue Agency|Canadian Securities Administrators",
+    "NG": "Central Bank of Nigeria|CBN|EFCC|Federal Inland Revenue Service|FIRS",
     "KE": "Central Bank of Kenya|Kenya Revenue Authority",
-    "ZA": "South African Reserve Bank|SARB|FSCA",
-    "PH": "Bangko Sentral|BSP",
+    "ZA": "South African Reserve Bank|SARB|FSCA"
+    "|SA Reserve Bank|Financial Sector Conduct Authority|South African Revenue Service",
+    "PH": "Bangko Sentral|BSP|Bangko Sentral ng Pilipinas",
     "ID": "Bank Indonesia|OJK|Bappebti",
     "TH": "Bank of Thailand|Thai SEC",  # a bare "SEC" is left unassigned: many states have one
-    "MY": "Bank Negara",
-    "TR": "Central Bank of the Republic of Turkey",
+    "MY": "Bank Negara"
+    "|Thai Securities and Exchange Commission"
+    "|Bank Negara Malaysia|Securities Commission Malaysia",
+    "TR": "Central Bank of the Republic of Turkey"
+    "|CBRT|Central Bank of the Republic of Türkiye|Central Bank of Turkey|Capital Markets Board"
+    "|MASAK",
     "UA": "Verkhovna Rada|Rada|National Bank of Ukraine",
     "KZ": "National Bank of Kazakhstan|AIFC",
     "IL": "Bank of Israel|Knesset",
-    "SE": "Riksbank",
+    "SE": "Riksbank|Sveriges Riksbank",
     "NO": "Norges Bank",
     "IT": "Bank of Italy|CONSOB",
     "ES": "Bank of Spain|CNMV",
     "BT": "Druk Holding|Druk Holdings|Druk Holding and Investments",
     "PY": "ANDE",
+    "HU": "Magyar Nemzeti Bank|MNB|Hungarian National Bank",
+    "PL": "National Bank of Poland|NBP",
+    "CZ": "Czech National Bank",
+    "VN": "State Bank of Vietnam|SBV",
+    "BD": "Bangladesh Bank",
+    "LK": "Central Bank of Sri Lanka",
+    "IR": "Central Bank of Iran",
+    "VE": "Sunacrip",
+    "UZ": "National Agency for Prospective Projects|NAPP",
+    "MH": "Nitijela",
+    "GH": "Bank of Ghana",
+    "EG": "Central Bank of Egypt",
+    "TW": "Financial Supervisory Commission",
+    "BS": "Central Bank of The Bahamas|Central Bank of the Bahamas",
+    "JM": "Bank of Jamaica",
 }
 
 # Office holders: they act for their state, but are people, not organisations.
@@ -318,7 +357,7 @@ CITIES: dict[str, str] = {
     "IN": "Mumbai|Bengaluru|Bangalore",
     "PK": "Karachi|Lahore",
     "DE": "Frankfurt|Munich",
-    "CH": "Zurich|Zug|Geneva",
+    "CH": "Zurich|Zug|Geneva|Lugano|Basel|Lausanne",
     "BR": "Sao Paulo|São Paulo|Rio de Janeiro",
     "NG": "Lagos",
     "TR": "Istanbul",

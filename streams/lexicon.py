@@ -23,6 +23,14 @@ CATEGORIES: tuple[str, ...] = (
     "cbdc",
 )
 
+# Central bank digital currencies by name: each is a crypto term and a strong CBDC cue.
+_CBDC_NAMES = (
+    "|digital lira|digital turkish lira|digital won|digital shekel|digital krona|e krona"
+    "|digital hryvnia|e hryvnia|digital tenge|digital baht|digital rand|digital real|drex"
+    "|digital riyal|digital dirham|e cedi|digital som|digital manat|e peso|digital peso"
+    "|digital rial|digital taka|e hkd|digital kina|bakong|digital lari|digital shilling"
+)
+
 LEXICON: dict[str, str] = {
     # crypto-assets
     "crypto": "bitcoin{,s}|btc|crypto{,s}|crypto currenc{y,ies}|cryptocurrenc{y,ies}"
@@ -31,7 +39,9 @@ LEXICON: dict[str, str] = {
     "|blockchain{,s}|ether|ethereum|tether|usdt|usdc|altcoin{,s}|web3|defi|nft{,s}|vasp{,s}"
     "|crypto mining|bitcoin mining|hashrate|hash rate|satoshi{,s}|crypto industry|token{,s}"
     "|digital currenc{y,ies}|e cny|digital yuan|digital rupee|e rupee|digital euro|digital pound"
-    "|digital ruble|digital rouble|e naira|digital dollar|cbdc{,s}|solana|cardano|xrp|ripple"
+    "|digital ruble|digital rouble|e naira|digital dollar|cbdc{,s}"
+    + _CBDC_NAMES
+    + "|solana|cardano|xrp|ripple"
     "|dogecoin|litecoin|binance|coinbase|kraken|ftx|crypto exchange{,s}|mining rig{,s}",
     # public authorities
     "state": "government{,s}|govt|ministry|ministries|minister{,s}|ministerial|central bank{,s}"
@@ -43,7 +53,12 @@ LEXICON: dict[str, str] = {
     "|securities commission|governor{,s}|court|supreme court|constitutional court|judge{,s}"
     "|kremlin|white house|federal|crypto council|bitcoin office|public funds|taxpayer{,s}"
     "|policymaker{,s}|policy makers|lawmaking|decree|executive order|tax authorit{y,ies}"
-    "|finance minister|state legislature|house of representatives",
+    "|finance minister|state legislature|house of representatives"
+    # state utilities and budget laws act for the state too (tariffs for miners, tax rates)
+    "|state utility|state owned utility|state power company|state electricity company"
+    "|state energy company|national utility|public utility|power utility|electricity utility"
+    "|grid operator|national grid|draft budget|budget bill|budget law|state budget"
+    "|finance act|finance bill|tax code|law enforcement|police|prosecutor{,s}",
     # weak signs of a public actor ("the country", "officials")
     "state_weak": "department|agency|public sector|nation|country|countries|jurisdiction{,s}"
     "|state{,s}|national|officials",
@@ -62,7 +77,11 @@ LEXICON: dict[str, str] = {
     "|draft{,s,ed}|pilot{,s,ed,ing}|expand{,s,ed,ing}|suspend{,s,ed}|unveil{,s,ed}"
     "|decid{e,es,ed}|consider{,s,ing}|mull{,s,ed,ing}|reject{,s,ed}|halt{,s,ed}"
     "|commit{,s,ted}|implement{,s,ed,ing}|amend{,s,ed,ing,ment}|abolish{,es,ed}|revok{e,ed}"
-    "|outlaw{,s,ed}|stockpil{e,es,ed,ing}|invest{,s,ed,ing}|hold{,s}|held",
+    "|outlaw{,s,ed}|stockpil{e,es,ed,ing}|invest{,s,ed,ing}|hold{,s}|held"
+    "|rais{e,es,ed,ing}|hik{e,es,ed}|tighten{,s,ed,ing}|cap{s,ped}|pledg{e,es,ed}"
+    "|recogniz{e,es,ed}|recognis{e,es,ed}|grant{,s,ed}|seiz{e,es,ed}|confiscat{e,es,ed}"
+    "|t{ake,akes,ook} effect|c{ome,omes,ame} into force|ent{er,ers,ered} into force"
+    "|went into effect|goes into effect",
     # negative signs: market / price news
     "neg:market": "price{,s}|rall{y,ies,ied}|surg{e,es,ed}|plung{e,es,ed}|soar{,s,ed}"
     "|jump{,s,ed}|all time high{,s}|bullish|bearish|liquidat{ed,ions}|traders|trading volume"
@@ -77,11 +96,16 @@ LEXICON: dict[str, str] = {
     "neg:company": "earnings|revenue{,s}|quarter|quarterly|shares|stock|net loss|profit{,s}"
     "|ipo|public debut|per share|premarket|nasdaq|nyse|startup{,s}|valuation|venture funding"
     "|funding round|outage|upgrade|mainnet|testnet|users|customers|product{,s}|ceo"
-    "|the company|its customers|subpoena|layer 2|l2",
+    "|the company|its customers|subpoena|layer 2|l2"
+    "|treasury company|treasury firm|treasury strategy|corporate treasury"
+    "|bitcoin treasury company|bitcoin treasury firm|crypto treasury company|treasury companies"
+    "|listed company|listed firm|share issuance|bond issuance|shareholder{,s}|convertible notes",
     # categories
-    "CAT:legal_tender": "legal tender|legal currency|official currency",
+    "CAT:legal_tender": "legal tender|legal currency|official currency|bitcoin acceptance"
+    "|acceptance of bitcoin|mandatory acceptance|acceptance voluntary|voluntary acceptance",
     "cat:legal_tender": "bitcoin law|currency status|means of payment|medium of exchange"
-    "|accept bitcoin|national currency",
+    "|accept bitcoin|national currency|acceptance|required to accept|accept the cryptocurrency"
+    "|accept it|official cryptocurrency|national cryptocurrency|own cryptocurrency",
     "CAT:reserve": "bitcoin reserve{,s}|crypto reserve{,s}|strategic bitcoin reserve"
     "|digital asset reserve|digital asset stockpile|crypto stockpile|bitcoin stockpile"
     "|bitcoin holdings|btc holdings|crypto holdings|bitcoin treasury|bitcoin fund",
@@ -109,10 +133,12 @@ LEXICON: dict[str, str] = {
     "|cooperation agreement|partnership agreement|official visit|joint statement",
     "cat:cooperation": "cooperat{e,ion}|co operation|collaborat{e,es,ed,ing,ion}|partnership{,s}"
     "|alliance|agreement{,s}|met with|visit{,s,ed}|delegation|hosts|hosted|talks|summit"
-    "|harmoniz{e,ation}|harmonis{e,ation}|cross border|working group|joint",
+    "|harmoniz{e,ation}|harmonis{e,ation}|cross border|working group|joint"
+    "|pledg{e,es,ed}|information sharing|share information|extradit{e,ion}|task force"
+    "|mutual legal assistance|counterpart{,s}|both countries|two countries",
     "CAT:cbdc": "cbdc{,s}|central bank digital currenc{y,ies}|digital yuan|e cny|e yuan"
     "|digital rupee|e rupee|digital euro|digital pound|digital ruble|digital rouble|e naira"
-    "|sand dollar|dcash|mbridge|wholesale digital|retail digital|digital renminbi",
+    "|sand dollar|dcash|mbridge|wholesale digital|retail digital|digital renminbi" + _CBDC_NAMES,
     "cat:cbdc": "digital currenc{y,ies}|digital dollar|digital version",
 }
 

@@ -88,7 +88,10 @@ class PhraseMatcher:
                 tags.setdefault(key_of(phrase, fold), set()).add(tag)
         # A cue phrase also means what its parts mean: "bitcoin reserve" is a crypto term too.
         # Not for names: "Thai SEC" is no US body.
+        # Negative phrases ("treasury company") inherit nothing: a company's treasury is no state.
         for key, own in tags.items() if inherit else ():
+            if any(t.startswith("neg:") for t in own):
+                continue
             words = key.split(" ")
             for n in range(1, len(words)):
                 for i in range(len(words) - n + 1):
@@ -138,12 +141,23 @@ _BACKGROUND = re.compile(
 )
 
 
+_FIRM = re.compile(
+    r"(?:-(?:based|listed|headquartered)|(?:'s)? (?:(?:crypto|bitcoin|tech|listed|mining|"
+    r"investment|payments?|hotel|software|energy) )?(?:firm|company|companies|firms|startup"
+    r"|exchange|miner|lender|conglomerate|investor|fund manager|asset manager|bank(?!ing)))\b"
+)
+_LOCATED = re.compile(r"\b(?:in|from|to|at) (?:the )?$")
+
+
 @dataclass(frozen=True, slots=True)
 class CountryHit:
     cc: str
     kind: str  # place | body | leader | city
     sent: int
     actor: bool  # next to a public-authority term or a policy verb
+    subject: bool = False  # directly followed by a policy verb
+    possessive: bool = False  # "Kosovo's ..."
+    located: bool = False  # "in Kosovo", "Kosovo-based": a place, not an actor
 
 
 @dataclass
@@ -192,17 +206,28 @@ def analyse(title: str, text: str) -> Doc:
                 verb = _near(verb_at, hit.end, VERB_AFTER)
                 # "Kosovo bans ...": the country is the subject only if no comma intervenes.
                 subject = verb is not None and "," not in full[hit.end : verb]
-                after = _near(state_at, hit.end, ACTOR_AFTER) is not None or subject
+                # "a Japanese firm", "Tokyo-listed": a company's home, not a state acting.
+                firm = _FIRM.match(full, hit.end) is not None
+                subject = subject and not firm
+                after = not firm and (_near(state_at, hit.end, ACTOR_AFTER) is not None or subject)
                 before = _near(state_end, hit.start - ACTOR_BEFORE, ACTOR_BEFORE) is not None
                 doc.country_hits.append(
                     CountryHit(
                         val,
                         kind,
                         i,
-                        kind != "city" and (after or before or kind in ("body", "leader")),
+                        kind != "city"
+                        and not firm
+                        and (after or before or kind in ("body", "leader")),
+                        subject,
+                        full.startswith("'s", hit.end),
+                        _LOCATED.search(full, max(0, hit.start - 10), hit.start) is not None
+                        or full.startswith("-based", hit.end)
+                        or firm,
                     )
                 )
-                sent["country"] += 1
+                # A firm's home ("a Japanese firm") places no state in the sentence.
+                sent["firm_home" if firm else "country"] += 1
                 if kind in ("body", "leader"):
                     sent["body"] += 1
                     if kind == "body":
