@@ -90,7 +90,10 @@ def _q(text: str) -> Any:
     return Query(description=text)
 
 
-Words = Annotated[str, _q('Words (all must match), `|` or, `-` not, "phrase", prefix*.')]
+Words = Annotated[
+    str,
+    _q('Words (all must match); OR or |; NOT or -; "phrase"; prefix*; ( ). OR binds before AND.'),
+]
 Many = list[str] | None
 When = str | None
 

@@ -1,4 +1,5 @@
-"""Fetch Kafka's jars and Elasticsearch's integ-test-zip through Maven's own client.
+"""Fetch Kafka's jars and Elasticsearch's integ-test-zip through Maven's own client, and build
+cpwatch's own analysis plugin (``deploy/es-plugin``) for that distribution.
 
 Maven verifies checksums and caches everything in one local repository under
 ``settings.home/m2``, so a second ``stack up`` downloads nothing.
@@ -6,10 +7,13 @@ Maven verifies checksums and caches everything in one local repository under
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 from cpwatch.exceptions import StackError
 
@@ -114,3 +118,145 @@ def install_elasticsearch(version: str, home: Path, target: Path) -> Path:
         script.chmod(0o755)  # zipfile drops the executable bits
     (es_home / ".complete").touch()
     return es_home
+
+
+# ---- cpwatch's own analysis plugin (deploy/es-plugin) ---------------------------------------
+
+PLUGIN_SRC = Path(__file__).resolve().parent / "es-plugin"
+PLUGIN_NAME = "cpwatch-analysis-english"  # must equal `name` in stable-plugin-descriptor.properties
+PLUGIN_VERSION = "1.0.0"
+PLUGIN_API = ("elasticsearch-plugin-api", "elasticsearch-plugin-analysis-api")
+PLUGIN_JAVA_RELEASE = "21"  # Elasticsearch 9 runs on Java 21+
+JAVAC_TIMEOUT_S = 300
+
+
+def _plugin_sources() -> list[Path]:
+    return sorted(PLUGIN_SRC.rglob("*.java")) + [
+        PLUGIN_SRC / "stable-plugin-descriptor.properties",
+        PLUGIN_SRC / "named_components.json",
+    ]
+
+
+def plugin_fingerprint(es_version: str) -> str:
+    """Changes whenever a source file, the packaging or the Elasticsearch version changes."""
+    h = hashlib.sha256(f"{es_version}|{PLUGIN_VERSION}|{PLUGIN_JAVA_RELEASE}".encode())
+    for f in _plugin_sources():
+        h.update(str(f.relative_to(PLUGIN_SRC)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def build_analysis_plugin(es_version: str, home: Path, es_home: Path, java_home: Path) -> Path:
+    """Compile deploy/es-plugin with javac and package it as a stable-plugin zip (cached).
+
+    Compiled against Elastic's stable plugin API jars from Maven Central and against the very
+    Lucene jars of the distribution it will run in (``es_home/lib``).
+    """
+    fp = plugin_fingerprint(es_version)
+    out = home / "es-plugin" / fp
+    zip_path = out / f"{PLUGIN_NAME}-{PLUGIN_VERSION}.zip"
+    if zip_path.exists():
+        return zip_path
+    javac = java_home / "bin/javac"
+    if not javac.exists():
+        raise StackError(f"building the analysis plugin needs a JDK (javac); none at {java_home}")
+    repo = home / "m2"
+    jars = []
+    for artifact in PLUGIN_API:
+        coords = f"org.elasticsearch.plugin:{artifact}:{es_version}"
+        _mvn(["dependency:get", f"-Dartifact={coords}", "-Dtransitive=false"], repo=repo)
+        jar = repo / "org/elasticsearch/plugin" / artifact / es_version
+        jar = jar / f"{artifact}-{es_version}.jar"
+        if not jar.exists():
+            raise StackError(f"expected {jar} after Maven download")
+        jars.append(jar)
+    for prefix in ("lucene-core-", "lucene-analysis-common-"):
+        found = sorted((es_home / "lib").glob(f"{prefix}[0-9]*.jar"))
+        if not found:
+            raise StackError(f"no {prefix}*.jar in {es_home / 'lib'} to compile the plugin against")
+        jars.append(found[-1])
+    if out.exists():
+        shutil.rmtree(out)
+    classes = out / "classes"
+    classes.mkdir(parents=True)
+    proc = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            str(javac),
+            "--release",
+            PLUGIN_JAVA_RELEASE,
+            "-Xlint:all",
+            "-Werror",
+            "-d",
+            str(classes),
+            "-cp",
+            ":".join(map(str, jars)),
+            *map(str, sorted(PLUGIN_SRC.rglob("*.java"))),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=JAVAC_TIMEOUT_S,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise StackError(f"javac failed on {PLUGIN_SRC}:\n{proc.stdout}{proc.stderr}")
+    jar_path = out / f"{PLUGIN_NAME}-{PLUGIN_VERSION}.jar"
+    with zipfile.ZipFile(jar_path, "w", zipfile.ZIP_DEFLATED) as jf:
+        jf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+        for cls in sorted(classes.rglob("*.class")):
+            jf.write(cls, cls.relative_to(classes).as_posix())
+    descriptor = (PLUGIN_SRC / "stable-plugin-descriptor.properties").read_text()
+    for key, value in (
+        ("version", PLUGIN_VERSION),
+        ("java_version", PLUGIN_JAVA_RELEASE),
+        ("es_version", es_version),
+    ):
+        descriptor = descriptor.replace("${" + key + "}", value)
+    tmp = zip_path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(jar_path, jar_path.name)
+        zf.writestr("stable-plugin-descriptor.properties", descriptor)
+        zf.write(PLUGIN_SRC / "named_components.json", "named_components.json")
+    tmp.replace(zip_path)  # only a complete zip is ever found by the cache check above
+    return zip_path
+
+
+def has_builtin_english(es_home: Path) -> bool:
+    """A full distribution ships analysis-common, whose `english` our plugin must not shadow."""
+    return (es_home / "modules" / "analysis-common").is_dir()
+
+
+def install_analysis_plugin(
+    es_version: str, home: Path, es_home: Path, java_home: Path
+) -> Literal["installed", "present", "builtin"]:
+    """Install the plugin into a stopped distribution, once per plugin build; safe to repeat."""
+    if has_builtin_english(es_home):
+        return "builtin"
+    fp = plugin_fingerprint(es_version)
+    marker = es_home / f".{PLUGIN_NAME}"  # outside plugins/: Elasticsearch reads every entry there
+    installed = es_home / "plugins" / PLUGIN_NAME
+    if installed.is_dir() and marker.exists() and marker.read_text().strip() == fp:
+        return "present"
+    zip_path = build_analysis_plugin(es_version, home, es_home, java_home)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "ES_JAVA_HOME": str(java_home),
+        "ES_PATH_CONF": str(es_home / "config"),
+        "HOME": str(home),
+    }
+    tool = str(es_home / "bin/elasticsearch-plugin")
+    if installed.exists():  # an older build of ours: replace it
+        _plugin_cli([tool, "remove", PLUGIN_NAME], env)
+    _plugin_cli([tool, "install", "--batch", zip_path.as_uri()], env)
+    if not installed.is_dir():
+        raise StackError(f"elasticsearch-plugin finished but {installed} does not exist")
+    marker.write_text(fp + "\n")
+    return "installed"
+
+
+def _plugin_cli(cmd: list[str], env: dict[str, str]) -> None:
+    proc = subprocess.run(  # noqa: S603 - fixed argv
+        cmd, env=env, capture_output=True, text=True, timeout=JAVAC_TIMEOUT_S, check=False
+    )
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+        msg = f"elasticsearch-plugin {cmd[1]} failed (exit {proc.returncode}):\n"
+        raise StackError(msg + "\n".join(out))

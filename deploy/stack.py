@@ -25,7 +25,14 @@ from rich.console import Console
 
 from cpwatch.exceptions import StackError
 from cpwatch.settings import Settings
-from deploy.install import install_elasticsearch, install_kafka, require_tool
+from deploy.install import (
+    PLUGIN_NAME,
+    has_builtin_english,
+    install_analysis_plugin,
+    install_elasticsearch,
+    install_kafka,
+    require_tool,
+)
 
 HEALTH_TIMEOUT_S = 180.0
 ES_RUNTIME_ROOT = Path("/var/lib/cpwatch")  # used when root: the ES user must reach it
@@ -89,6 +96,7 @@ class Stack:
             es_root / "es-data",
         )
         self.es_root = es_root
+        self._es_found_running = False
 
     # ---- up -------------------------------------------------------------------------------
 
@@ -98,6 +106,8 @@ class Stack:
         self._start_es()
         self._wait_kafka()
         self._wait_es()
+        if self._es_found_running:
+            self._check_es_plugin()
         if with_prometheus:
             from deploy.prometheus import start_prometheus
 
@@ -215,6 +225,7 @@ class Stack:
     def _start_es(self) -> None:
         if self._check_port(self.es):
             self.console.print(f"elasticsearch already running (pid {_read_pid(self.es.pid_file)})")
+            self._es_found_running = True  # checked once it answers (_check_es_plugin)
             return
         java_home = self.s.es_java_home
         if not (java_home / "bin/java").exists():
@@ -224,6 +235,10 @@ class Stack:
             )
         self.console.print(f"elasticsearch {self.s.es_version}: fetching distribution (cached)...")
         es_home = install_elasticsearch(self.s.es_version, self.s.home, self.es_root / "dist")
+        # Before the node starts: plugins are read only at start-up.
+        state = install_analysis_plugin(self.s.es_version, self.s.home, es_home, java_home)
+        if state == "installed":
+            self.console.print(f"elasticsearch: installed plugin {PLUGIN_NAME} (english analyzer)")
         for d in (self.es.data_dir, self.es.log_file.parent):
             d.mkdir(parents=True, exist_ok=True)
         conf = self.es_root / "es-config"
@@ -280,6 +295,28 @@ class Stack:
                 f" {self.es.log_file.parent / 'stdout.log'}:\n{self.logs('elasticsearch', 20)}"
             )
         self.console.print(f"elasticsearch starting (pid {_read_pid(self.es.pid_file)})")
+
+    def _check_es_plugin(self) -> None:
+        """A node we found running may predate the english analyzer plugin: say what to do.
+
+        It is not restarted here: other clients (a test run, the pipeline) may be using it.
+        """
+        dist = self.es_root / "dist" / f"elasticsearch-{self.s.es_version}"
+        if has_builtin_english(dist):
+            return
+        try:
+            url = f"{self.s.es_url}/_nodes/plugins?filter_path=nodes.*.plugins.name"
+            nodes = httpx.get(url, timeout=10).json().get("nodes", {}).values()
+            names = {p.get("name") for n in nodes for p in n.get("plugins", [])}
+        except (httpx.HTTPError, ValueError):
+            return
+        if PLUGIN_NAME not in names:
+            self.console.print(
+                f"[yellow]warning:[/yellow] elasticsearch at {self.s.es_url} runs without the"
+                f" {PLUGIN_NAME} plugin, so new indices get no English stemming. Restart it"
+                " with `cpwatch stack down && cpwatch stack up` (installs the plugin first),"
+                " then `cpwatch indices migrate articles --version 2` (and events)."
+            )
 
     def _wait_kafka(self) -> None:
         from kafka.admin import KafkaAdminClient

@@ -6,6 +6,7 @@ ships as a new template version: create the next index, reindex, swap the alias,
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from elasticsearch import BadRequestError, Elasticsearch
@@ -13,17 +14,23 @@ from elasticsearch import BadRequestError, Elasticsearch
 from cpwatch.settings import Settings
 from streams.subscriptions import SUBSCRIPTION_PROPERTIES
 
-TEMPLATE_VERSION = 1
+log = logging.getLogger(__name__)
 
-_KEYWORD_TEXT: dict[str, Any] = {
-    "type": "text",
-    "analyzer": "cpwatch_text",
-    "fields": {"raw": {"type": "keyword", "ignore_above": 512}},
-}
+# Template version per logical index; a mapping change bumps it (then `cpwatch indices migrate`).
+# 2 = English analysis (stemming, possessives) on the text indices; 1 = their old analyzer.
+TEMPLATE_VERSION = 2
+TEXT_INDICES = ("articles", "events", "match-scratch")
+PLAIN_TEXT_VERSION = 1  # what a text index gets on a cluster without an `english` analyzer
 
-ANALYSIS: dict[str, Any] = {
-    # The integ-test-zip distribution ships without the analysis-common module, so the
-    # language analyzers are absent: build a lowercase + English-stop-word analyzer from core parts.
+# Elasticsearch's `english` analyzer: standard tokenizer, possessive 's removed, lowercase,
+# English stop words, Porter stemmer. Full distributions have it built in (analysis-common);
+# cpwatch's local stack runs the integ-test-zip, which lacks that module, and gets the same
+# analyzer from our own stable plugin (deploy/es-plugin, installed by `cpwatch stack up`).
+ENGLISH = "english"
+
+# The old analyzer, built from core parts only: used where no `english` analyzer exists (a node
+# started before the plugin was installed), so indexing never stops over it.
+PLAIN_ANALYSIS: dict[str, Any] = {
     "analyzer": {
         "cpwatch_text": {
             "type": "custom",
@@ -34,10 +41,16 @@ ANALYSIS: dict[str, Any] = {
     "filter": {"cpwatch_stop": {"type": "stop", "stopwords": "_english_"}},
 }
 
+_KEYWORD_TEXT: dict[str, Any] = {
+    "type": "text",
+    "analyzer": ENGLISH,
+    "fields": {"raw": {"type": "keyword", "ignore_above": 512}},
+}
+
 ARTICLE_PROPERTIES: dict[str, Any] = {
     "id": {"type": "keyword"},
     "title": _KEYWORD_TEXT,
-    "text": {"type": "text", "analyzer": "cpwatch_text"},
+    "text": {"type": "text", "analyzer": ENGLISH},
     "source": {"type": "keyword"},
     "url": {"type": "keyword", "ignore_above": 2048},
     "lang": {"type": "keyword"},
@@ -49,7 +62,7 @@ ARTICLE_PROPERTIES: dict[str, Any] = {
     "countries": {"type": "keyword"},
     "orgs": {"type": "keyword"},
     "severity": {"type": "float"},
-    "evidence": {"type": "text", "analyzer": "cpwatch_text"},
+    "evidence": {"type": "text", "analyzer": ENGLISH},
     "amounts": {
         "properties": {
             "value": {"type": "double"},
@@ -102,11 +115,18 @@ VALUATION_PROPERTIES: dict[str, Any] = {
     "value_usd": {"type": "double"},
 }
 
+# Treasury holders a policy event concerns (streams/holder_links), on events and the scratch
+# index that matches subscriptions' ``holders`` filter.
+_HOLDERS: dict[str, Any] = {"holders": {"type": "keyword"}}
+# Fields added after indices were created: a new keyword field needs no new index version,
+# so ensure_indices also puts them on the existing index (documents indexed before lack them).
+ADDED_FIELDS: dict[str, dict[str, Any]] = {"events": _HOLDERS, "match-scratch": _HOLDERS}
+
 MAPPINGS: dict[str, dict[str, Any]] = {
     "articles": {"dynamic": "false", "properties": ARTICLE_PROPERTIES},
     "events": {
         "dynamic": "false",
-        "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}},
+        "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}, **_HOLDERS},
     },
     "alerts": {"dynamic": "false", "properties": ALERT_PROPERTIES},
     "treasury-valuations": {"dynamic": "false", "properties": VALUATION_PROPERTIES},
@@ -115,7 +135,7 @@ MAPPINGS: dict[str, dict[str, Any]] = {
     # Scratch space of sinks/matching.py: a batch's events live here for one _msearch.
     "match-scratch": {
         "dynamic": "false",
-        "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}},
+        "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}, **_HOLDERS},
     },
 }
 
@@ -131,8 +151,15 @@ INDEX_SETTINGS: dict[str, dict[str, Any]] = {"match-scratch": {"refresh_interval
 TIME_SERIES = {"treasury-valuations"}
 
 
-def concrete_index(settings: Settings, name: str) -> str:
-    return f"{settings.index(name)}-v{TEMPLATE_VERSION}"
+def version_of(name: str, english: bool = True) -> int:
+    """The template version ``name`` gets: text indices are at 1 while no english analyzer."""
+    if name in TEXT_INDICES and not english:
+        return PLAIN_TEXT_VERSION
+    return TEMPLATE_VERSION if name in TEXT_INDICES else 1
+
+
+def concrete_index(settings: Settings, name: str, english: bool = True) -> str:
+    return f"{settings.index(name)}-v{version_of(name, english)}"
 
 
 def monthly_index(settings: Settings, name: str, ts: str) -> str:
@@ -140,31 +167,92 @@ def monthly_index(settings: Settings, name: str, ts: str) -> str:
     return f"{concrete_index(settings, name)}-{ts[:4]}.{ts[5:7]}"
 
 
-def ensure_indices(es: Elasticsearch, settings: Settings, names: list[str] | None = None) -> None:
-    """Install each template and create its first index behind the alias. Safe to repeat."""
+def has_english(es: Elasticsearch) -> bool:
+    """Whether the cluster knows the analyzer `english` (built in, or our plugin)."""
+    try:
+        es.indices.analyze(analyzer=ENGLISH, text="mining")
+    except BadRequestError:
+        return False
+    return True
+
+
+def _mapping(mapping: dict[str, Any], english: bool) -> dict[str, Any]:
+    """The mapping with every `english` text field on the old analyzer when ``not english``."""
+    if english:
+        return mapping
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: ("cpwatch_text" if k == "analyzer" and v == ENGLISH else swap(v))
+                for k, v in node.items()
+            }
+        return node
+
+    return swap(mapping)  # type: ignore[no-any-return]
+
+
+def ensure_indices(
+    es: Elasticsearch,
+    settings: Settings,
+    names: list[str] | None = None,
+    *,
+    english: bool | None = None,
+) -> None:
+    """Install each template and create its first index behind the alias. Safe to repeat.
+
+    An alias that already exists is left where it points, even on an older version: moving it
+    is `migrate`'s job (``cpwatch indices migrate NAME --version N``), copying its documents.
+    ``english`` is asked of the cluster unless given (False: the old analyzer, for comparisons).
+    """
+    if english is None:
+        english = has_english(es)
+        if not english:
+            log.warning(
+                "Elasticsearch at %s has no `english` analyzer: text indices keep the old"
+                " analyzer (no stemming). Local stack: cpwatch stack down && cpwatch stack up.",
+                settings.es_url,
+            )
     for name in names or list(MAPPINGS):
         alias = settings.index(name)
+        index_settings: dict[str, Any] = {
+            "number_of_shards": 1,
+            "number_of_replicas": 0,
+            **INDEX_SETTINGS.get(name, {}),
+        }
+        if not english:
+            index_settings["analysis"] = PLAIN_ANALYSIS
         template: dict[str, Any] = {
-            "settings": {
-                "number_of_shards": 1,
-                "number_of_replicas": 0,
-                "analysis": ANALYSIS,
-                **INDEX_SETTINGS.get(name, {}),
-            },
-            "mappings": MAPPINGS[name],
+            "settings": index_settings,
+            "mappings": _mapping(MAPPINGS[name], english),
         }
         if name in TIME_SERIES:
             template["aliases"] = {alias: {}}  # every monthly index joins the read alias
         es.indices.put_index_template(
             name=alias,
             index_patterns=[f"{alias}-v*"],
-            version=TEMPLATE_VERSION,
+            version=version_of(name, english),
             priority=100,
             template=template,
         )
         if name in TIME_SERIES:
             continue  # monthly indices are created on first write
-        index = concrete_index(settings, name)
+        index = concrete_index(settings, name, english)
+        if es.indices.exists_alias(name=alias):
+            current = sorted(es.indices.get_alias(name=alias))
+            if index not in current:
+                log.warning(
+                    "%s is on %s; template version %d awaits `cpwatch indices migrate %s"
+                    " --version %d`",
+                    alias,
+                    ", ".join(current),
+                    version_of(name, english),
+                    name,
+                    version_of(name, english),
+                )
+            if name in ADDED_FIELDS:  # additive: also onto an index made before the field
+                es.indices.put_mapping(index=alias, properties=ADDED_FIELDS[name])
+            continue
         if not es.indices.exists(index=index):
             try:
                 es.indices.create(index=index, aliases={alias: {"is_write_index": True}})
@@ -207,6 +295,11 @@ def migrate(es: Elasticsearch, settings: Settings, name: str, version: int) -> s
 
     if name in TIME_SERIES:
         raise ValueError(f"{name} is a monthly series: new months already take the new template")
+    if name in TEXT_INDICES and version > PLAIN_TEXT_VERSION and not has_english(es):
+        raise ValueError(
+            f"this cluster has no `english` analyzer, so {name} v{version} cannot be built; on"
+            " the local stack restart Elasticsearch (cpwatch stack down && cpwatch stack up)"
+        )
     alias = settings.index(name)
     target = f"{alias}-v{version}"
     old = sorted(es.indices.get_alias(name=alias))

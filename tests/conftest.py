@@ -11,7 +11,9 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +108,20 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout}s: {predicate.__name__}")
         time.sleep(interval)
+
+
+@contextmanager
+def search_api(settings: Settings) -> Iterator[Any]:
+    """The API app searching under ``settings``, as a TestClient; its ES client closed after."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.routes_search import search_settings
+
+    app = create_app()
+    app.dependency_overrides[search_settings] = lambda: settings
+    with TestClient(app) as c:
+        yield c
+    es = getattr(app.state, "search_es", None)
+    if es is not None:
+        es.close()

@@ -18,11 +18,9 @@ import pytest
 from elasticsearch import Elasticsearch, helpers
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.routes_search import search_settings
 from cpwatch.settings import Settings
 from sinks.indices import ensure_indices
-from tests.conftest import ROOT, settings_env
+from tests.conftest import ROOT, search_api, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -142,13 +140,8 @@ def indexed(kafka_settings: Settings) -> Settings:
 
 @pytest.fixture
 def client(indexed: Settings) -> Iterator[TestClient]:
-    app = create_app()
-    app.dependency_overrides[search_settings] = lambda: indexed
-    with TestClient(app) as c:
+    with search_api(indexed) as c:
         yield c
-    es = getattr(app.state, "search_es", None)
-    if es is not None:
-        es.close()
 
 
 def _get(client: TestClient, **params: Any) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def test_valuations_roll_into_monthly_indices_and_old_months_are_pruned(
 def test_alias_migrates_to_a_new_index_version_without_losing_documents(
     kafka_settings: Settings,
 ) -> None:
-    from sinks.indices import concrete_index, migrate
+    from sinks.indices import TEMPLATE_VERSION, concrete_index, migrate
 
     s = kafka_settings
     es = Elasticsearch(**s.es_client_kwargs())
@@ -133,11 +133,12 @@ def test_alias_migrates_to_a_new_index_version_without_losing_documents(
     for i in range(25):
         es.index(index=alias, id=f"m-{i}", document=_doc(i))
     es.indices.refresh(index=alias)
-    new = migrate(es, s, "articles", version=2)
-    assert new == f"{alias}-v2"
+    nxt = TEMPLATE_VERSION + 1
+    new = migrate(es, s, "articles", version=nxt)
+    assert new == f"{alias}-v{nxt}"
     assert list(es.indices.get_alias(name=alias)) == [new]
     assert not es.indices.exists(index=concrete_index(s, "articles"))
     assert es.count(index=alias)["count"] == 25
     es.index(index=alias, id="after", document=_doc(99), refresh=True)  # writes follow the alias
     assert es.exists(index=new, id="after")
-    assert migrate(es, s, "articles", version=2) == new  # re-running is harmless
+    assert migrate(es, s, "articles", version=nxt) == new  # re-running is harmless
