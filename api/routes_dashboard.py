@@ -1,10 +1,12 @@
 """The web dashboard: ``/`` and its static files, plus the read-only JSON it draws from.
 
-``GET /api/events/stream`` (server-sent events: new policy events, polled from the events
-alias every ``POLL_S`` by ``ingested_at``, with a heartbeat), ``GET /api/holders``,
-``GET /api/holders/{id}/series``, ``GET /api/rules``, ``GET /api/dashboard/alerts`` (firing =
-latest crossing per rule and holder, unacked) and ``GET /api/dashboard/health`` (the worker's
-Prometheus ``/metrics`` on ``settings.metrics_port``, or ``"unknown"``).
+``GET /api/events/stream`` (server-sent events: the latest published policy events, then new
+ones polled from the events alias every ``POLL_S`` by ``ingested_at``, with a heartbeat),
+``GET /api/holders``, ``GET /api/holders/{id}/series`` (valuations, level rules and the policy
+events linked to the holder), ``GET /api/rules``, ``GET /api/dashboard/alerts`` (firing =
+``streams.alerts.firing``, the same count as ``cpwatch_alerts_firing``) and
+``GET /api/dashboard/health`` (the worker's Prometheus ``/metrics`` on
+``settings.metrics_port``, or ``"unknown"``).
 Settings come from ``api.routes_subscriptions.subscription_settings`` (tests override it).
 """
 
@@ -25,9 +27,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
 from api.routes_subscriptions import EsDep, SettingsDep
+from cpwatch import metrics
 from cpwatch.exceptions import ConfigError
 from cpwatch.records import utcnow
 from cpwatch.settings import Settings
+from streams.alerts import firing, measure
 from streams.rules import load_rules
 
 router = APIRouter(tags=["dashboard"])
@@ -40,6 +44,7 @@ STREAM_MAX_S = 3600.0  # a stream ends after an hour; EventSource reconnects wit
 BACKLOG = 20  # events sent when a stream starts
 BATCH = 100  # events per poll, at most
 MAX_POINTS = 5_000
+MAX_MARKERS = 200  # linked policy events drawn on one holder's chart
 METRICS_TIMEOUT_S = 1.0
 ES_TIMEOUT_S = 5.0
 
@@ -62,12 +67,16 @@ def static(name: str) -> FileResponse:
 def _new_events(
     es: Elasticsearch, settings: Settings, since: str | None, skip: set[str]
 ) -> list[dict[str, Any]]:
-    """Events ingested at or after ``since`` (oldest first), minus ids in ``skip``."""
+    """Events ingested at or after ``since``, minus ids in ``skip``; without ``since``, the
+    ``BACKLOG`` latest by publication. Either way in ingestion order, which the stream's
+    ``since`` cursor follows (the page orders its feed by publication)."""
     query: dict[str, Any] = {"range": {"ingested_at": {"gte": since}}} if since else {}
+    newest: dict[str, Any] = {"published": {"order": "desc", "missing": "_last"}}
+    order = {"ingested_at": "asc"} if since else newest
     resp = es.options(request_timeout=ES_TIMEOUT_S).search(
         index=settings.index("events"),
         size=BATCH if since else BACKLOG,
-        sort=[{"ingested_at": "asc" if since else "desc"}, {"id": "asc"}],
+        sort=[order, {"id": "asc"}],
         query=query or {"match_all": {}},
         source_excludes=["text", "evidence"],
         ignore_unavailable=True,
@@ -75,7 +84,7 @@ def _new_events(
     )
     docs = [h["_source"] for h in resp.get("hits", {}).get("hits", [])]
     if not since:
-        docs.reverse()
+        docs.sort(key=lambda d: (d.get("ingested_at") or "", d.get("id") or ""))
     return [d for d in docs if d.get("id") not in skip and d.get("ingested_at")]
 
 
@@ -193,21 +202,74 @@ def holder_series(
         for r in _rules(settings)
         if r["type"] == "level" and r["holder"] in ("*", holder)
     ]
-    return {"holder": holder, "points": points, "levels": levels}
+    events: list[dict[str, Any]] = []
+    if points:  # the policy events linked to this holder (streams/holder_links) in the range
+        span = {"gte": points[0]["ts"], "lte": points[-1]["ts"]}
+        linked = _search(
+            es,
+            settings.index("events"),
+            size=MAX_MARKERS,
+            sort=[{"published": "asc"}],
+            query={
+                "bool": {"filter": [{"term": {"holders": holder}}, {"range": {"published": span}}]}
+            },
+            source_includes=["id", "title", "published", "categories", "countries"],
+        )
+        events = [h["_source"] for h in linked.get("hits", {}).get("hits", [])]
+    return {"holder": holder, "points": points, "levels": levels, "events": events}
+
+
+def firing_alerts(es: Elasticsearch, settings: Settings) -> list[dict[str, Any]]:
+    """``streams.alerts.firing`` over the latest alert of every (rule, holder) in the index,
+    not only recent ones. The dashboard's list and the API's ``cpwatch_alerts_firing``."""
+    resp = _search(
+        es,
+        settings.index("alerts"),
+        size=0,
+        aggs={
+            "holder": {
+                "terms": {"field": "holder", "size": 1_000},
+                "aggs": {
+                    "rule": {
+                        "terms": {"field": "rule", "size": 200},
+                        "aggs": {"latest": {"top_hits": {"size": 1, "sort": [{"ts": "desc"}]}}},
+                    }
+                },
+            }
+        },
+    )
+    latest = [
+        rule["latest"]["hits"]["hits"][0]["_source"]
+        for holder in resp.get("aggregations", {}).get("holder", {}).get("buckets", [])
+        for rule in holder["rule"]["buckets"]
+    ]
+    return [dict(a) for a in firing(latest)]
+
+
+def _presented(alerts: list[dict[str, Any]], types: dict[str, str]) -> list[dict[str, Any]]:
+    """Each alert with its rule type and what its threshold is compared with (price or value)."""
+    out = []
+    for a in alerts:
+        rule_type = types.get(str(a.get("rule")))
+        out.append({**a, "rule_type": rule_type, "measure": measure(rule_type)})
+    return out
 
 
 @router.get("/api/dashboard/alerts")
 def dashboard_alerts(
-    settings: SettingsDep, es: EsDep, size: Annotated[int, Query(ge=1, le=1_000)] = 200
+    settings: SettingsDep, es: EsDep, size: Annotated[int, Query(ge=1, le=1_000)] = 50
 ) -> dict[str, Any]:
-    """Recent alerts, and those firing: the latest crossing of each (rule, holder), unacked."""
+    """The ``size`` latest alerts, and those firing (``firing_alerts``)."""
     resp = _search(es, settings.index("alerts"), size=size, sort=[{"ts": "desc"}])
     recent = [h["_source"] for h in resp.get("hits", {}).get("hits", [])]
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for alert in recent:
-        latest.setdefault((alert.get("rule", ""), alert.get("holder", "")), alert)
-    firing = [a for a in latest.values() if not a.get("acked_at")]
-    return {"firing": firing, "recent": recent[:50]}
+    try:
+        types = {r["id"]: r["type"] for r in _rules(settings)}
+    except HTTPException:
+        types = {}  # an unreadable rules file: alerts still show, compared by value
+    return {
+        "firing": _presented(firing_alerts(es, settings), types),
+        "recent": _presented(recent, types),
+    }
 
 
 # ------------------------------------------------------------------ pipeline health
@@ -237,37 +299,52 @@ def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 def summarize(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, Any]:
-    """Consumer lag per topic, records in/out/failed per stage, open alert incidents."""
+    """Consumer lag per topic (Faust changelogs left out: restore-only topics whose consumed
+    position Faust never commits, so their "lag" is whatever the tables wrote), and records
+    in/out/failed per stage."""
     lag: dict[str, float] = {}
     records: dict[str, dict[str, float]] = {}
-    firing = None
     for name, labels, value in samples:
         if math.isnan(value):
             continue
         if name == "cpwatch_consumer_lag":
             topic = labels.get("topic", "?")
-            lag[topic] = lag.get(topic, 0.0) + value
+            if topic != "changelog":
+                lag[topic] = lag.get(topic, 0.0) + value
         elif name in _RECORDS:
             per_stage = records.setdefault(labels.get("stage", "?"), {})
             per_stage[_RECORDS[name]] = per_stage.get(_RECORDS[name], 0.0) + value
-        elif name == "cpwatch_alerts_firing":
-            firing = (firing or 0.0) + value
-    return {"lag": lag, "records": records, "alerts_firing": firing}
+    return {"lag": lag, "records": records}
+
+
+def firing_count(es: Elasticsearch, settings: Settings) -> int | None:
+    """How many alerts fire (``firing_alerts``), also set on ``cpwatch_alerts_firing``;
+    None when Elasticsearch does not answer."""
+    try:
+        n = len(firing_alerts(es, settings))
+    except HTTPException:
+        return None
+    metrics.ALERTS_FIRING.set(n)
+    return n
 
 
 @router.get("/api/dashboard/health")
-async def health(settings: SettingsDep) -> dict[str, Any]:
-    """The worker's metrics, summarized; rates are left to the client (deltas between polls)."""
+async def health(settings: SettingsDep, es: EsDep) -> dict[str, Any]:
+    """The worker's metrics, summarized, and the alerts firing; rates are left to the client
+    (deltas between polls)."""
+    firing_now = await asyncio.to_thread(firing_count, es, settings)
     url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
     try:
         async with httpx.AsyncClient(timeout=METRICS_TIMEOUT_S) as client:
             resp = await client.get(url)
             resp.raise_for_status()
     except httpx.HTTPError as exc:
-        return {"status": "unknown", "source": url, "detail": exc.__class__.__name__}
+        detail = exc.__class__.__name__
+        return {"status": "unknown", "source": url, "detail": detail, "alerts_firing": firing_now}
     return {
         "status": "ok",
         "source": url,
         "ts": time.time(),
         **summarize(parse_metrics(resp.text)),
+        "alerts_firing": firing_now,
     }

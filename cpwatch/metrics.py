@@ -104,7 +104,11 @@ TREASURY_VALUE = Gauge(
     f"Latest valuation per holder; holders past the first {HOLDER_CAP} are summed as 'other'.",
     ["holder"],
 )
-ALERTS_FIRING = Gauge("cpwatch_alerts_firing", "Open alert incidents (fired, not resolved).")
+# Set by the API only (api/routes_metrics.py), from the alerts index with the dashboard's own
+# rule (streams.alerts.firing): one number, acks included, never summed over workers.
+ALERTS_FIRING = Gauge(
+    "cpwatch_alerts_firing", "Alerts firing: latest crossing per rule and holder, not acked."
+)
 INPUT_REFILLS = Counter(
     "cpwatch_input_refilled_total",
     "Input messages the consumer skipped, read again from the broker before going on.",

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from cpwatch.records import stable_id, utcnow
-from streams.alerts import iso_utc
+from streams.alerts import iso_utc, measure
 from streams.lifecycle import Notification
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ EVENT_FIELDS = (
     "categories",
     "countries",
     "orgs",
+    "holders",
     "severity",
     "cluster_id",
 )
@@ -125,17 +126,22 @@ def summarize(item: Item) -> Summary:
     """One headline and a few labelled facts, shared by the Slack and email renderers."""
     if isinstance(item, Notification):
         a = item.alert
-        title = (
-            f"[{_LABEL[item.kind]}] {a.holder}: rule {a.rule} crossed {a.direction} "
-            f"${a.threshold_usd:,.0f}"
-        )
-        facts = [
-            ("value", f"${a.value_usd:,.0f}"),
-            ("BTC price", f"${a.price:,.2f}"),
-            ("BTC held", f"{a.btc:,.4f}"),
-            ("at", iso_utc(a.ts)),
-            ("incident", item.incident),
-        ]
+        head = f"[{_LABEL[item.kind]}] {a.holder}: rule {a.rule}"
+        held = [("BTC held", f"{a.btc:,.4f}"), ("at", iso_utc(a.ts)), ("incident", item.incident)]
+        if measure(item.rule_type) == "price":  # threshold = average cost per coin
+            title = (
+                f"{head}: BTC price ${a.price:,.0f} crossed {a.direction} "
+                f"the average cost ${a.threshold_usd:,.0f} per BTC"
+            )
+            facts = [
+                ("BTC price", f"${a.price:,.2f}"),
+                ("average cost per BTC", f"${a.threshold_usd:,.2f}"),
+                ("value", f"${a.value_usd:,.0f}"),
+                *held,
+            ]
+        else:
+            title = f"{head} crossed {a.direction} ${a.threshold_usd:,.0f}"  # USD value levels
+            facts = [("value", f"${a.value_usd:,.0f}"), ("BTC price", f"${a.price:,.2f}"), *held]
         return Summary(title, facts, None)
     facts = [
         (k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))

@@ -100,6 +100,7 @@ def items_from_message(raw_items: list[dict[str, Any]]) -> list[Item]:
                     Alert.from_dict(it["alert"]),
                     str(it["incident"]),
                     parse_utc(str(it["at"])),
+                    it.get("rule_type"),
                 )
             )
         else:

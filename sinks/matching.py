@@ -34,7 +34,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from cpwatch.settings import Settings
-from streams.subscriptions import Subscription
+from streams.subscriptions import EVENT_KEYWORDS, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def subscription_query(sub: Subscription, ids: list[str]) -> dict[str, Any]:
         if "ids" in clause:
             clause["ids"]["values"] = ids
     f = sub.filters
-    for name in ("categories", "countries", "orgs"):
+    for name in EVENT_KEYWORDS:
         wanted = getattr(f, name)
         if wanted:
             clauses.append({"terms": {name: list(wanted)}})

@@ -3,8 +3,9 @@
 * Policy events, in batches, are matched against the cached subscriptions by Elasticsearch
   (``sinks.matching.EventMatcher``: one ``_msearch`` per batch). Copies of one story (same
   ``cluster_id``) are sent once per subscriber (bounded memory of what was sent).
-* Who gets what: a subscription with a query or event filters gets events; one with holder or
-  rule-type filters gets alerts; one with neither gets both (``wants_events``/``wants_alerts``).
+* Who gets what: a subscription with a query or event filters gets events; one with a
+  rule-type filter gets alerts; one with neither, or with holders only, gets both (a policy
+  event carries the holders it concerns) (``wants_events``/``wants_alerts``).
 * Treasury alerts are matched by filters only (``Subscription.matches_alert``) inside the
   ``LifecycleTracker`` (firing, re-alert, resolved). They are re-keyed onto a one-partition
   internal topic so one tracker sees all holders; its state lives in a Faust table
@@ -52,8 +53,9 @@ STATE_KEY = b"lifecycle"
 
 
 def wants_events(sub: Subscription) -> bool:
-    """A holder or rule-type filter can never match a policy event (events have neither)."""
-    return not (sub.filters.holders or sub.filters.rule_types)
+    """A rule-type filter can never match a policy event; a holder filter can (events carry
+    the holders they concern), so a holder-only subscription gets both kinds."""
+    return not sub.filters.rule_types
 
 
 def wants_alerts(sub: Subscription) -> bool:
@@ -184,7 +186,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             for n in tr.observe(alert, now):
                 grouper.add(n.subscription, n, now)
             tr.drain_suppressed()
-            metrics.ALERTS_FIRING.set(len(tr.open_incidents()))
             state_table[STATE_KEY] = tr.to_dict()
             await flush()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -81,3 +82,36 @@ class Alert:
             price=float(data["price"]),
             btc=float(data["btc"]),
         )
+
+
+# ---------------------------------------------------------------- presentation
+
+Measure = Literal["price", "value"]
+
+
+def measure(rule_type: str | None) -> Measure:
+    """What an alert's ``threshold_usd`` is compared with. A below-cost threshold is the
+    holder's average cost per coin, so its peer is the BTC ``price``; every other rule's
+    threshold is a holder value in USD, compared with ``value_usd``."""
+    return "price" if rule_type == "below_cost" else "value"
+
+
+def _ts(alert: Mapping[str, Any]) -> datetime:
+    try:
+        return parse_utc(str(alert.get("ts")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def firing(alerts: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Alerts firing now, newest first: the latest crossing of each (rule, holder), unless
+    acknowledged. That latest crossing is the open incident of streams/lifecycle (a crossing
+    opens its direction and resolves the other); an ack takes it off the list. The dashboard's
+    list and the ``cpwatch_alerts_firing`` gauge both come from here."""
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for alert in alerts:
+        key = (str(alert.get("rule", "")), str(alert.get("holder", "")))
+        if key not in latest or _ts(alert) > _ts(latest[key]):
+            latest[key] = alert
+    out = [a for a in latest.values() if not a.get("acked_at")]
+    return sorted(out, key=_ts, reverse=True)

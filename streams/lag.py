@@ -3,7 +3,9 @@
 A timer asks the broker for the highwater of every assigned partition (one request) and
 subtracts the offset Faust last committed there (its position when nothing was committed
 yet); ``cpwatch_consumer_lag{topic,partition}`` then says how far behind each partition is.
-Partitions revoked from this worker are removed from the gauge.
+Partitions revoked from this worker are removed from the gauge. Faust's changelog topics are
+left out: they are read only to restore tables and Faust never commits a position there, so
+their "lag" grows with every table write and is no backlog.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def register(app: faust.App) -> None:
     async def consumer_lag() -> None:
         consumer = app.consumer
         try:
-            tps = consumer.assignment()
+            tps = {tp for tp in consumer.assignment() if not _changelog(tp.topic)}
             highwaters = await consumer.highwaters(*tps) if tps else {}
             committed = getattr(consumer, "_committed_offset", {})
             lags: dict[tuple[str, str], int] = {}
@@ -37,7 +39,7 @@ def register(app: faust.App) -> None:
                 if hw is None or done is None:
                     continue
                 labels = (metrics.logical_topic(tp.topic), str(tp.partition))
-                # Several full topics can share a logical name (changelogs): keep the largest.
+                # Several full topics can share a logical name ("other"): keep the largest.
                 lags[labels] = max(lags.get(labels, 0), hw - done)
         except Exception as exc:  # noqa: BLE001 - a metrics failure must not stop the worker
             log.warning("consumer lag: %r", exc)
@@ -48,3 +50,7 @@ def register(app: faust.App) -> None:
             metrics.CONSUMER_LAG.remove(*labels)
         exported.clear()
         exported.update(lags)
+
+
+def _changelog(topic: str) -> bool:
+    return metrics.logical_topic(topic) == "changelog"

@@ -39,6 +39,7 @@ class Notification:
     alert: Alert  # the opening crossing; for "resolved" the crossing that resolved it
     incident: str  # fingerprint of the alert that opened the incident
     at: datetime
+    rule_type: str | None = None  # level, below_cost, ...: says what the threshold measures
 
     @property
     def delivery_id(self) -> str:
@@ -52,6 +53,7 @@ class Notification:
             "incident": self.incident,
             "subscription": self.subscription,
             "at": iso_utc(self.at),
+            "rule_type": self.rule_type,
             "alert": self.alert.to_message(),
         }
 
@@ -137,10 +139,10 @@ class LifecycleTracker:
                 elif sub.silenced(now):
                     continue  # recorded once when it fired; no record per tick
                 elif last is None:
-                    out.append(Notification(sid, "firing", alert, alert.fingerprint, now))
+                    out.append(self._note(sid, "firing", alert, alert.fingerprint, now))
                     inc["subs"][sid] = now.timestamp()
                 elif now.timestamp() - last >= sub.realert_window.total_seconds():
-                    out.append(Notification(sid, "realert", alert, alert.fingerprint, now))
+                    out.append(self._note(sid, "realert", alert, alert.fingerprint, now))
                     inc["subs"][sid] = now.timestamp()
         return out
 
@@ -169,7 +171,12 @@ class LifecycleTracker:
         if sub.silenced(now):
             self._suppressed.append(Suppressed(sub.id, "silenced", kind, alert.fingerprint, now))
             return []
-        return [Notification(sub.id, kind, alert, incident, now)]
+        return [self._note(sub.id, kind, alert, incident, now)]
+
+    def _note(
+        self, sid: str, kind: Kind, alert: Alert, incident: str, now: datetime
+    ) -> Notification:
+        return Notification(sid, kind, alert, incident, now, self.rule_types.get(alert.rule))
 
     def _remember(self, fp: str) -> None:
         self._seen[fp] = None

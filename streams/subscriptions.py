@@ -34,6 +34,8 @@ assert set(RULE_TYPES) == set(get_args(RuleType))  # one list of rule types, kep
 
 _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 MASK = "********"
+# Filters on a policy event's keyword lists (the event field of the same name).
+EVENT_KEYWORDS = ("categories", "countries", "orgs", "holders")
 
 
 def _duration(value: object) -> timedelta:
@@ -156,12 +158,13 @@ class Subscription(BaseModel):
         return not f.rule_types or rule_type in f.rule_types
 
     def matches_event(self, event: dict[str, Any]) -> bool:
-        """Keyword filters on a policy event; ``query`` is Elasticsearch's job (see
-        ``event_query``), so a subscription with a query must also pass that search."""
+        """Keyword filters on a policy event (``holders``: the treasury holders it concerns,
+        streams/holder_links); ``query`` is Elasticsearch's job (see ``event_query``), so a
+        subscription with a query must also pass that search."""
         f = self.filters
         if float(event.get("severity") or 0.0) < f.min_severity:
             return False
-        for name in ("categories", "countries", "orgs"):
+        for name in EVENT_KEYWORDS:
             wanted = getattr(f, name)
             if wanted and not set(wanted) & set(event.get(name) or ()):
                 return False

@@ -43,19 +43,29 @@ async function getJSON(url) {
 
 // ------------------------------------------------------------- live feed (SSE)
 const seen = new Map(); // event id -> <li>
+// The feed is ordered by publication, newest first, whatever order events arrive in.
+function publishedAt(ev) {
+  const t = Date.parse(ev.published || ev.ingested_at);
+  return isNaN(t) ? 0 : t;
+}
+function placeInFeed(li) {
+  const feed = $("#feed");
+  const t = Number(li.dataset.published);
+  const after = [...feed.children].find((other) => Number(other.dataset.published) < t);
+  feed.insertBefore(li, after || null);
+}
 
 function addEvent(ev, live) {
   const li = seen.get(ev.id) || document.createElement("li");
   li.dataset.id = ev.id;
+  li.dataset.published = String(publishedAt(ev));
   li.innerHTML = `<div class="title">${esc(ev.title)}</div>
     <div class="meta">${[when(ev.published || ev.ingested_at), ev.source,
       ev.severity != null ? `severity ${Number(ev.severity).toFixed(2)}` : ""]
       .filter(Boolean).map(esc).join(" · ")}</div>
-    <div>${tags(ev.categories)}${tags(ev.countries)}${tags(ev.orgs)}</div>`;
-  if (!seen.has(ev.id)) {
-    seen.set(ev.id, li);
-    $("#feed").prepend(li);
-  }
+    <div>${tags(ev.categories)}${tags(ev.countries)}${tags(ev.orgs)}${tags(ev.holders)}</div>`;
+  seen.set(ev.id, li);
+  placeInFeed(li); // a known event moves if its publication time changed
   if (live) { li.classList.remove("new"); void li.offsetWidth; li.classList.add("new"); }
   while ($("#feed").children.length > FEED_MAX) {
     const last = $("#feed").lastElementChild;
@@ -119,6 +129,15 @@ function drawChart(box, series) {
   if (pts.length <= 60) {
     for (const p of pts) el("circle", { class: "pt", cx: x(p.ts), cy: y(p.value_usd), r: 2 }, svg);
   }
+  // Policy events linked to this holder: a marker at the publication time, title on hover.
+  for (const ev of series.events || []) {
+    const t = Date.parse(ev.published);
+    if (isNaN(t) || t < t0 || t > t1) continue;
+    const g = el("g", { class: "event-marker", "data-id": ev.id }, svg);
+    el("line", { x1: x(ev.published), x2: x(ev.published), y1: T, y2: H - B }, g);
+    el("circle", { cx: x(ev.published), cy: T + 3, r: 3.5 }, g);
+    el("title", {}, g).textContent = `${when(ev.published)} ${ev.title}`;
+  }
   box.querySelector("svg")?.remove();
   box.appendChild(svg);
   box.dataset.points = String(pts.length);
@@ -145,13 +164,20 @@ async function refreshHolders() {
 }
 
 // ------------------------------------------------------------- alerts
+// A below-cost threshold is a cost per coin: compare it with the price, never with the value.
+function compared(a) {
+  return a.measure === "price"
+    ? `BTC ${usd(a.price)} vs cost ${usd(a.threshold_usd)}/BTC`
+    : `${usd(a.value_usd)} vs ${usd(a.threshold_usd)}`;
+}
 function alertItem(a) {
   const arrow = a.direction === "down" ? "↓" : "↑";
   return `<li class="alert ${esc(a.direction)}">${arrow} <b>${esc(a.holder)}</b> ${esc(a.rule)}:
-    ${usd(a.value_usd)} vs ${usd(a.threshold_usd)} <span class="meta">${esc(when(a.ts))}</span></li>`;
+    ${esc(compared(a))} <span class="meta">${esc(when(a.ts))}</span></li>`;
 }
 async function refreshAlerts() {
   const { firing, recent } = await getJSON("/api/dashboard/alerts");
+  $("#firing-count").textContent = `(${firing.length})`;
   $("#firing").innerHTML = firing.map(alertItem).join("") || `<li class="muted">none</li>`;
   $("#recent").innerHTML = recent.slice(0, 15).map(alertItem).join("") || `<li class="muted">none</li>`;
 }
@@ -162,7 +188,8 @@ async function refreshHealth() {
   let h;
   try { h = await getJSON("/api/dashboard/health"); } catch { h = { status: "unknown" }; }
   $("#health-status").textContent = h.status;
-  if (h.status !== "ok") { $("#health-detail").textContent = ""; lastHealth = null; return; }
+  const firing = h.alerts_firing == null ? "" : ` · ${h.alerts_firing} firing`;
+  if (h.status !== "ok") { $("#health-detail").textContent = firing.slice(3); lastHealth = null; return; }
   const lag = Object.values(h.lag).reduce((a, b) => a + b, 0);
   let rate = "";
   if (lastHealth) {
@@ -171,7 +198,6 @@ async function refreshHealth() {
     const per = (key) => ((total(h.records, key) - total(lastHealth.records, key)) / dt).toFixed(1);
     if (dt > 0) rate = ` · in ${per("in")}/s · out ${per("out")}/s · failed ${per("failed")}/s`;
   }
-  const firing = h.alerts_firing == null ? "" : ` · ${h.alerts_firing} firing`;
   $("#health-detail").textContent = `lag ${lag}${rate}${firing}`;
   $("#health-detail").title = `lag per topic ${JSON.stringify(h.lag)}\nrecords per stage ${JSON.stringify(h.records)}`;
   lastHealth = h;

@@ -1,5 +1,6 @@
 """The web dashboard in a real browser (Debian's chromium, driven by Playwright) against a real
-worker, Kafka, Elasticsearch and the API under uvicorn: live feed, holder chart, search."""
+worker, Kafka, Elasticsearch and the API under uvicorn: live feed (ordered by publication),
+holder chart with its linked policy event, alerts (below-cost as price vs cost), search."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ CHROMIUM_ARGS = [
 ]
 HOLDER = "El Salvador"  # the packaged rules have a $500M level rule for it
 LATE_ID = "norway-mining-ban"  # produced only after the page has loaded
+LINKED_ID = "sv-bitcoin-day"  # an SV event published inside the chart's time range
+AVG_COST = 84_000  # the ticks cross it both ways: below-cost alerts
 SCREENSHOT = ROOT / "artifacts" / "dashboard.png"
-
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def _send_news(producer: KafkaProducer, s: Settings, arts: list[NewsArticle]) ->
     producer.flush()
 
 
-def _send_treasury(producer: KafkaProducer, s: Settings) -> None:
+def _send_treasury(producer: KafkaProducer, s: Settings) -> datetime:
     """6,000 BTC valued over 20 minutes of ticks, crossing $500M (= $83,333/BTC) both ways."""
     holding = HoldingUpdate(
         holder=HOLDER,
@@ -104,6 +106,7 @@ def _send_treasury(producer: KafkaProducer, s: Settings) -> None:
         country="SV",
         btc=6000,
         as_of=datetime(2024, 1, 1, tzinfo=UTC),
+        avg_cost_usd=AVG_COST,
     )
     producer.send(s.topic(t.HOLDINGS), key=HOLDER.encode(), value=holding.to_bytes())
     producer.flush()
@@ -115,6 +118,19 @@ def _send_treasury(producer: KafkaProducer, s: Settings) -> None:
         )
         producer.send(s.topic(t.PRICE_TICKS), key=tick.key.encode(), value=tick.to_bytes())
     producer.flush()
+    return start
+
+
+def _linked_event(published: datetime) -> NewsArticle:
+    """Linked to El Salvador by its actor country (streams/holder_links)."""
+    return NewsArticle(
+        id=LINKED_ID,
+        title="El Salvador adds 21 bitcoin to its national reserve",
+        text="El Salvador's Bitcoin Office said the government bought 21 more bitcoin for the "
+        "national reserve on Sunday, as it does every year on Bitcoin Day.",
+        published=published,
+        url="https://news.example.org/sv-bitcoin-day",
+    )
 
 
 def test_dashboard_live_feed_chart_and_search(
@@ -127,8 +143,9 @@ def test_dashboard_live_feed_chart_and_search(
     articles = _articles()
     late = articles.pop(LATE_ID)
     producer = KafkaProducer(**s.kafka_client_kwargs())
-    _send_news(producer, s, list(articles.values()))
-    _send_treasury(producer, s)
+    start = _send_treasury(producer, s)
+    linked = _linked_event(start + timedelta(minutes=10))
+    _send_news(producer, s, [*articles.values(), linked])
 
     def count(name: str) -> int:
         try:
@@ -163,6 +180,25 @@ def test_dashboard_live_feed_chart_and_search(
             chart = page.locator(f'.chart[data-holder="{HOLDER}"]')
             expect(chart.locator("circle.pt").nth(9)).to_be_attached(timeout=30_000)
             expect(chart.locator("line.level")).to_have_count(1)  # el-salvador-500m
+            # The linked event is a marker on the holder's chart; hovering shows its title.
+            marker = chart.locator(f'g.event-marker[data-id="{LINKED_ID}"]')
+            expect(marker.locator("title")).to_contain_text(linked.title, timeout=30_000)
+            marker.locator("circle").hover()
+
+            # Feed newest published first, whatever order the events were ingested in.
+            published = page.evaluate(
+                "[...document.querySelectorAll('#feed li')].map((li) => +li.dataset.published)"
+            )
+            assert published == sorted(published, reverse=True) and len(published) > 5
+
+            # Below-cost alerts compare price with cost per coin, never value with cost.
+            below = page.locator("#recent li.alert", has_text="below-cost").first
+            expect(below).to_contain_text("vs cost $84.0k/BTC", timeout=30_000)
+            # One firing count: the list, its heading and the health line agree.
+            expect(page.locator("#firing li.alert").first).to_be_visible()
+            n = page.locator("#firing li.alert").count()
+            expect(page.locator("#firing-count")).to_have_text(f"({n})")
+            expect(page.locator("#health-detail")).to_contain_text(f"{n} firing", timeout=15_000)
 
             page.fill("#q", "IMF AND mining")
             page.click("#search-form button")

@@ -151,3 +151,17 @@ def test_compose_mounts_existing_files_and_provisions_grafana() -> None:
     assert (DEPLOY / mounts[provider["options"]["path"]] / DASHBOARD.name).exists()
     assert any(DEPLOY / src == DATASOURCES for src in mounts.values())
     assert any(DEPLOY / src == PROVIDERS for src in mounts.values())
+
+
+def test_holder_charts_carry_linked_policy_events_as_annotations() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    ds = {d["uid"]: d for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    holder = {v["name"]: v for v in dash["templating"]["list"]}["holder"]
+    assert "cpwatch_treasury_value_usd" in holder["query"]["query"]
+    (anno,) = [a for a in dash["annotations"]["list"] if a["datasource"]["type"] == "elasticsearch"]
+    assert ds[anno["datasource"]["uid"]]["jsonData"]["index"] == "cpwatch-events"
+    assert anno["target"]["query"] == anno["query"] == "holders:$holder"
+    assert (anno["timeField"], anno["textField"]) == ("published", "title")
+    charts = [p for p in _panels() if p["id"] in anno["filter"]["ids"]]
+    assert [p["title"] for p in charts] == ["Treasury value per holder"]
+    assert '$holder"' in charts[0]["targets"][0]["expr"]

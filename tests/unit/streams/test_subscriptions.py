@@ -102,8 +102,14 @@ def test_event_and_alert_matching() -> None:
             "rule_types": ["below_cost"],
         }
     )
-    event = {"countries": ["US", "SV"], "categories": ["reserve"], "severity": 0.7}
+    event = {
+        "countries": ["US", "SV"],
+        "categories": ["reserve"],
+        "severity": 0.7,
+        "holders": ["acme"],
+    }
     assert s.matches_event(event)
+    assert not s.matches_event({**event, "holders": []})
     assert not s.matches_event({**event, "severity": 0.2})
     assert not s.matches_event({**event, "countries": ["CN"]})
     assert not s.matches_event({"severity": 0.9})
@@ -112,6 +118,21 @@ def test_event_and_alert_matching() -> None:
     assert s.matches_alert(alert, "below_cost")
     assert not s.matches_alert(alert, "level")
     assert not s.matches_alert(Alert("r1", "other", alert.ts, "down", 1, 2, 3, 4), "below_cost")
+
+
+def test_holder_filter_matches_events_linked_to_the_holder() -> None:
+    from sinks.matching import subscription_query
+    from sinks.subscription_agent import wants_alerts, wants_events
+
+    s = sub(filters={"holders": ["El Salvador"]})
+    assert s.matches_event({"holders": ["El Salvador", "Pakistan"]})
+    assert not s.matches_event({"holders": ["Bhutan"]})
+    assert not s.matches_event({})  # an event linked to no holder
+    assert wants_events(s) and wants_alerts(s)  # a holder's events and its alerts
+    ruled = sub(filters={"holders": ["El Salvador"], "rule_types": ["level"]})
+    assert wants_alerts(ruled) and not wants_events(ruled)
+    clauses = subscription_query(sub(query="reserve", filters={"holders": ["Bhutan"]}), ["a"])
+    assert {"terms": {"holders": ["Bhutan"]}} in clauses["bool"]["filter"]
 
 
 def test_event_query_wraps_the_text_query() -> None:
