@@ -213,12 +213,48 @@ def classify(
 
 @app.command("eval")
 def evaluate(
-    file: Annotated[Path, typer.Argument(help="Labelled JSON Lines (format of dev.jsonl).")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Labelled JSON Lines (format of dev.jsonl).")
+    ] = None,
+    cv: Annotated[int, typer.Option(help="K-fold cross-validation over all files (0: off).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the stratified fold split.")] = 13,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search",
+            help="Score search instead: nDCG@10/recall@10 of the judged queries"
+            " (bench/search_judgments.json) over FILES, default ../shared/data/news/dev*.jsonl.",
+        ),
+    ] = False,
 ) -> None:
-    """Score the classifier (and a keyword baseline) on a labelled file."""
+    """Score the classifier, its rules alone and a keyword baseline on labelled files."""
+    if search:
+        _eval_search(files)
+        return
+    if not files:
+        err.print("[red]error:[/red] give the labelled FILES (or --search)")
+        raise typer.Exit(2)
     from streams.classify_cli import eval_command
 
-    raise typer.Exit(eval_command(file))
+    raise typer.Exit(eval_command(files, cv, seed))
+
+
+def _eval_search(files: list[Path] | None) -> None:
+    from api.search_eval import DEV_DIR, evaluate, format_report
+
+    try:
+        result = evaluate(get_settings(), articles=files or None)
+    except FileNotFoundError as exc:
+        err.print(
+            f"[red]error:[/red] not found: {exc}. The judged queries are over the dev articles"
+            f" in {DEV_DIR} (the project's shared data, beside the repository); pass the"
+            " article files as FILES if they live elsewhere."
+        )
+        raise typer.Exit(2) from exc
+    except RuntimeError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    sys.stdout.write(format_report(result) + "\n")
 
 
 @app.command("backtest")
@@ -246,7 +282,7 @@ def search(
     query: Annotated[
         str,
         typer.Argument(
-            help='Words (all must match), `|` or, `-` not, "phrase", prefix*; "" for all.'
+            help='Words (all must match); OR or |; NOT or -; "phrase"; prefix*; ( ); "" for all.'
         ),
     ],
     category: Annotated[list[str] | None, typer.Option(help="Category; repeat for OR.")] = None,
@@ -320,6 +356,54 @@ def search(
         out.print(f"next page: --after {result['next']}")
 
 
+holdings_app = typer.Typer(help="Holdings statements read from the news: review, accept.")
+app.add_typer(holdings_app, name="holdings")
+
+
+@holdings_app.command("proposals")
+def holdings_proposals(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List proposed holdings updates, oldest first, and whether each was accepted."""
+    import json
+
+    from rich.table import Table
+
+    from producers.proposals import list_proposals
+
+    rows = list_proposals(get_settings())
+    if as_json:
+        for r in rows:
+            print(json.dumps({**r.proposal.to_dict(), "accepted": r.accepted}))
+        return
+    table = Table("id", "as of", "holder", "statement", "BTC", "accepted", "evidence")
+    for r in rows:
+        p = r.proposal
+        table.add_row(
+            p.id,
+            p.as_of.date().isoformat(),
+            p.holder,
+            p.statement,
+            f"{p.btc:,.8g}",
+            "yes" if r.accepted else "",
+            p.evidence[:80],
+        )
+    Console().print(table)
+
+
+@holdings_app.command("accept")
+def holdings_accept(proposal_id: Annotated[str, typer.Argument(help="Proposal id.")]) -> None:
+    """Send a proposal to the holdings topic (a purchase or sale applies to the previous total)."""
+    from producers.proposals import accept
+
+    try:
+        update = accept(get_settings(), proposal_id)
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    print(f"accepted: {update.holder} holds {update.btc:,.8g} BTC as of {update.as_of.date()}")
+
+
 subscriptions_app = typer.Typer(help="Alert subscriptions (through the HTTP API).")
 app.add_typer(subscriptions_app, name="subscriptions")
 
@@ -362,7 +446,7 @@ def subscribe(
     ] = None,  # noqa: UP007
     category: Annotated[list[str] | None, typer.Option(help="Category; repeat for OR.")] = None,  # noqa: UP007
     holder: Annotated[
-        list[str] | None, typer.Option(help="Treasury holder; repeat for OR.")
+        list[str] | None, typer.Option(help="Holder: its alerts and linked events; repeat for OR.")
     ] = None,  # noqa: UP007
     webhook: Annotated[str | None, typer.Option(help="Webhook URL (needs --secret).")] = None,  # noqa: UP007
     secret: Annotated[str | None, typer.Option(help="Webhook HMAC secret (16+ chars).")] = None,  # noqa: UP007

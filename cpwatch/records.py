@@ -156,6 +156,50 @@ class HoldingUpdate(Record):
         return f"{self.holder}|{self.as_of.isoformat()}"
 
 
+class HoldingsProposal(Record):
+    """A holdings statement read from a policy event's article, waiting for a person (or
+    ``CPWATCH_HOLDINGS_AUTO_ACCEPT``) to turn it into a ``HoldingUpdate``."""
+
+    record_type: ClassVar[str] = "holdings-proposal"
+    id: str = Field(min_length=1, max_length=64)
+    holder: str = Field(min_length=1, max_length=200)
+    holder_kind: HolderKind
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    statement: Literal["total", "bought", "sold"]
+    btc: Finite = Field(gt=0)
+    as_of: PastDate
+    evidence: str = Field(default="", max_length=2000)
+    article_id: str = Field(min_length=1, max_length=200)
+    title: str = Field(default="", max_length=1000)
+    source_url: str = Field(default="", max_length=2000)
+
+    @staticmethod
+    def make_id(article_id: str, holder: str, statement: str, btc: float) -> str:
+        return stable_id(article_id, holder, statement, repr(btc))
+
+    def to_update(self, previous_btc: float | None) -> HoldingUpdate:
+        """The holdings row this proposal becomes: a total as stated; a purchase or sale added
+        to or taken from the holder's previous total, which must then be known."""
+        btc = self.btc
+        if self.statement != "total":
+            if previous_btc is None:
+                raise ValueError(
+                    f"{self.holder}: no earlier holding to apply a {self.statement} of "
+                    f"{self.btc:g} BTC to; record the new total instead"
+                )
+            sign = 1 if self.statement == "bought" else -1
+            btc = max(previous_btc + sign * self.btc, 0.0)
+        return HoldingUpdate(
+            holder=self.holder,
+            name=self.holder,
+            kind=self.holder_kind,
+            country=self.country,
+            btc=btc,
+            as_of=self.as_of,
+            source=self.source_url,
+        )
+
+
 class DeadLetter(Record):
     """What the dead-letter topic carries: the original bytes (as text) and why they failed."""
 

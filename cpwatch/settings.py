@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     processing_guarantee: str = Field(
         default="at_least_once", pattern="^(at_least_once|exactly_once)$"
     )
+    # Holdings read from the news: "none" only proposes them (cpwatch holdings proposals);
+    # "total" sends statements of a holder's total at once to the holdings topic.
+    holdings_auto_accept: str = Field(default="none", pattern="^(none|total)$")
+    holdings_registry_file: Path | None = None  # None: the packaged cpwatch/data/treasuries.csv
 
     # Alert subscriptions and delivery (sinks/delivery_agent.py, api/routes_subscriptions.py).
     webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
@@ -114,6 +118,14 @@ class Settings(BaseSettings):
         from importlib import resources
 
         return self.rules_file or Path(str(resources.files("cpwatch") / "data" / "rules.yaml"))
+
+    @property
+    def holdings_registry_path(self) -> Path:
+        """The holders known by name (format of treasuries.csv): the file, else the packaged one."""
+        from importlib import resources
+
+        packaged = resources.files("cpwatch") / "data" / "treasuries.csv"
+        return self.holdings_registry_file or Path(str(packaged))
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (see ``cpwatch.topics``)."""

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 NEWS = "news"
 PRICE_TICKS = "price-ticks"
 HOLDINGS = "holdings"
+HOLDINGS_PROPOSALS = "holdings-proposals"  # holdings statements read from the news
 POLICY_EVENTS = "policy-events"
 TREASURY_VALUATIONS = "treasury-valuations"
 ALERTS = "alerts"
@@ -44,6 +45,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(PRICE_TICKS, retention_ms=7 * DAY_MS),
     # Keyed holder|as_of: compaction keeps each disclosure's last row, so the history stays.
     TopicSpec(HOLDINGS, compacted=True),
+    TopicSpec(HOLDINGS_PROPOSALS, compacted=True),  # keyed by proposal id
     TopicSpec(ARTICLES, retention_ms=30 * DAY_MS),
     TopicSpec(POLICY_EVENTS, retention_ms=90 * DAY_MS),
     TopicSpec(TREASURY_VALUATIONS, retention_ms=7 * DAY_MS),

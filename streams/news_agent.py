@@ -25,6 +25,13 @@ from streams.app import Topics
 from streams.classifier import classify
 from streams.deadletter import dead_letter
 from streams.dedup import StoryClusterer
+from streams.holder_links import HolderLinker
+from streams.holdings_news import (
+    HolderNames,
+    HoldingStatement,
+    extract_holdings,
+    proposals,
+)
 from streams.positions import InputPositions, admit
 from streams.range_reader import RangeReader
 
@@ -35,10 +42,17 @@ STORY_WINDOW = timedelta(days=3)
 BATCH, WITHIN_S = 200, 0.05
 
 
-def enrich(article: NewsArticle, now: datetime) -> dict[str, Any]:
-    """The article as indexed: its fields, its classification, when the pipeline saw it."""
+def enrich(article: NewsArticle, now: datetime, names: HolderNames) -> dict[str, Any]:
+    """The article as indexed: its fields, its classification, the holdings it states, when
+    the pipeline saw it."""
     result = classify(article.title, article.text)
-    return {**article.to_dict(), **result.to_dict(), "ingested_at": now.isoformat()}
+    statements = extract_holdings(article.title, article.text, names, article.published)
+    return {
+        **article.to_dict(),
+        **result.to_dict(),
+        "holdings": [s.to_dict() for s in statements],
+        "ingested_at": now.isoformat(),
+    }
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -52,6 +66,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # One row per remembered article (small writes); the clusterer is rebuilt from it on start.
     entries = app.Table("story-entries", default=None, partitions=1)
     state: dict[str, StoryClusterer] = {}
+    # The holders known by name (by default the packaged registry the sample producer sends):
+    # which holders an event concerns, and whose holdings an article states.
+    registry = settings.holdings_registry_path.read_text(encoding="utf-8")
+    linker = HolderLinker.from_csv_text(registry)
+    names = HolderNames.from_csv_text(registry)
 
     # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
     # agent reads again anything Faust committed past without processing (streams/positions).
@@ -87,7 +106,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         metrics.count_in(STAGE, t.NEWS)
         try:
             article = NewsArticle.parse(raw)
-            doc = enrich(article, datetime.now(UTC))
+            doc = enrich(article, datetime.now(UTC), names)
         except RecordError as exc:
             sent.append(await dead_letter(topics[t.DEAD_LETTER], STAGE, str(exc), event, raw))
             return
@@ -100,7 +119,33 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         metrics.count_out(STAGE, t.ARTICLES)
         if doc["is_policy_event"]:
             sent.append(await stories.send(key=CLUSTER_KEY, value=body))
+            await propose_holdings(article, doc["holdings"], sent)
         metrics.PROCESSING.labels(STAGE).observe(time.perf_counter() - t0)
+
+    async def propose_holdings(
+        article: NewsArticle, statements: list[dict[str, Any]], sent: list[Any]
+    ) -> None:
+        """An event's holdings statements become proposals; totals go straight to ``holdings``
+        when auto-accept says so (their ids and keys are deterministic: replays add nothing)."""
+        published = article.published or article.fetched_at
+        found = proposals(
+            (HoldingStatement(**s) for s in statements),
+            names,
+            article_id=article.id,
+            title=article.title,
+            source_url=article.url or "",
+            published=published,
+        )
+        for p in found:
+            sent.append(
+                await topics[t.HOLDINGS_PROPOSALS].send(key=p.id.encode(), value=p.to_bytes())
+            )
+            if settings.holdings_auto_accept == "total" and p.statement == "total":
+                update = p.to_update(None)
+                sent.append(
+                    await topics[t.HOLDINGS].send(key=update.key.encode(), value=update.to_bytes())
+                )
+        metrics.count_out(STAGE, t.HOLDINGS_PROPOSALS, len(found))
 
     def clusterer() -> StoryClusterer:
         if "c" not in state:
@@ -143,6 +188,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     topics[t.DEAD_LETTER], "cluster-stories", repr(exc), event, event.value
                 )
                 continue
-            out = {**doc, "cluster_id": cluster, "members": members}
+            holders = linker.link(doc.get("countries") or (), doc["title"], doc["text"])
+            out = {**doc, "cluster_id": cluster, "members": members, "holders": holders}
             await topics[t.POLICY_EVENTS].send(key=cluster.encode(), value=dumps(out))
             metrics.count_out("cluster-stories", t.POLICY_EVENTS)
