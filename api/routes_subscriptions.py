@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from cpwatch.records import utcnow
 from cpwatch.settings import Settings, get_settings
-from sinks.ssrf import UnsafeUrlError, check_url
-from streams.subscriptions import SlackChannel, Subscription, WebhookChannel
+from notify.ssrf import UnsafeUrlError, check_url
+from notify.subscriptions import SlackChannel, Subscription, WebhookChannel
 
 router = APIRouter(prefix="/api", tags=["subscriptions"])
 _lock = threading.Lock()
@@ -226,7 +226,7 @@ async def test_subscription(
     settings: SettingsDep, es: EsDep, _who: AuthDep, sub_id: str
 ) -> dict[str, Any]:
     """Send one sample message now (one attempt, SSRF-checked) and report how it went."""
-    from sinks.delivery_agent import Senders
+    from notify.senders import Senders
 
     sub = _load(es, settings, sub_id)
     one = settings.model_copy(update={"delivery_max_attempts": 1})

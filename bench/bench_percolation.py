@@ -1,6 +1,6 @@
 """Subscription matching throughput: 10,000 stored subscriptions, batches of policy events.
 
-Matching goes through ``sinks.matching`` (scratch index + one ``_msearch`` per batch; this
+Matching goes through ``notify.matcher`` (scratch index + one ``_msearch`` per batch; this
 Elasticsearch distribution has no percolator). Runs in a fresh index prefix, cleaned up after.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch, Elasticsearch, helpers
 
 from cpwatch.settings import Settings
+from notify.matcher import EventMatcher, SubscriptionCache
+from notify.subscriptions import EmailChannel, Filters, Subscription
 from sinks.indices import ensure_indices
-from sinks.matching import EventMatcher, SubscriptionCache
-from streams.subscriptions import EmailChannel, Filters, Subscription
 
 N_SUBS = 10_000
 N_BATCHES = int(__import__("os").environ.get("BENCH_BATCHES", "50"))

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     holdings_auto_accept: str = Field(default="none", pattern="^(none|total)$")
     holdings_registry_file: Path | None = None  # None: the packaged cpwatch/data/treasuries.csv
 
-    # Alert subscriptions and delivery (sinks/delivery_agent.py, api/routes_subscriptions.py).
+    # Alert subscriptions and delivery (notify/delivery_agent.py, api/routes_subscriptions.py).
     webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
     webhook_read_timeout_s: float = Field(default=10.0, gt=0)
     delivery_max_attempts: int = Field(default=5, ge=1, le=50)

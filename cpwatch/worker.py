@@ -60,8 +60,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     import faust
 
     from cpwatch.metrics import start_metrics_server
+    from notify import delivery_agent, match_agent
     from sinks import agents as sink_agents
-    from sinks import delivery_agent, subscription_agent
     from streams import lag, news_agent, treasury_agent
     from streams.app import create_app
 
@@ -75,7 +75,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     news_agent.register(app, topics, settings)
     treasury_agent.register(app, topics, settings)
     sink_agents.register(app, topics, settings)
-    subscription_agent.register(app, topics, settings)
+    match_agent.register(app, topics, settings)
     delivery_agent.register(app, topics, settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner lowers the root logger to DEBUG so it can animate on every

@@ -12,7 +12,7 @@ from typing import Any
 from elasticsearch import BadRequestError, Elasticsearch
 
 from cpwatch.settings import Settings
-from streams.subscriptions import SUBSCRIPTION_PROPERTIES
+from notify.subscriptions import SUBSCRIPTION_PROPERTIES
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ ALERT_PROPERTIES: dict[str, Any] = {
     "acked_by": {"type": "keyword"},
 }
 
-# One document per delivery attempt (sinks/delivery_agent.py).
+# One document per delivery attempt (notify/delivery_agent.py).
 DELIVERY_ATTEMPT_PROPERTIES: dict[str, Any] = {
     "id": {"type": "keyword"},
     "delivery_id": {"type": "keyword"},
@@ -132,7 +132,7 @@ MAPPINGS: dict[str, dict[str, Any]] = {
     "treasury-valuations": {"dynamic": "false", "properties": VALUATION_PROPERTIES},
     "subscriptions": {"dynamic": "false", "properties": SUBSCRIPTION_PROPERTIES},
     "delivery-attempts": {"dynamic": "false", "properties": DELIVERY_ATTEMPT_PROPERTIES},
-    # Scratch space of sinks/matching.py: a batch's events live here for one _msearch.
+    # Scratch space of notify/matcher.py: a batch's events live here for one _msearch.
     "match-scratch": {
         "dynamic": "false",
         "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}, **_HOLDERS},

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
-from sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.conftest import free_port, settings_env, wait_for
 from tests.integration.test_news_stream import SEED_TEXT
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from sinks.ssrf import Allowlist, UnsafeUrlError, VettedUrl, check_url
+from notify.ssrf import Allowlist, UnsafeUrlError, VettedUrl, check_url
 
 
 def fixed(*ips: str):  # a resolver that needs no DNS

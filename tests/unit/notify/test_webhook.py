@@ -13,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from sinks import slack
-from sinks.delivery import RetryPolicy
-from sinks.webhook import (
+from notify import slack
+from notify.delivery import RetryPolicy
+from notify.lifecycle import Notification
+from notify.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookConfig,
@@ -25,7 +26,6 @@ from sinks.webhook import (
     verify_signature,
 )
 from streams.alerts import Alert
-from streams.lifecycle import Notification
 
 SECRET = SecretStr("s3cret-s3cret-s3cret")
 FAST = RetryPolicy(max_attempts=4, base_s=0.001, cap_s=0.01)

@@ -17,10 +17,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
 from cpwatch.exceptions import ConfigError
-from sinks.delivery import RetryPolicy
-from sinks.email import EmailSender, SmtpConfig, build_message
+from notify.delivery import RetryPolicy
+from notify.email import EmailSender, SmtpConfig, build_message
+from notify.lifecycle import Notification
 from streams.alerts import Alert
-from streams.lifecycle import Notification
 from tests.conftest import free_port
 
 FAST = RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.01)

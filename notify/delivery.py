@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from cpwatch.records import stable_id, utcnow
+from notify.lifecycle import Notification
 from streams.alerts import iso_utc, measure
-from streams.lifecycle import Notification
 
 log = logging.getLogger(__name__)
 

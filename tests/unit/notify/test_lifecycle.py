@@ -4,9 +4,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from notify.lifecycle import DigestGrouper, LifecycleTracker
+from notify.subscriptions import Subscription
 from streams.alerts import Alert, Direction
-from streams.lifecycle import DigestGrouper, LifecycleTracker
-from streams.subscriptions import Subscription
 
 T0 = datetime(2024, 3, 5, 12, tzinfo=UTC)
 S = timedelta(seconds=1)

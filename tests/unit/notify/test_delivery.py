@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from sinks.delivery import (
+from notify.delivery import (
     Attempt,
     AttemptHook,
     Delivery,
@@ -22,9 +22,9 @@ from sinks.delivery import (
     summarize,
     with_retries,
 )
-from sinks.webhook import WebhookConfig, WebhookSender, endpoint_of
+from notify.lifecycle import Notification
+from notify.webhook import WebhookConfig, WebhookSender, endpoint_of
 from streams.alerts import Alert
-from streams.lifecycle import Notification
 
 
 class MaxJitter(random.Random):  # noqa: S311 - test double

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sinks.delivery import AttemptHook, DeliveryResult, Item, Summary, summarize
-from sinks.webhook import WebhookSender
+from notify.delivery import AttemptHook, DeliveryResult, Item, Summary, summarize
+from notify.webhook import WebhookSender
 
 MAX_BLOCKS = 50  # Slack's limit per message
 MAX_SECTION_CHARS = 3000

@@ -34,7 +34,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from cpwatch.settings import Settings
-from streams.subscriptions import EVENT_KEYWORDS, Subscription
+from notify.subscriptions import EVENT_KEYWORDS, Subscription
 
 log = logging.getLogger(__name__)
 

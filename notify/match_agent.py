@@ -1,7 +1,7 @@
 """Faust agents: which subscriber is owed what. ``policy-events`` and ``alerts`` → ``deliveries``.
 
 * Policy events, in batches, are matched against the cached subscriptions by Elasticsearch
-  (``sinks.matching.EventMatcher``: one ``_msearch`` per batch). Copies of one story (same
+  (``notify.matcher.EventMatcher``: one ``_msearch`` per batch). Copies of one story (same
   ``cluster_id``) are sent once per subscriber (bounded memory of what was sent).
 * Who gets what: a subscription with a query or event filters gets events; one with a
   rule-type filter gets alerts; one with neither, or with holders only, gets both (a policy
@@ -32,15 +32,15 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import dumps
 from cpwatch.settings import Settings
-from sinks.delivery import Item, delivery_id_for, item_dict
+from notify.delivery import Item, delivery_id_for, item_dict
+from notify.lifecycle import DigestGrouper, LifecycleTracker, Notification
+from notify.matcher import EventMatcher, SubscriptionCache
+from notify.subscriptions import Subscription
 from sinks.elasticsearch import async_client
-from sinks.matching import EventMatcher, SubscriptionCache
 from streams.alerts import Alert
 from streams.app import Topics
 from streams.deadletter import dead_letter
-from streams.lifecycle import DigestGrouper, LifecycleTracker, Notification
 from streams.rules import load_rules
-from streams.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
 

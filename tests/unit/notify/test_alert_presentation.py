@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sinks.delivery import item_dict, summarize
-from sinks.delivery_agent import items_from_message
+from notify.delivery import item_dict, summarize
+from notify.lifecycle import LifecycleTracker
+from notify.senders import items_from_message
+from notify.subscriptions import Subscription
 from streams.alerts import Alert, firing, measure
-from streams.lifecycle import LifecycleTracker
-from streams.subscriptions import Subscription
 
 TS = datetime(2026, 2, 5, tzinfo=UTC)
 # value 762,099 BTC x $62,000 = $47.2B; threshold = average cost $75,694 per BTC

@@ -7,7 +7,7 @@ backoff base and cap) and the SSRF allowlist. Each request carries::
     X-Cpwatch-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>
     Idempotency-Key: <delivery id>            (the same on every retry)
 
-Before every attempt the URL is re-checked (``sinks.ssrf.check_url``) and the request goes to
+Before every attempt the URL is re-checked (``notify.ssrf.check_url``) and the request goes to
 the vetted IP (Host header and TLS SNI keep the name, so certificates still verify): a DNS
 answer changed after the check cannot send us elsewhere. Redirects are never followed.
 """
@@ -27,8 +27,8 @@ import httpx
 from pydantic import SecretStr
 
 from cpwatch.records import dumps
-from sinks.delivery import Attempt, AttemptHook, DeliveryResult, RetryPolicy, timed, with_retries
-from sinks.ssrf import Allowlist, Resolver, UnsafeUrlError, check_url
+from notify.delivery import Attempt, AttemptHook, DeliveryResult, RetryPolicy, timed, with_retries
+from notify.ssrf import Allowlist, Resolver, UnsafeUrlError, check_url
 
 SIGNATURE_HEADER = "X-Cpwatch-Signature"
 TIMESTAMP_HEADER = "X-Cpwatch-Timestamp"

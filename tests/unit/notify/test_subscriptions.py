@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from notify.subscriptions import MASK, Subscription, redact_url, subscription_id
 from streams.alerts import Alert
-from streams.subscriptions import MASK, Subscription, redact_url, subscription_id
 
 SECRET = "0123456789abcdef-secret"  # noqa: S105 - test value
 HOOK = {"type": "webhook", "url": "https://hooks.example.org/in", "secret": SECRET}
@@ -121,8 +121,8 @@ def test_event_and_alert_matching() -> None:
 
 
 def test_holder_filter_matches_events_linked_to_the_holder() -> None:
-    from sinks.matching import subscription_query
-    from sinks.subscription_agent import wants_alerts, wants_events
+    from notify.match_agent import wants_alerts, wants_events
+    from notify.matcher import subscription_query
 
     s = sub(filters={"holders": ["El Salvador"]})
     assert s.matches_event({"holders": ["El Salvador", "Pakistan"]})

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from cpwatch.exceptions import ConfigError
 from cpwatch.records import utcnow
-from sinks.delivery import (
+from notify.delivery import (
     Attempt,
     AttemptHook,
     DeliveryResult,

@@ -7,8 +7,8 @@ import asyncio
 from elasticsearch import AsyncElasticsearch
 
 from cpwatch.settings import Settings
-from sinks.matching import SubscriptionCache
-from streams.subscriptions import Subscription
+from notify.matcher import SubscriptionCache
+from notify.subscriptions import Subscription
 
 
 class FailingCache(SubscriptionCache):

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 from cpwatch.records import stable_id
+from notify.subscriptions import Subscription
 from streams.alerts import Alert, iso_utc
-from streams.subscriptions import Subscription
 
 Kind = Literal["firing", "realert", "resolved"]
 SEP = "\x1f"
