@@ -120,20 +120,17 @@ def test_prices_csv_ticks_match_and_bad_rows_are_dead_lettered(
     assert dead[0].payload == "2024-02-30,1,1,1,100,1"
 
 
-def test_holdings_rows_match_oldest_first_per_holder(kafka_settings: Settings) -> None:
+def test_holdings_rows_are_keyed_by_disclosure(kafka_settings: Settings) -> None:
     path = DATA / "treasuries.csv"
     assert produce_holdings(kafka_settings, path, console=quiet()) == 0
     expected = [h for h in read_holdings(path) if isinstance(h, HoldingUpdate)]
     got = read_topic(kafka_settings, topics.HOLDINGS, len(expected))
     assert len(got) == len(expected)
-    by_holder: dict[str, list[HoldingUpdate]] = {}
-    for key, value in got:
-        holding = HoldingUpdate.parse(value)
-        assert key == holding.holder
-        by_holder.setdefault(holding.holder, []).append(holding)
-    for holder, seen in by_holder.items():
-        want = sorted((h for h in expected if h.holder == holder), key=lambda h: h.as_of)
-        assert seen == want  # the newest lands last, so compaction keeps it
+    rows = {key: HoldingUpdate.parse(value) for key, value in got}
+    # One key per disclosure (holder|as_of): compaction keeps every dated row of a holder,
+    # the history the treasury joins prices with, not only the latest.
+    assert all(key == holding.key for key, holding in rows.items())
+    assert rows == {h.key: h for h in expected}
 
 
 def test_kcat_reads_what_we_produced(kafka_settings: Settings) -> None:
