@@ -1,18 +1,20 @@
-"""Faust agent: ``deliveries`` → webhook / email / Slack, every attempt recorded in Elasticsearch.
+"""``deliveries`` → webhook / email / Slack, at least once; every attempt recorded in ES.
 
-Each delivery record (``notify.match_agent.delivery_message``) is looked up against
-the subscription it names (cached, reloaded on a miss: a new subscription's first message
-must not be lost) and handed to the ``Dispatcher``, which runs it as its own task with a
-concurrency limit per endpoint: a slow or dead endpoint delays only its own deliveries, and
-the agent moves on at once (``submit`` only waits when ``max_pending`` are in flight).
-Webhook and Slack sends re-check the URL against the SSRF guard before every attempt
-(``WebhookSender``). Every attempt becomes a document in ``<prefix>-delivery-attempts``
-(status, latency, error), written in batches through the ``BulkWriter``; a delivery that ends
-undelivered (retries exhausted, refused, timed out, or its subscription gone) goes to
-``dead-letter`` with the reason.
+The topic is read with a plain aiokafka consumer group (``cpwatch.consumers``), not a Faust
+agent: Faust acks a message as soon as its agent moves on (or raises), and a delivery moves on
+long before it ends. Each record is looked up against the subscription it names (cached,
+reloaded on a miss, with Elasticsearch outages waited out) and handed to the ``Dispatcher``,
+which runs it as its own task with a concurrency limit per endpoint, so a slow or dead
+endpoint delays only its own deliveries.
 
-Offsets are committed once a delivery is submitted, not once it is done: a crash loses the
-deliveries in flight (at most ``max_pending``). Receivers dedupe on ``Idempotency-Key``.
+A record's offset becomes committable only when its delivery has a final outcome: delivered,
+or dead-lettered (retries exhausted, refused, timed out, malformed, subscription gone) with
+Kafka's acknowledgement of the dead letter. Commits follow ``OffsetTracker``: per partition,
+the lowest offset still in flight. A crash or kill replays exactly the unfinished records
+(and maybe a few finished above them); the delivery id, the ``Idempotency-Key``, comes from the
+record, so receivers dedupe replays. At shutdown the agent waits ``DRAIN_S`` for deliveries in
+flight, commits what finished and leaves the rest uncommitted: a delivery that fails because
+the worker is stopping is never dead-lettered.
 """
 
 from __future__ import annotations
@@ -23,28 +25,52 @@ import logging
 from typing import Any
 
 import faust
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from cpwatch import metrics
 from cpwatch import topics as t
+from cpwatch.consumers import group_consumer
 from cpwatch.records import DeadLetter
 from cpwatch.settings import Settings
-from notify.delivery import (
-    Attempt,
-    Delivery,
-    DeliveryResult,
-    DispatchConfig,
-    Dispatcher,
-)
+from notify.delivery import Attempt, Delivery, DeliveryResult, DispatchConfig, Dispatcher
+from notify.es_retry import retry_es
 from notify.matcher import SubscriptionCache
+from notify.offsets import OffsetTracker
 from notify.senders import Senders, attempt_doc, items_from_message
+from notify.subscriptions import Subscription
 from sinks.elasticsearch import BulkWriter, async_client
 from streams.app import Topics
-from streams.deadletter import dead_letter
 
 log = logging.getLogger(__name__)
 
 STAGE = "deliver"
 ATTEMPT_FLUSH_S = 0.5
+POLL_MS = 200
+BATCH = 500
+COMMIT_S = 0.5
+DRAIN_S = 5.0
+# Records read but not committable (behind one slow delivery): reading stops beyond this.
+MAX_WINDOW = 5_000
+MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000  # waiting out a full dispatcher is back pressure
+DLQ_RETRY_S = 2.0
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def parse(raw: bytes) -> tuple[str, str, list[Any], dict[str, Any]]:
+    """(delivery id, subscription id, items, message) of one ``deliveries`` record."""
+    try:
+        msg = json.loads(raw)
+        delivery_id, sub_id = str(msg["id"]), str(msg["subscription"])
+        items = items_from_message(msg["items"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _Malformed(f"malformed delivery: {exc!r}") from None
+    if not items:
+        raise _Malformed("malformed delivery: no items")
+    return delivery_id, sub_id, items, msg
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -53,8 +79,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     senders = Senders.from_settings(settings)
     attempts_index = settings.index("delivery-attempts")
     dlq = topics[t.DEAD_LETTER]
-    meta: dict[str, dict[str, str]] = {}  # delivery id -> subscription, channel, raw message
+    meta: dict[str, dict[str, str]] = {}  # delivery id -> subscription, channel
     pending_docs: list[dict[str, Any]] = []
+    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+    outcomes: set[asyncio.Task[None]] = set()
+    progress = asyncio.Event()
+    state = {"stopping": False}
 
     async def rejected(action: dict[str, Any], reason: str) -> None:
         rec = DeadLetter.of("sink-es", reason, json.dumps(action.get("_source", {}), default=str))
@@ -72,63 +102,130 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 "delivery %s attempt %d to %s: %s", delivery.id, a.n, delivery.endpoint, a.error
             )
 
-    async def on_result(delivery: Delivery, result: DeliveryResult) -> None:
-        if result.delivered:
-            m = meta.pop(delivery.id, {})
-            metrics.DELIVERIES.labels(m.get("channel", "unknown"), "delivered").inc()
-            metrics.observe_end_to_end(STAGE, m.get("event_time"))
-
-    async def on_dead(delivery: Delivery, result: DeliveryResult) -> None:
-        m = meta.pop(delivery.id, {})
-        metrics.DELIVERIES.labels(m.get("channel", "unknown"), "dead").inc()
-        metrics.count_dead_lettered(STAGE, t.DELIVERIES)
-        reason = (
-            f"undeliverable after {len(result.attempts)} attempt(s) to "
-            f"{delivery.endpoint}: {result.last_error}"
-        )
-        rec = DeadLetter.of(STAGE, reason, m.get("raw", ""))
-        await dlq.send(key=STAGE.encode(), value=rec.to_bytes())
-        log.warning("delivery %s dead-lettered: %s", delivery.id, reason)
-
     dispatcher = Dispatcher(
         DispatchConfig(
             per_endpoint=settings.delivery_per_endpoint,
             delivery_timeout_s=settings.delivery_timeout_s,
         ),
         on_attempt=on_attempt,
-        on_result=on_result,
-        on_dead=on_dead,
     )
 
-    @app.agent(topics[t.DELIVERIES], name="deliver", concurrency=1)
-    async def deliver(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            raw: bytes = event.value
+    async def dead_letter(reason: str, tp: TopicPartition, offset: int, raw: bytes) -> None:
+        """Returns once Kafka acknowledged the dead letter; retries until it does."""
+        rec = DeadLetter.of(
+            STAGE, reason, raw, topic=tp.topic, partition=tp.partition, offset=offset
+        )
+        while True:
             try:
-                msg = json.loads(raw)
-                delivery_id, sub_id = str(msg["id"]), str(msg["subscription"])
-                items = items_from_message(msg["items"])
-                if not items:
-                    raise ValueError("delivery without items")
-            except (ValueError, KeyError, TypeError) as exc:
-                await dead_letter(dlq, STAGE, f"malformed delivery: {exc!r}", event, raw)
-                continue
-            subs = await cache.get()
-            sub = subs.get(sub_id) or (await cache.get(force=True)).get(sub_id)
+                await (await dlq.send(key=STAGE.encode(), value=rec.to_bytes()))
+                break
+            except Exception as exc:  # noqa: BLE001 - Kafka down: the record stays uncommitted
+                log.warning("dead letter for %s@%d not sent (%r); retrying", tp, offset, exc)
+                await asyncio.sleep(DLQ_RETRY_S)
+        metrics.count_dead_lettered(STAGE, t.DELIVERIES)
+        log.warning("dead-letter stage=%s %s@%d: %s", STAGE, tp, offset, reason[:300])
+
+    async def subscription(sub_id: str) -> Subscription | None:
+        sub = (await cache.get()).get(sub_id)
+        if sub is None:  # new since the last reload, or gone: ask Elasticsearch, waiting it out
+            sub = (await retry_es(cache.load, "deliver: subscriptions")).get(sub_id)
+        return sub
+
+    async def settle(tp: TopicPartition, offset: int, raw: bytes) -> None:
+        """Deliver one record to its final outcome, then mark its offset finished."""
+        try:
+            delivery_id, sub_id, items, msg = parse(raw)
+            sub = await subscription(sub_id)
             if sub is None:
-                await dead_letter(dlq, STAGE, f"subscription {sub_id} no longer exists", event, raw)
-                continue
-            meta[delivery_id] = {
-                "subscription": sub_id,
-                "channel": sub.channel.type,
-                "raw": raw.decode("utf-8", "replace"),
-                # oldest item's time: article fetched_at, or when the alert notification was made
-                "event_time": min(
-                    (str(v) for i in msg["items"] if (v := i.get("fetched_at") or i.get("at"))),
-                    default="",
-                ),
-            }
-            await dispatcher.submit(senders.delivery(sub, delivery_id, items, settings))
+                raise _Malformed(f"subscription {sub_id} no longer exists")
+            try:
+                delivery = senders.delivery(sub, delivery_id, items, settings)
+            except Exception as exc:  # noqa: BLE001 - e.g. a URL httpx cannot encode
+                raise _Malformed(f"undeliverable to {sub.channel.type}: {exc!r}") from None
+            meta[delivery_id] = {"subscription": sub_id, "channel": sub.channel.type}
+            result = await (await dispatcher.submit(delivery))
+            m = meta.pop(delivery_id, {})
+            channel = m.get("channel", "unknown")
+            if result.delivered:
+                metrics.DELIVERIES.labels(channel, "delivered").inc()
+                metrics.observe_end_to_end(STAGE, _event_time(msg))
+            elif state["stopping"]:
+                return  # failed because we are stopping: leave it uncommitted, it replays
+            else:
+                metrics.DELIVERIES.labels(channel, "dead").inc()
+                await dead_letter(_reason(delivery, result), tp, offset, raw)
+        except _Malformed as exc:
+            await dead_letter(str(exc), tp, offset, raw)
+        except Exception as exc:  # noqa: BLE001 - a bug or a refused lookup: never a stuck offset
+            log.exception("deliver: %s@%d failed", tp, offset)
+            await dead_letter(f"delivery failed: {exc!r}", tp, offset, raw)
+        tracker.finish(tp, offset)
+        progress.set()
+
+    async def commit(consumer: Any, only: set[TopicPartition] | None = None) -> None:
+        assigned = consumer.assignment()
+        offsets = {
+            tp: off
+            for tp, off in tracker.committable().items()
+            if tp in assigned and (only is None or tp in only)
+        }
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+            tracker.committed(offsets)
+        except KafkaError as exc:  # rebalance or broker down: the next commit catches up
+            log.info("deliver: commit of %s skipped (%r)", offsets, exc)
+
+    class Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
+        def __init__(self, consumer: Any) -> None:
+            self.consumer = consumer
+
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await commit(self.consumer, set(revoked))
+            tracker.forget(revoked)  # their unfinished records replay at the next owner
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            pass
+
+    async def committer(consumer: Any) -> None:
+        while True:
+            await asyncio.sleep(COMMIT_S)
+            await commit(consumer)
+
+    def spawn(tp: TopicPartition, offset: int, raw: bytes) -> None:
+        tracker.start(tp, offset)
+        task = asyncio.create_task(settle(tp, offset, raw), name=f"settle-{tp.partition}-{offset}")
+        outcomes.add(task)
+        task.add_done_callback(outcomes.discard)
+
+    @app.task
+    async def deliver() -> None:
+        consumer = group_consumer(
+            settings, t.DELIVERIES, STAGE, max_poll_interval_ms=MAX_POLL_INTERVAL_MS
+        )
+        consumer.subscribe([settings.topic(t.DELIVERIES)], listener=Revoked(consumer))
+        await consumer.start()
+        commits = asyncio.create_task(committer(consumer))
+        try:
+            while not state["stopping"]:
+                while (
+                    tracker.window() > MAX_WINDOW or len(outcomes) > dispatcher.config.max_pending
+                ):
+                    progress.clear()
+                    await progress.wait()
+                polled = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH)
+                for tp, msgs in polled.items():
+                    metrics.count_in(STAGE, t.DELIVERIES, len(msgs))
+                    for m in msgs:
+                        spawn(tp, m.offset, m.value or b"")
+        finally:
+            state["stopping"] = True
+            commits.cancel()
+            if outcomes:
+                await asyncio.wait(set(outcomes), timeout=DRAIN_S)
+            await commit(consumer)
+            await consumer.stop()
 
     @app.timer(interval=ATTEMPT_FLUSH_S)
     async def write_attempts() -> None:
@@ -140,12 +237,26 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.on_before_shutdown.connect
     def _close(app: faust.App, **_: Any) -> None:
+        state["stopping"] = True  # from here a failed delivery stays uncommitted, never dead
+
         async def close() -> None:
-            try:
-                await asyncio.wait_for(dispatcher.drain(), 5)
-            except TimeoutError:
-                pass
+            if outcomes:
+                await asyncio.wait(set(outcomes), timeout=DRAIN_S)
             await senders.aclose()
             await es.close()
 
         app.loop.create_task(close())
+
+
+def _reason(delivery: Delivery, result: DeliveryResult) -> str:
+    return (
+        f"undeliverable after {len(result.attempts)} attempt(s) to "
+        f"{delivery.endpoint}: {result.last_error}"
+    )
+
+
+def _event_time(msg: dict[str, Any]) -> str:
+    """Oldest item's time: an article's fetched_at, or when the alert notification was made."""
+    return min(
+        (str(v) for i in msg["items"] if (v := i.get("fetched_at") or i.get("at"))), default=""
+    )

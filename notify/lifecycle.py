@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 from cpwatch.records import stable_id
@@ -189,28 +189,51 @@ class LifecycleTracker:
 T = TypeVar("T")
 Timing = Callable[[str], tuple[timedelta, timedelta]]  # sub id -> (group_wait, group_interval)
 DEFAULT_TIMING = (timedelta(seconds=10), timedelta(minutes=1))
+GROUP_LABELS = ("rule", "direction", "holder", "rule_type", "kind")
+DEFAULT_GROUP_BY = ("rule", "direction")
+
+
+def group_labels(item: object, group_by: Iterable[str]) -> str:
+    """The group an item falls in, Alertmanager style: the values of its ``group_by`` labels.
+    Policy events carry none of the alert labels, so they form a group of their own."""
+    if isinstance(item, Notification):
+        a = item.alert
+        labels = {
+            "rule": a.rule,
+            "direction": a.direction,
+            "holder": a.holder,
+            "rule_type": item.rule_type or "",
+            "kind": item.kind,
+        }
+    else:
+        labels = {"kind": "event"}
+    return SEP.join(f"{k}={labels.get(k, '')}" for k in group_by)
 
 
 @dataclass
 class _Group(Generic[T]):
+    sub: str
     flush_at: datetime
     items: list[T] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # item keys: a replayed item is not re-added
     flushed: bool = False
 
 
 class DigestGrouper(Generic[T]):
-    """Alertmanager-style batching per subscriber.
+    """Alertmanager-style batching per subscriber and group (``group_by`` label values).
 
     The first item opens a group, flushed ``group_wait`` later. After a flush, items arriving
     within ``group_interval`` go out together at the end of that interval; an interval with no
     items closes the group, so the next item waits ``group_wait`` again. A group reaching
-    ``max_items`` is due at once (memory stays bounded, nothing is dropped).
+    ``max_items`` is due at once (memory stays bounded, nothing is dropped). Groups can be
+    snapshotted and restored (``snapshot``/``restore``) so a restart resumes them.
     """
 
     def __init__(self, timing: Timing | None = None, *, max_items: int = 100) -> None:
         self._timing: Timing = timing or (lambda _sid: DEFAULT_TIMING)
         self.max_items = max_items
         self._groups: dict[str, _Group[T]] = {}
+        self._dirty: set[str] = set()
 
     @classmethod
     def for_subscriptions(cls, subs: Mapping[str, Subscription], **kw: Any) -> DigestGrouper[T]:
@@ -220,31 +243,74 @@ class DigestGrouper(Generic[T]):
 
         return cls(timing, **kw)
 
-    def add(self, sub_id: str, item: T, now: datetime) -> None:
-        g = self._groups.get(sub_id)
+    def add(
+        self, sub_id: str, item: T, now: datetime, *, group: str = "", key: str | None = None
+    ) -> bool:
+        """Add ``item`` to the subscriber's group ``group``; False if ``key`` is already there."""
+        gk = sub_id + SEP + group
+        g = self._groups.get(gk)
         if g is None or (g.flushed and not g.items and now >= g.flush_at):
-            g = self._groups[sub_id] = _Group(flush_at=now + self._timing(sub_id)[0])
+            g = self._groups[gk] = _Group(sub_id, now + self._timing(sub_id)[0])
+        if key is not None:
+            if key in g.keys:
+                return False
+            g.keys.append(key)
         g.items.append(item)
         if len(g.items) >= self.max_items:
             g.flush_at = min(g.flush_at, now)
+        self._dirty.add(gk)
+        return True
 
-    def due(self, now: datetime) -> list[tuple[str, list[T]]]:
-        """Groups whose time has come, each with its items in arrival order."""
-        out: list[tuple[str, list[T]]] = []
-        for sid, g in list(self._groups.items()):
+    def due_groups(self, now: datetime) -> list[tuple[str, str, list[T]]]:
+        """(group key, subscription, items) of the groups whose time has come."""
+        out: list[tuple[str, str, list[T]]] = []
+        for gk, g in list(self._groups.items()):
             if now < g.flush_at:
                 continue
+            self._dirty.add(gk)
             if g.items:
-                out.append((sid, g.items))
-                g.items, g.flushed = [], True
-                g.flush_at = now + self._timing(sid)[1]
+                out.append((gk, g.sub, g.items))
+                g.items, g.keys, g.flushed = [], [], True
+                g.flush_at = now + self._timing(g.sub)[1]
             else:
-                del self._groups[sid]  # a quiet interval closes the group
+                del self._groups[gk]  # a quiet interval closes the group
         return out
+
+    def due(self, now: datetime) -> list[tuple[str, list[T]]]:
+        """Groups whose time has come, as (subscription, items in arrival order)."""
+        return [(sid, items) for _gk, sid, items in self.due_groups(now)]
 
     def next_due(self) -> datetime | None:
         """When ``due`` next has work: lets the agent sleep instead of polling."""
         return min((g.flush_at for g in self._groups.values()), default=None)
+
+    def take_dirty(self) -> list[str]:
+        """Group keys changed (or closed) since the last call: what to persist."""
+        out = sorted(self._dirty)
+        self._dirty.clear()
+        return out
+
+    def snapshot(self, gk: str, encode: Callable[[T], Any]) -> dict[str, Any] | None:
+        """JSON-ready state of one group, None once it is closed."""
+        g = self._groups.get(gk)
+        if g is None:
+            return None
+        return {
+            "sub": g.sub,
+            "flush_at": g.flush_at.timestamp(),
+            "flushed": g.flushed,
+            "items": [encode(i) for i in g.items],
+            "keys": list(g.keys),
+        }
+
+    def restore(self, gk: str, state: Mapping[str, Any], decode: Callable[[Any], T]) -> None:
+        self._groups[gk] = _Group(
+            str(state["sub"]),
+            datetime.fromtimestamp(float(state["flush_at"]), UTC),
+            [decode(i) for i in state["items"]],
+            [str(k) for k in state.get("keys", ())],
+            bool(state.get("flushed")),
+        )
 
     def __len__(self) -> int:
         return sum(len(g.items) for g in self._groups.values())

@@ -175,11 +175,36 @@ function alertItem(a) {
   return `<li class="alert ${esc(a.direction)}">${arrow} <b>${esc(a.holder)}</b> ${esc(a.rule)}:
     ${esc(compared(a))} <span class="meta">${esc(when(a.ts))}</span></li>`;
 }
+// An alert storm (one rule and direction for many holders within STORM_S, as a subscriber's
+// default group_by sends it) is one row that expands to its alerts.
+const STORM_S = 60;
+function storms(alerts) {
+  const groups = [];
+  for (const a of alerts) {
+    const g = groups[groups.length - 1];
+    const t = Date.parse(a.ts) / 1000;
+    if (g && g.rule === a.rule && g.direction === a.direction && g.first - t <= STORM_S) {
+      g.items.push(a);
+    } else {
+      groups.push({ rule: a.rule, direction: a.direction, first: t, items: [a] });
+    }
+  }
+  return groups;
+}
+function stormItem(g) {
+  if (g.items.length === 1) return alertItem(g.items[0]);
+  const arrow = g.direction === "down" ? "↓" : "↑";
+  return `<li class="storm ${esc(g.direction)}"><details><summary>${arrow}
+    <b>${g.items.length} holders</b> ${esc(g.rule)}
+    <span class="meta">${esc(when(g.items[g.items.length - 1].ts))}</span></summary>
+    <ul>${g.items.map(alertItem).join("")}</ul></details></li>`;
+}
 async function refreshAlerts() {
   const { firing, recent } = await getJSON("/api/dashboard/alerts");
   $("#firing-count").textContent = `(${firing.length})`;
   $("#firing").innerHTML = firing.map(alertItem).join("") || `<li class="muted">none</li>`;
-  $("#recent").innerHTML = recent.slice(0, 15).map(alertItem).join("") || `<li class="muted">none</li>`;
+  $("#recent").innerHTML =
+    storms(recent).slice(0, 15).map(stormItem).join("") || `<li class="muted">none</li>`;
 }
 
 // ------------------------------------------------------------- pipeline health
