@@ -10,6 +10,8 @@ backoff base and cap) and the SSRF allowlist. Each request carries::
 Before every attempt the URL is re-checked (``notify.ssrf.check_url``) and the request goes to
 the vetted IP (Host header and TLS SNI keep the name, so certificates still verify): a DNS
 answer changed after the check cannot send us elsewhere. Redirects are never followed.
+A 429's wait comes from ``Retry-After``, or from its JSON body for callers that pass a
+``retry_hint`` (Discord, Telegram).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SIGNATURE_HEADER = "X-Cpwatch-Signature"
 TIMESTAMP_HEADER = "X-Cpwatch-Timestamp"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 MAX_RETRY_AFTER_S = 300.0
+MAX_HINT_BYTES = 4096
+# A 429 body -> seconds to wait, for services that say so in JSON (Discord, Telegram).
+RetryHint = Callable[[bytes], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,23 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None  # absent, or an HTTP date: fall back to our own backoff
 
 
+async def _hinted_delay(resp: httpx.Response, hint: RetryHint) -> float | None:
+    """The delay a 429 body asks for; at most ``MAX_HINT_BYTES`` are read, never decoded
+    from gzip & co (a small compressed body could expand to a huge one)."""
+    if resp.headers.get("content-encoding", "identity").lower() != "identity":
+        return None
+    head = bytearray()
+    async for chunk in resp.aiter_raw():
+        head += chunk
+        if len(head) >= MAX_HINT_BYTES:
+            return None  # not the short JSON we expect
+    try:
+        delay = hint(bytes(head))
+    except (ValueError, TypeError, OverflowError):  # not the JSON the service documents
+        return None
+    return None if delay is None else min(MAX_RETRY_AFTER_S, max(0.0, delay))
+
+
 class WebhookSender:
     """POSTs JSON bodies; one instance (one connection pool) serves every subscriber."""
 
@@ -124,12 +146,14 @@ class WebhookSender:
         delivery_id: str,
         secret: SecretStr | str | None = None,
         on_attempt: AttemptHook | None = None,
+        retry_hint: RetryHint | None = None,
     ) -> DeliveryResult:
-        """Deliver with retries; ``secret=None`` sends unsigned (Slack incoming webhooks)."""
+        """Deliver with retries; ``secret=None`` sends unsigned (Slack incoming webhooks).
+        ``retry_hint`` reads a 429 body's delay, preferred to the Retry-After header."""
         data = body if isinstance(body, bytes) else dumps(body)
 
         async def attempt(n: int) -> tuple[Attempt, float | None]:
-            return await self._attempt(n, url, data, delivery_id, secret)
+            return await self._attempt(n, url, data, delivery_id, secret, retry_hint)
 
         return await with_retries(
             delivery_id,
@@ -141,7 +165,13 @@ class WebhookSender:
         )
 
     async def _attempt(
-        self, n: int, url: str, data: bytes, delivery_id: str, secret: SecretStr | str | None
+        self,
+        n: int,
+        url: str,
+        data: bytes,
+        delivery_id: str,
+        secret: SecretStr | str | None,
+        retry_hint: RetryHint | None = None,
     ) -> tuple[Attempt, float | None]:
         start = time.perf_counter()
         try:
@@ -165,10 +195,16 @@ class WebhookSender:
         request = self._client.build_request(
             "POST", target, content=data, headers=headers, extensions=extensions
         )
+        hinted: float | None = None
         try:
-            # Streamed and never read: a hostile endpoint cannot make us buffer a huge body.
+            # Streamed and never read (but for a bounded 429 hint): a hostile endpoint cannot
+            # make us buffer a huge body.
             resp = await self._client.send(request, stream=True)
-            await resp.aclose()
+            try:
+                if resp.status_code == 429 and retry_hint is not None:
+                    hinted = await _hinted_delay(resp, retry_hint)
+            finally:
+                await resp.aclose()
         except httpx.TransportError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return Attempt(n, None, timed(start), error, retryable=True), None
@@ -177,4 +213,5 @@ class WebhookSender:
             return Attempt(n, status, latency), None
         retryable = status in RETRY_STATUS
         why = "redirect not followed" if 300 <= status < 400 else f"HTTP {status}"
-        return Attempt(n, status, latency, why, retryable=retryable), _retry_after(resp)
+        delay = hinted if hinted is not None else _retry_after(resp)
+        return Attempt(n, status, latency, why, retryable=retryable), delay
