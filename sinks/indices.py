@@ -12,6 +12,7 @@ from typing import Any
 from elasticsearch import BadRequestError, Elasticsearch
 
 from cpwatch.settings import Settings
+from notify.candidates import CANDIDATE_PROPERTIES
 from notify.subscriptions import SUBSCRIPTION_PROPERTIES
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ MAPPINGS: dict[str, dict[str, Any]] = {
     "treasury-valuations": {"dynamic": "false", "properties": VALUATION_PROPERTIES},
     "subscriptions": {"dynamic": "false", "properties": SUBSCRIPTION_PROPERTIES},
     "delivery-attempts": {"dynamic": "false", "properties": DELIVERY_ATTEMPT_PROPERTIES},
+    # What an event must contain for each subscription to match it (notify/candidates.py).
+    "match-candidates": {"dynamic": "false", "properties": CANDIDATE_PROPERTIES},
     # Scratch space of notify/matcher.py: a batch's events live here for one _msearch.
     "match-scratch": {
         "dynamic": "false",
