@@ -251,7 +251,9 @@ def _presented(alerts: list[dict[str, Any]], types: dict[str, str]) -> list[dict
     out = []
     for a in alerts:
         rule_type = types.get(str(a.get("rule")))
-        out.append({**a, "rule_type": rule_type, "measure": measure(rule_type)})
+        # acked_by names a token (older alerts: a prefix of its hash): not for an open page.
+        shown = {k: v for k, v in a.items() if k != "acked_by"}
+        out.append({**shown, "rule_type": rule_type, "measure": measure(rule_type)})
     return out
 
 

@@ -146,6 +146,12 @@ def run_all(settings: Settings, *, sample: bool, duration: float | None, console
                 f"[green]cpwatch running[/green]: API and dashboard on {url}/"
                 f"  search: {url}/api/search?q=IMF  (Ctrl-C stops)"
             )
+            if not _has_token(settings):
+                console.print(
+                    "no API token yet (subscriptions and alerts need one): run `cpwatch tokens"
+                    " create --scope write` and export it as CPWATCH_API_TOKEN",
+                    soft_wrap=True,  # one line, whatever the terminal's width
+                )
         time.sleep(0.5)
         now = time.monotonic()
         for child in children:
@@ -173,6 +179,15 @@ def run_all(settings: Settings, *, sample: bool, duration: float | None, console
             stopping = True
     _terminate(children, console)
     return status
+
+
+def _has_token(settings: Settings) -> bool:
+    from cpwatch.tokens import TokenError, any_configured
+
+    try:
+        return any_configured(settings)
+    except (OSError, TokenError):
+        return True  # a token file exists but is unreadable: the API logs why
 
 
 def _may_restart(child: Child, now: float) -> bool:
