@@ -34,7 +34,7 @@ run: stack-up
 # Everything, fault tests included: none takes over 5 minutes. The fault tests kill the worker
 # and stop/restart this stack's Kafka and Elasticsearch (they run first, alphabetically).
 test: stack-up
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 test-unit: setup
 	$(BIN)/pytest -q -m "not integration and not faults"

@@ -2,40 +2,40 @@
 
 ``/api/subscriptions`` (POST, GET, GET/PUT/DELETE ``/{id}``, POST ``/{id}/test``,
 POST ``/{id}/silence?until=...``) and ``/api/alerts`` (GET, POST ``/{fingerprint}/ack``).
-Writes need ``Authorization: Bearer <token>``; the token's SHA-256 is compared in constant
-time with each configured token's (``CPWATCH_API_TOKENS``, comma-separated; an entry may be
-``sha256:<hex>`` so the token itself need not be stored). Webhook and Slack URLs pass the SSRF
+Every route needs ``Authorization: Bearer <token>`` (``api/auth.py``): reads a token of read
+or write scope, changes (ack included) one of write scope. Channel URLs (not e-mail) pass the SSRF
 guard at creation (allowlist ``CPWATCH_DELIVERY_SSRF_ALLOWLIST``), and again at every send.
-Responses never carry secrets: subscriptions are returned through ``public_dict``.
+Responses never carry secrets and mask subscriber contacts: ``public_dict`` then
+``api/masking.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import logging
 import threading
 from datetime import datetime
 from typing import Annotated, Any
 
 from elasticsearch import Elasticsearch, NotFoundError
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from pydantic import ValidationError
 
+from api.auth import ReadDep, WriteDep
+from api.auth import api_settings as subscription_settings
+from api.masking import public_subscription
 from cpwatch.records import utcnow
-from cpwatch.settings import Settings, get_settings
+from cpwatch.settings import Settings
+from notify import candidates
 from notify.ssrf import UnsafeUrlError, check_url
-from notify.subscriptions import SlackChannel, Subscription, WebhookChannel
+from notify.subscriptions import Subscription
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["subscriptions"])
 _lock = threading.Lock()
 MAX_LIST = 1_000
 
 
-def subscription_settings() -> Settings:
-    """Settings for these routes; tests override this dependency."""
-    return get_settings()
-
-
+# subscription_settings (= api.auth.api_settings): tests override it for every API route.
 SettingsDep = Annotated[Settings, Depends(subscription_settings)]
 
 
@@ -51,45 +51,7 @@ def es_client(request: Request, settings: SettingsDep) -> Elasticsearch:
 EsDep = Annotated[Elasticsearch, Depends(es_client)]
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
-def token_digests(settings: Settings) -> list[bytes]:
-    raw = settings.api_tokens.get_secret_value() if settings.api_tokens else ""
-    out: list[bytes] = []
-    for entry in (e.strip() for e in raw.split(",")):
-        if not entry:
-            continue
-        if entry.startswith("sha256:"):
-            try:
-                out.append(bytes.fromhex(entry[7:]))
-            except ValueError:
-                continue
-        else:
-            out.append(_digest(entry))
-    return out
-
-
-def require_token(
-    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
-) -> str:
-    """401 unless the bearer token matches one configured token (constant-time)."""
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise HTTPException(
-            401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge
-        )
-    presented = _digest(authorization[7:].strip())
-    ok = False
-    for digest in token_digests(settings):
-        ok |= hmac.compare_digest(presented, digest)  # no early exit: same time for every token
-    if not ok:
-        raise HTTPException(401, "invalid token", headers=challenge)
-    return presented.hex()[:12]  # who acted, without the token
-
-
-AuthDep = Annotated[str, Depends(require_token)]
+AuthDep = WriteDep  # the name routes (and api/routes_ingest.py) used for "needs a token"
 
 
 async def _validated(
@@ -104,13 +66,15 @@ async def _validated(
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise HTTPException(422, errors) from None
-    if isinstance(sub.channel, WebhookChannel | SlackChannel):
+    if (url := sub.channel.endpoint_url) is not None:  # every channel but e-mail
         try:
-            await check_url(sub.channel.url, settings.ssrf_allowlist)
+            await check_url(url, settings.ssrf_allowlist)
         except UnsafeUrlError as exc:
             raise HTTPException(422, f"channel.url refused: {exc}") from None
         except OSError as exc:
             raise HTTPException(422, f"channel.url does not resolve: {exc}") from None
+        except UnicodeError as exc:  # a host name IDNA cannot encode (empty or 64+ char label)
+            raise HTTPException(422, f"channel.url host cannot be encoded: {exc}") from None
     return sub
 
 
@@ -123,6 +87,12 @@ def _load(es: Elasticsearch, settings: Settings, sub_id: str) -> Subscription:
 
 
 def _save(es: Elasticsearch, settings: Settings, sub: Subscription) -> None:
+    # Its candidate document first, so the matcher finds it as soon as it sees the subscription.
+    # Best effort: the matcher's sync stores any one missing or stale on its next reload.
+    try:
+        candidates.index_subscription(es, settings, sub)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("candidate document of %s not stored (%r); the matcher will", sub.id, exc)
     es.index(
         index=settings.index("subscriptions"),
         id=sub.id,
@@ -138,13 +108,14 @@ async def create_subscription(
     """Create (or, same name and destination, overwrite) a subscription."""
     sub = await _validated(body, settings)
     _save(es, settings, sub)
-    return sub.public_dict()
+    return public_subscription(sub.public_dict())
 
 
 @router.get("/subscriptions")
 def list_subscriptions(
     settings: SettingsDep,
     es: EsDep,
+    _who: ReadDep,
     size: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000 - MAX_LIST)] = 0,
 ) -> dict[str, Any]:
@@ -156,13 +127,18 @@ def list_subscriptions(
         query={"match_all": {}},
     )
     hits = resp.get("hits", {})
-    subs = [Subscription.from_es_doc(h["_source"]).public_dict() for h in hits.get("hits", [])]
+    subs = [
+        public_subscription(Subscription.from_es_doc(h["_source"]).public_dict())
+        for h in hits.get("hits", [])
+    ]
     return {"total": hits.get("total", {}).get("value", 0), "subscriptions": subs}
 
 
 @router.get("/subscriptions/{sub_id}")
-def get_subscription(settings: SettingsDep, es: EsDep, sub_id: str) -> dict[str, Any]:
-    return _load(es, settings, sub_id).public_dict()
+def get_subscription(
+    settings: SettingsDep, es: EsDep, _who: ReadDep, sub_id: str
+) -> dict[str, Any]:
+    return public_subscription(_load(es, settings, sub_id).public_dict())
 
 
 @router.put("/subscriptions/{sub_id}")
@@ -176,7 +152,7 @@ async def replace_subscription(
     _load(es, settings, sub_id)  # 404 if absent
     sub = await _validated(body, settings, sub_id)
     _save(es, settings, sub)
-    return sub.public_dict()
+    return public_subscription(sub.public_dict())
 
 
 @router.delete("/subscriptions/{sub_id}", status_code=204)
@@ -185,6 +161,10 @@ def delete_subscription(settings: SettingsDep, es: EsDep, _who: AuthDep, sub_id:
         es.delete(index=settings.index("subscriptions"), id=sub_id, refresh="wait_for")
     except NotFoundError:
         raise HTTPException(404, f"no subscription {sub_id}") from None
+    try:
+        candidates.delete_subscription(es, settings, sub_id)
+    except Exception as exc:  # noqa: BLE001 - an orphan is never matched: not in the cache
+        log.warning("candidate document of %s not deleted (%r)", sub_id, exc)
     return Response(status_code=204)
 
 
@@ -205,7 +185,7 @@ def silence_subscription(
         raise HTTPException(400, "until: needs a timezone (e.g. 2025-06-01T00:00:00Z)")
     sub = _load(es, settings, sub_id).model_copy(update={"silence_until": when})
     _save(es, settings, sub)
-    return sub.public_dict()
+    return public_subscription(sub.public_dict())
 
 
 SAMPLE_EVENT: dict[str, Any] = {
@@ -251,6 +231,7 @@ async def test_subscription(
 def list_alerts(
     settings: SettingsDep,
     es: EsDep,
+    _who: ReadDep,
     holder: str | None = None,
     size: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
     unacked: bool = False,
@@ -273,13 +254,13 @@ def list_alerts(
 
 
 @router.post("/alerts/{fingerprint}/ack")
-def ack_alert(settings: SettingsDep, es: EsDep, who: AuthDep, fingerprint: str) -> dict[str, Any]:
+def ack_alert(settings: SettingsDep, es: EsDep, who: WriteDep, fingerprint: str) -> dict[str, Any]:
     try:
         es.update(
             index=settings.index("alerts"),
             id=fingerprint,
             refresh="wait_for",
-            doc={"acked_at": utcnow().isoformat(), "acked_by": who},
+            doc={"acked_at": utcnow().isoformat(), "acked_by": who.label},
         )
     except NotFoundError:
         raise HTTPException(404, f"no alert {fingerprint}") from None

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from cpwatch.exceptions import CpwatchError
 from cpwatch.settings import get_settings
+from cpwatch.tokens_cli import tokens_app
 
 app = typer.Typer(help="cpwatch: crypto-policy and treasury watch.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local single-node Kafka + Elasticsearch stack.")
@@ -406,17 +407,18 @@ def holdings_accept(proposal_id: Annotated[str, typer.Argument(help="Proposal id
 
 subscriptions_app = typer.Typer(help="Alert subscriptions (through the HTTP API).")
 app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(tokens_app, name="tokens")
 
 
 def _api(method: str, path: str, **kw: object) -> object:
     """Call the cpwatch API at settings api_host:api_port with $CPWATCH_API_TOKEN."""
-    import os
-
     import httpx
+
+    from cpwatch.tokens import client_token
 
     s = get_settings()
     headers = {}
-    token = os.environ.get("CPWATCH_API_TOKEN")
+    token = client_token(s)  # CPWATCH_API_TOKEN, else a plain CPWATCH_API_TOKENS entry
     if token:
         headers["Authorization"] = f"Bearer {token}"
     url = f"http://{s.api_host}:{s.api_port}{path}"
@@ -452,14 +454,33 @@ def subscribe(
     secret: Annotated[str | None, typer.Option(help="Webhook HMAC secret (16+ chars).")] = None,  # noqa: UP007
     email: Annotated[str | None, typer.Option(help="Email address.")] = None,  # noqa: UP007
     slack: Annotated[str | None, typer.Option(help="Slack incoming-webhook URL.")] = None,  # noqa: UP007
+    pagerduty: Annotated[str | None, typer.Option(help="PagerDuty Events v2 routing key.")] = None,  # noqa: UP007
+    teams: Annotated[str | None, typer.Option(help="Teams Workflows webhook URL.")] = None,  # noqa: UP007
+    discord: Annotated[str | None, typer.Option(help="Discord webhook URL.")] = None,  # noqa: UP007
+    telegram: Annotated[
+        str | None, typer.Option(help="Telegram chat id or @channel (needs --telegram-token).")
+    ] = None,  # noqa: UP007
+    telegram_token: Annotated[
+        str | None, typer.Option(help="Telegram bot token.", envvar="CPWATCH_TELEGRAM_BOT_TOKEN")
+    ] = None,  # noqa: UP007
     group_wait: Annotated[str | None, typer.Option(help="Digest wait, e.g. 0s, 10s.")] = None,  # noqa: UP007
+    group_interval: Annotated[
+        str | None, typer.Option(help="Wait between digests of one group, e.g. 1m.")
+    ] = None,  # noqa: UP007
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option(help="Group label (rule, direction, holder, rule_type, kind); repeat."),
+    ] = None,  # noqa: UP007
 ) -> None:
     """Create a subscription (POST /api/subscriptions); prints it as JSON (secret masked)."""
     import json
 
-    chosen = [c for c in (webhook, email, slack) if c]
+    chosen = [c for c in (webhook, email, slack, pagerduty, teams, discord, telegram) if c]
     if len(chosen) != 1:
-        err.print("[red]error:[/red] give exactly one of --webhook, --email, --slack")
+        err.print(
+            "[red]error:[/red] give exactly one of --webhook, --email, --slack, --pagerduty,"
+            " --teams, --discord, --telegram"
+        )
         raise typer.Exit(2)
     if webhook:
         if not secret:
@@ -468,6 +489,15 @@ def subscribe(
         channel: dict[str, object] = {"type": "webhook", "url": webhook, "secret": secret}
     elif email:
         channel = {"type": "email", "address": email}
+    elif pagerduty:
+        channel = {"type": "pagerduty", "routing_key": pagerduty}
+    elif teams or discord:
+        channel = {"type": "teams" if teams else "discord", "url": teams or discord}
+    elif telegram:
+        if not telegram_token:
+            err.print("[red]error:[/red] --telegram needs --telegram-token")
+            raise typer.Exit(2)
+        channel = {"type": "telegram", "chat_id": telegram, "bot_token": telegram_token}
     else:
         channel = {"type": "slack", "url": slack}
     body: dict[str, object] = {
@@ -482,6 +512,10 @@ def subscribe(
     }
     if group_wait:
         body["group_wait"] = group_wait
+    if group_interval:
+        body["group_interval"] = group_interval
+    if group_by:
+        body["group_by"] = group_by
     sys.stdout.write(json.dumps(_api("POST", "/api/subscriptions", json=body)) + "\n")
 
 

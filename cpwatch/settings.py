@@ -105,8 +105,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = "cpwatch@localhost"
     smtp_timeout_s: float = Field(default=10.0, gt=0)
-    # Bearer tokens for API writes, comma-separated; an entry may also be "sha256:<hex>".
+    # Server side: bearer tokens with write scope, comma-separated; an entry may also be
+    # "sha256:<hex>". More tokens, with read or write scope: `cpwatch tokens create`, kept in
+    # api_tokens_file (default $CPWATCH_HOME/api-tokens.json; cpwatch/tokens.py).
     api_tokens: SecretStr | None = None
+    api_tokens_file: Path | None = None
+    # Client side: the one token the CLI sends (CPWATCH_API_TOKEN).
+    api_token: SecretStr | None = None
 
     @property
     def ssrf_allowlist(self) -> tuple[str, ...]:

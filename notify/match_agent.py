@@ -1,7 +1,8 @@
 """Faust agents: which subscriber is owed what. ``policy-events`` and ``alerts`` → ``deliveries``.
 
-* Policy events, in batches, are matched against the cached subscriptions by Elasticsearch
-  (``notify.matcher.EventMatcher``: one ``_msearch`` per batch). Copies of one story (same
+* Policy events, in batches that grow under backlog (``BATCH``), are matched against the cached
+  subscriptions (``notify.matcher.EventMatcher``: candidates from ``notify.candidates``, then
+  Elasticsearch verifies only those). Copies of one story (same
   ``cluster_id``) are sent once per subscriber (bounded memory of what was sent).
 * Who gets what: a subscription with a query or event filters gets events; one with a
   rule-type filter gets alerts; one with neither, or with holders only, gets both (a policy
@@ -14,25 +15,30 @@
   subscription); a 0.2 s timer flushes due groups onto ``deliveries``, keyed by subscription
   id, value ``{"id", "subscription", "kind", "items"}`` with a deterministic id.
 
-Items waiting in a digest group are in memory only: a crash inside ``group_wait`` loses them
-(their Kafka offsets are already committed). Keep ``group_wait`` short where that matters.
+Digest groups, the story memory and an outbox of digests being sent live in the lifecycle
+table (``notify.digest_store``), written before a batch is acknowledged: a restart resumes them.
+Elasticsearch errors while matching are waited out (``notify.es_retry``), never raised: Faust
+would ack the batch of an agent that raised.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import dumps
 from cpwatch.settings import Settings
 from notify.delivery import Item, delivery_id_for, item_dict
+from notify.digest_store import DigestStore
+from notify.es_retry import retry_es
 from notify.lifecycle import DigestGrouper, LifecycleTracker, Notification
 from notify.matcher import EventMatcher, SubscriptionCache
 from notify.subscriptions import Subscription
@@ -44,8 +50,12 @@ from streams.rules import load_rules
 
 log = logging.getLogger(__name__)
 
-BATCH = 200
-WITHIN_S = 0.2
+# Batches adapt to the load: ``take_events`` hands over what has arrived once ``WITHIN_S`` has
+# passed, or at once when ``BATCH`` events are waiting. Idle, a batch is an event or a few and
+# waits at most WITHIN_S; under backlog, batches grow to BATCH, where the per-batch costs
+# (analysis, candidate search, scratch refresh) are shared by thousands of events.
+BATCH = 2_000
+WITHIN_S = 0.05
 FLUSH_S = 0.2
 TICK_S = 5.0
 MAX_SENT_MEMORY = 100_000
@@ -89,7 +99,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             else (timedelta(0), timedelta(seconds=1))
         )
     )
-    sent: OrderedDict[tuple[str, str], None] = OrderedDict()  # (sub, story) already owed
     rule_types = {r.id: r.type for r in load_rules(settings.rules_path)}
     alert_input = app.topic(
         f"{settings.topic_prefix}{settings.faust_app_id}-lifecycle-input",
@@ -103,21 +112,42 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     )
     trackers: dict[str, LifecycleTracker] = {}
 
+    async def send_delivery(sid: str, msg: dict[str, Any]) -> None:
+        await (await topics[t.DELIVERIES].send(key=sid.encode(), value=dumps(msg)))
+        metrics.count_out("subscriptions", t.DELIVERIES)
+
+    digests = DigestStore(
+        state_table,
+        grouper,
+        subs_now,
+        compose=delivery_message,
+        send=send_delivery,
+        flush_producer=lambda: app.producer.flush(),
+        max_sent=MAX_SENT_MEMORY,
+    )
+
     async def subscriptions() -> dict[str, Subscription]:
         subs = await cache.get()
-        subs_now.clear()
-        subs_now.update(subs)
+        if subs is not subs_seen.get("all"):  # a reload: recompute once, not per batch
+            subs_now.clear()
+            subs_now.update(subs)
+            subs_seen["all"] = subs
+            subs_seen["events"] = {k: v for k, v in subs.items() if wants_events(v)}
         return subs
+
+    # The event subscriptions stay the same object between reloads: the matcher syncs its
+    # candidate index only when handed a new one.
+    subs_seen: dict[str, dict[str, Subscription]] = {}
+
+    async def event_subscriptions() -> dict[str, Subscription]:
+        await subscriptions()
+        return subs_seen["events"]
 
     async def alert_subscriptions() -> list[Subscription]:
         return [s for s in (await subscriptions()).values() if wants_alerts(s)]
 
     async def flush() -> None:
-        now = datetime.now(UTC)
-        for sid, items in grouper.due(now):
-            msg = delivery_message(sid, items)
-            await topics[t.DELIVERIES].send(key=sid.encode(), value=dumps(msg))
-            metrics.count_out("subscriptions", t.DELIVERIES)
+        await digests.flush(datetime.now(UTC))
 
     @app.agent(topics[t.POLICY_EVENTS], name="match-subscriptions", concurrency=1)
     async def match_events(stream: faust.StreamT) -> None:
@@ -134,20 +164,24 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     await dead_letter(
                         topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
                     )
-            subs = {k: v for k, v in (await subscriptions()).items() if wants_events(v)}
+            subs = await event_subscriptions()
             if not docs or not subs:
                 continue
+            match = functools.partial(matcher.match, docs, subs)
+            try:
+                matches = await retry_es(match, "match-subscriptions")
+            except Exception as exc:  # noqa: BLE001 - refused for good: dead letters, no crash
+                for event in batch:
+                    await dead_letter(
+                        topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
+                    )
+                continue
             now = datetime.now(UTC)
-            for sub, doc in await matcher.match(docs, subs):
-                if sub.silenced(now):
-                    continue
-                story = (sub.id, str(doc.get("cluster_id") or doc["id"]))
-                if story in sent:
-                    continue  # another outlet's copy of a story this subscriber already got
-                sent[story] = None
-                while len(sent) > MAX_SENT_MEMORY:
-                    sent.popitem(last=False)
-                grouper.add(sub.id, doc, now)
+            digests.load()
+            for sub, doc in matches:
+                if not sub.silenced(now):
+                    digests.add_event(sub, doc, now)
+            digests.persist()
             await flush()
 
     @app.agent(topics[t.ALERTS], name="route-alerts", concurrency=1)
@@ -156,6 +190,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             await alert_input.send(key=b"alerts", value=event.value)
 
     def tracker() -> LifecycleTracker:
+        digests.load()
         if "t" not in trackers:
             trackers["t"] = LifecycleTracker(
                 [s for s in subs_now.values() if wants_alerts(s)],
@@ -168,6 +203,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
         trackers.clear()
+        digests.clear()
 
     @app.agent(alert_input, name="alert-lifecycle", concurrency=1)  # stateful: never more than 1
     async def lifecycle(stream: faust.StreamT) -> None:
@@ -184,13 +220,25 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             tr.set_subscriptions(subs)
             now = datetime.now(UTC)
             for n in tr.observe(alert, now):
-                grouper.add(n.subscription, n, now)
+                digests.add_notification(n, now)
             tr.drain_suppressed()
+            digests.persist()  # before the tracker's state: it must not outlive its items
             state_table[STATE_KEY] = tr.to_dict()
             await flush()
 
+    def owns_state() -> bool:
+        """After recovery, with the lifecycle partition (and so its table) assigned here."""
+        tp = TP(alert_input.get_topic_name(), 0)
+        return (
+            not app.rebalancing
+            and app.tables.recovery.completed.is_set()
+            and tp in app.consumer.assignment()
+        )
+
     @app.timer(interval=FLUSH_S)
     async def flush_digests() -> None:
+        if not digests.loaded and owns_state():
+            digests.load()  # groups and outbox of before a restart go out without new input
         await flush()
 
     @app.timer(interval=TICK_S)
@@ -202,8 +250,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         now = datetime.now(UTC)
         due = tr.tick(now)
         for n in due:
-            grouper.add(n.subscription, n, now)
+            digests.add_notification(n, now)
         if due:
+            digests.persist()
             state_table[STATE_KEY] = tr.to_dict()
             await flush()
 

@@ -4,11 +4,12 @@ subscription" both use to reach a channel. No Faust here: the API imports it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cpwatch.settings import Settings
-from notify import slack
+from notify import discord, pagerduty, slack, teams, telegram
 from notify.delivery import (
     Attempt,
     AttemptHook,
@@ -25,6 +26,14 @@ from notify.webhook import WebhookConfig, WebhookSender, endpoint_of
 from streams.alerts import Alert, iso_utc, parse_utc
 
 log = logging.getLogger(__name__)
+# HTTP channels beside webhook and Slack: send(webhook_sender, channel, items, *, delivery_id,
+# on_attempt), each over the shared WebhookSender (timeouts, retries, SSRF guard).
+CHANNEL_SENDERS: dict[str, Callable[..., Awaitable[DeliveryResult]]] = {
+    "pagerduty": pagerduty.send,
+    "teams": teams.send,
+    "telegram": telegram.send,
+    "discord": discord.send,
+}
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -116,6 +125,14 @@ class Senders:
                 )
 
             return Delivery(delivery_id, endpoint_of(ch.url), send)
+        if (channel_send := CHANNEL_SENDERS.get(ch.type)) and (url := ch.endpoint_url):
+
+            async def send(hook: AttemptHook) -> DeliveryResult:
+                return await channel_send(
+                    self.webhook, ch, items, delivery_id=delivery_id, on_attempt=hook
+                )
+
+            return Delivery(delivery_id, endpoint_of(url), send)
         assert isinstance(ch, EmailChannel)
         email = self.email
 

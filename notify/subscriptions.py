@@ -1,10 +1,12 @@
 """Alert subscriptions: who wants which events and treasury alerts, on which channel.
 
-A subscription is a stored query (``simple_query_string`` text, run by Elasticsearch) plus
-keyword filters checked here in pure Python, a channel (webhook, email or Slack), a re-alert
-window, an optional silence and Alertmanager-style digest timings. The webhook secret is kept
-as a ``SecretStr``: it is stored in the subscriptions index (the sender needs it) but never
-logged, and ``public_dict`` masks it and any credentials in channel URLs.
+A subscription is a stored query (search syntax, validated by ``cpwatch.query`` as search
+queries are, run by Elasticsearch) plus keyword filters checked here in pure Python, a channel
+(webhook, email, Slack, PagerDuty, Teams, Telegram or Discord), a re-alert window, an optional
+silence and Alertmanager-style digest timings. Channel secrets (webhook secret, PagerDuty
+routing key, Telegram bot token) are kept as ``SecretStr``: stored in the subscriptions index
+(the sender needs them) but never logged, and ``public_dict`` masks them and any credentials in
+channel URLs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from cpwatch.query import QUERY_FLAGS, QueryError, check_query
 from cpwatch.records import stable_id, utcnow
 from streams.alerts import Alert
 from streams.rules import RULE_TYPES, parse_window
@@ -36,6 +39,8 @@ _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 MASK = "********"
 # Filters on a policy event's keyword lists (the event field of the same name).
 EVENT_KEYWORDS = ("categories", "countries", "orgs", "holders")
+# Event fields a subscription's query searches (notify/candidates.py analyses the same fields).
+QUERY_FIELDS = ("title^2", "text")
 
 
 def _duration(value: object) -> timedelta:
@@ -48,6 +53,7 @@ def _duration(value: object) -> timedelta:
 Window = Annotated[timedelta, BeforeValidator(parse_window)]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Keyword = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+GroupLabel = Literal["rule", "direction", "holder", "rule_type", "kind"]
 
 
 def _http_url(url: str) -> str:
@@ -59,6 +65,12 @@ def _http_url(url: str) -> str:
 
 class _Channel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """Where deliveries go over HTTP (SSRF-checked); None for e-mail."""
+        url = getattr(self, "url", None)
+        return url if isinstance(url, str) else None
 
 
 class WebhookChannel(_Channel):
@@ -101,7 +113,96 @@ class SlackChannel(_Channel):
         return self.url
 
 
-Channel = Annotated[WebhookChannel | EmailChannel | SlackChannel, Field(discriminator="type")]
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+TELEGRAM_API = "https://api.telegram.org"
+
+
+class PagerDutyChannel(_Channel):
+    type: Literal["pagerduty"] = "pagerduty"
+    routing_key: SecretStr = Field(min_length=20, max_length=128, description="integration key")
+    severity: Literal["critical", "error", "warning", "info"] = "error"
+    url: str = Field(default=PAGERDUTY_URL, max_length=2000, description="Events API v2 URL")
+
+    _check_url = field_validator("url")(_http_url)
+
+    @property
+    def target(self) -> str:
+        # The routing key names the service; only a digest of it reaches the id.
+        return stable_id("pagerduty", self.routing_key.get_secret_value())
+
+
+class TeamsChannel(_Channel):
+    type: Literal["teams"] = "teams"
+    # Workflow ("when a webhook request is received") URL; its sig= parameter is a credential.
+    url: str = Field(max_length=2000, repr=False)
+
+    _check_url = field_validator("url")(_http_url)
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+class TelegramChannel(_Channel):
+    type: Literal["telegram"] = "telegram"
+    bot_token: SecretStr = Field(max_length=200)
+    chat_id: int | str = Field(description="numeric chat id, or @channelusername")
+    api_base: str = Field(default=TELEGRAM_API, max_length=2000)
+
+    _check_url = field_validator("api_base")(_http_url)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", v.get_secret_value()):
+            raise ValueError("must look like 123456:ABC... (from @BotFather)")
+        return v
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        if re.fullmatch(r"-?\d+", v := v.strip()):
+            return int(v)
+        if not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,31}", v):
+            raise ValueError("must be a numeric chat id or @channelusername")
+        return v
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.api_base
+
+    @property
+    def target(self) -> str:
+        bot = self.bot_token.get_secret_value().partition(":")[0]  # the bot's public id
+        return f"{bot}:{self.chat_id}"
+
+
+class DiscordChannel(_Channel):
+    type: Literal["discord"] = "discord"
+    # .../api/webhooks/<id>/<token>: the path is the credential.
+    url: str = Field(max_length=2000, repr=False)
+
+    _check_url = field_validator("url")(_http_url)
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+Channel = Annotated[
+    WebhookChannel
+    | EmailChannel
+    | SlackChannel
+    | PagerDutyChannel
+    | TeamsChannel
+    | TelegramChannel
+    | DiscordChannel,
+    Field(discriminator="type"),
+]
+# Channels whose URL path carries the credential: public views hide the whole path.
+SECRET_PATH_CHANNELS = frozenset({"slack", "discord"})
 
 
 class Filters(BaseModel):
@@ -131,14 +232,35 @@ class Subscription(BaseModel):
 
     id: str = Field(default="", max_length=64, description="derived from name + channel if empty")
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
-    query: str | None = Field(default=None, max_length=2000, description="simple_query_string")
+    query: str | None = Field(
+        default=None, max_length=2000, description="search syntax (cpwatch.query), as in search"
+    )
     filters: Filters = Filters()
     channel: Channel
     realert_window: Window = timedelta(hours=1)
     silence_until: AwareDatetime | None = None
     group_wait: Duration = timedelta(seconds=10)
     group_interval: Window = timedelta(minutes=1)
+    # Alertmanager's group_by: alerts sharing these label values go out as one message.
+    group_by: tuple[GroupLabel, ...] = ("rule", "direction")
     created_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str | None) -> str | None:
+        """One validator for search and subscriptions: ``cpwatch.query.check_query``."""
+        if v is None:
+            return None
+        try:
+            q, _ = check_query(v)
+        except QueryError as exc:
+            raise ValueError(exc.reason) from None
+        return q or None
+
+    @property
+    def query_expr(self) -> str:
+        """``query`` rendered for ``simple_query_string`` exactly as search renders it."""
+        return check_query(self.query)[1] if self.query else ""
 
     @model_validator(mode="after")
     def _derive_id(self) -> Subscription:
@@ -177,9 +299,12 @@ class Subscription(BaseModel):
             must.append(
                 {
                     "simple_query_string": {
-                        "query": self.query,
-                        "fields": ["title^2", "text"],
+                        "query": self.query_expr,
+                        "fields": list(QUERY_FIELDS),
                         "default_operator": "and",
+                        "flags": QUERY_FLAGS,
+                        "lenient": False,
+                        "analyze_wildcard": False,
                     }
                 }
             )
@@ -193,8 +318,9 @@ class Subscription(BaseModel):
         doc["group_wait"] = self.group_wait.total_seconds()
         doc["group_interval"] = self.group_interval.total_seconds()
         channel = self.channel.model_dump(mode="json")
-        if isinstance(self.channel, WebhookChannel):
-            channel["secret"] = self.channel.secret.get_secret_value()
+        for name, value in self.channel:
+            if isinstance(value, SecretStr):
+                channel[name] = value.get_secret_value()
         doc["channel"] = channel
         return doc
 
@@ -211,16 +337,18 @@ class Subscription(BaseModel):
         """What list APIs return: the secret masked, credentials stripped from URLs."""
         doc = self.to_es_doc()
         channel = dict(doc["channel"])
-        if "secret" in channel:
-            channel["secret"] = MASK
+        for name, value in self.channel:
+            if isinstance(value, SecretStr):
+                channel[name] = MASK
         if "url" in channel:
-            channel["url"] = redact_url(channel["url"], keep_path=channel["type"] != "slack")
+            keep_path = channel["type"] not in SECRET_PATH_CHANNELS
+            channel["url"] = redact_url(channel["url"], keep_path=keep_path)
         doc["channel"] = channel
         return doc
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:
-    """Drop user:password and the query; Slack URLs carry their token in the path."""
+    """Drop user:password and the query; Slack and Discord URLs carry a token in the path."""
     p = urlsplit(url)
     host = p.hostname or ""
     if ":" in host:
@@ -245,6 +373,7 @@ SUBSCRIPTION_PROPERTIES: dict[str, Any] = {
     "silence_until": {"type": "date"},
     "group_wait": {"type": "float"},
     "group_interval": {"type": "float"},
+    "group_by": {"type": "keyword"},
     "created_at": {"type": "date"},
     # enabled: false -> kept in _source, never indexed: the secret is not searchable.
     "channel": {"type": "object", "enabled": False},
