@@ -128,7 +128,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def subscription(sub_id: str) -> Subscription | None:
         sub = (await cache.get()).get(sub_id)
         if sub is None:  # new since the last reload, or gone: ask Elasticsearch, waiting it out
-            sub = (await retry_es(cache.load, "deliver: subscriptions")).get(sub_id)
+            sub = await retry_es(lambda: cache.fetch(sub_id), "deliver: subscriptions")
         return sub
 
     async def settle(tp: TopicPartition, offset: int, raw: bytes) -> None:

@@ -52,7 +52,9 @@ class SubscriptionCache:
         self.max = settings.max_subscriptions
         self._subs: dict[str, Subscription] = {}
         self._loaded_at = float("-inf")
+        self._version: tuple[int, ...] | None = None  # the index's write counters at last load
         self.invalid = 0  # documents that no longer validate (skipped, logged)
+        self.loads = 0  # full loads done (a period without writes costs none)
 
     async def get(self, *, force: bool = False) -> dict[str, Subscription]:
         if force or time.monotonic() - self._loaded_at >= self.refresh_s:
@@ -60,10 +62,54 @@ class SubscriptionCache:
             # sending every call back to an unavailable cluster.
             self._loaded_at = time.monotonic()
             try:
-                self._subs = await self.load()
+                version = await self._version_or_none()
+                if force or version is None or version != self._version:
+                    self._subs = await self.load()
+                    self.loads += 1
+                    self._version = version
             except Exception as exc:  # noqa: BLE001 - keep serving the last good set
                 log.warning("subscriptions reload failed (%r); keeping %d", exc, len(self._subs))
         return self._subs
+
+    async def _version_or_none(self) -> tuple[int, ...] | None:
+        try:
+            return await self._index_version()
+        except Exception as exc:  # noqa: BLE001 - unknown: load as before, and report its error
+            log.debug("subscriptions index stats unavailable: %r", exc)
+            return None
+
+    async def _index_version(self) -> tuple[int, ...] | None:
+        """Counters that move on every write, delete and refresh of the subscriptions index
+        (one stats call): a 100,000-subscription reload takes seconds, so skip it when
+        nothing changed. Read before loading, so a write the load misses (not yet refreshed)
+        moves them again at its refresh and the next period loads it."""
+        stats = await self.es.options(ignore_status=404).indices.stats(
+            index=self.alias, metric=["indexing", "refresh"]
+        )
+        total = stats.get("_all", {}).get("primaries", {})
+        if not total:
+            return None
+        idx, ref = total.get("indexing", {}), total.get("refresh", {})
+        return (
+            int(idx.get("index_total", 0)),
+            int(idx.get("delete_total", 0)),
+            int(ref.get("total", 0)),
+            int(ref.get("external_total", 0)),
+        )
+
+    async def fetch(self, sub_id: str) -> Subscription | None:
+        """One subscription by id, straight from Elasticsearch (a new one the cache has not
+        loaded yet), without reloading the whole set; None if it does not exist."""
+        resp = await self.es.options(ignore_status=404).get(index=self.alias, id=sub_id)
+        if not resp.get("found"):
+            return None
+        try:
+            sub = Subscription.from_es_doc(resp["_source"])
+        except ValueError as exc:
+            log.warning("subscription %s invalid, skipped: %s", sub_id, exc)
+            return None
+        self._subs[sub.id] = sub
+        return sub
 
     async def load(self) -> dict[str, Subscription]:
         subs: dict[str, Subscription] = {}
