@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from fastapi import FastAPI
 
+from api.limits import BodyGuard
 from api.routes_ingest import router as ingest_router
 from api.routes_metrics import router as metrics_router
 from api.routes_search import router as search_router
@@ -15,6 +18,7 @@ from cpwatch.settings import get_settings
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(title="cpwatch", version=__version__)
+    app.add_middleware(BodyGuard)
 
     app.include_router(search_router)
     app.include_router(subscriptions_router)
@@ -26,6 +30,17 @@ def create_app() -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        return {"status": "ok", "kafka": settings.kafka_bootstrap, "elasticsearch": settings.es_url}
+        es = redact_url(settings.es_url)
+        return {"status": "ok", "kafka": settings.kafka_bootstrap, "elasticsearch": es}
 
     return app
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user:password part (an ES URL may carry credentials)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -437,6 +437,19 @@ def _api(method: str, path: str, **kw: object) -> object:
     return resp.json() if resp.content else None
 
 
+def _secret(env: str, what: str) -> str:
+    """A secret from ``env``, else typed at a hidden prompt; exit 2 when neither can be had."""
+    import os
+
+    value = os.environ.get(env, "").strip()
+    if value:
+        return value
+    if sys.stdin.isatty():
+        return str(typer.prompt(what, hide_input=True)).strip()
+    err.print(f"[red]error:[/red] set {env} (the {what}); secrets are not taken as arguments")
+    raise typer.Exit(2)
+
+
 @app.command("subscribe")
 def subscribe(
     name: Annotated[str, typer.Option(help="Subscription name.")],
@@ -450,18 +463,26 @@ def subscribe(
     holder: Annotated[
         list[str] | None, typer.Option(help="Holder: its alerts and linked events; repeat for OR.")
     ] = None,  # noqa: UP007
-    webhook: Annotated[str | None, typer.Option(help="Webhook URL (needs --secret).")] = None,  # noqa: UP007
-    secret: Annotated[str | None, typer.Option(help="Webhook HMAC secret (16+ chars).")] = None,  # noqa: UP007
+    webhook: Annotated[
+        str | None,
+        typer.Option(help="Webhook URL; its HMAC secret from CPWATCH_WEBHOOK_SECRET or a prompt."),
+    ] = None,  # noqa: UP007
     email: Annotated[str | None, typer.Option(help="Email address.")] = None,  # noqa: UP007
     slack: Annotated[str | None, typer.Option(help="Slack incoming-webhook URL.")] = None,  # noqa: UP007
-    pagerduty: Annotated[str | None, typer.Option(help="PagerDuty Events v2 routing key.")] = None,  # noqa: UP007
+    pagerduty: Annotated[
+        bool,
+        typer.Option(
+            "--pagerduty",
+            help="PagerDuty Events v2; routing key from CPWATCH_PAGERDUTY_ROUTING_KEY or a prompt.",
+        ),
+    ] = False,
     teams: Annotated[str | None, typer.Option(help="Teams Workflows webhook URL.")] = None,  # noqa: UP007
     discord: Annotated[str | None, typer.Option(help="Discord webhook URL.")] = None,  # noqa: UP007
     telegram: Annotated[
-        str | None, typer.Option(help="Telegram chat id or @channel (needs --telegram-token).")
-    ] = None,  # noqa: UP007
-    telegram_token: Annotated[
-        str | None, typer.Option(help="Telegram bot token.", envvar="CPWATCH_TELEGRAM_BOT_TOKEN")
+        str | None,
+        typer.Option(
+            help="Telegram chat id or @channel; token from CPWATCH_TELEGRAM_BOT_TOKEN or a prompt."
+        ),
     ] = None,  # noqa: UP007
     group_wait: Annotated[str | None, typer.Option(help="Digest wait, e.g. 0s, 10s.")] = None,  # noqa: UP007
     group_interval: Annotated[
@@ -482,22 +503,20 @@ def subscribe(
             " --teams, --discord, --telegram"
         )
         raise typer.Exit(2)
+    # Secrets never come from the command line (shell history, `ps`): environment or prompt.
     if webhook:
-        if not secret:
-            err.print("[red]error:[/red] --webhook needs --secret")
-            raise typer.Exit(2)
+        secret = _secret("CPWATCH_WEBHOOK_SECRET", "webhook HMAC secret (16+ characters)")
         channel: dict[str, object] = {"type": "webhook", "url": webhook, "secret": secret}
     elif email:
         channel = {"type": "email", "address": email}
     elif pagerduty:
-        channel = {"type": "pagerduty", "routing_key": pagerduty}
+        key = _secret("CPWATCH_PAGERDUTY_ROUTING_KEY", "PagerDuty routing key")
+        channel = {"type": "pagerduty", "routing_key": key}
     elif teams or discord:
         channel = {"type": "teams" if teams else "discord", "url": teams or discord}
     elif telegram:
-        if not telegram_token:
-            err.print("[red]error:[/red] --telegram needs --telegram-token")
-            raise typer.Exit(2)
-        channel = {"type": "telegram", "chat_id": telegram, "bot_token": telegram_token}
+        token = _secret("CPWATCH_TELEGRAM_BOT_TOKEN", "Telegram bot token")
+        channel = {"type": "telegram", "chat_id": telegram, "bot_token": token}
     else:
         channel = {"type": "slack", "url": slack}
     body: dict[str, object] = {

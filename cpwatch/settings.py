@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     api_tokens_file: Path | None = None
     # Client side: the one token the CLI sends (CPWATCH_API_TOKEN).
     api_token: SecretStr | None = None
+    # Largest request body the API reads (ingest takes up to 500 articles per request).
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
     @property
     def ssrf_allowlist(self) -> tuple[str, ...]:

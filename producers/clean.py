@@ -43,6 +43,21 @@ def canonical_url(url: str | None) -> str | None:
     return urlunsplit((scheme, netloc, parts.path or "/", urlencode(query), ""))
 
 
+# C0 controls but tab and newline, DEL, and the bidirectional overrides and isolates that can
+# make a title read differently from what it says (Trojan Source).
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_controls(text: str) -> str:
+    return _CONTROLS.sub("", text)
+
+
+def is_web_url(url: str) -> bool:
+    """An absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in _DEFAULT_PORTS and bool(parts.hostname)
+
+
 def host_of(url: str | None) -> str:
     """The host without a leading ``www.``, used as a source name when none is given."""
     if not url:

@@ -12,7 +12,15 @@ from typing import Any
 
 from cpwatch.exceptions import RecordError
 from cpwatch.records import NewsArticle
-from producers.clean import canonical_url, host_of, looks_like_html, normalise_space, strip_html
+from producers.clean import (
+    canonical_url,
+    host_of,
+    is_web_url,
+    looks_like_html,
+    normalise_space,
+    strip_controls,
+    strip_html,
+)
 from producers.fields import FieldError, parse_time
 from producers.summary import Bad
 
@@ -29,10 +37,13 @@ def article_from_dict(data: dict[str, Any]) -> NewsArticle:
         raise FieldError("text", "not a string")
     if looks_like_html(text):
         text = strip_html(text)
+    text = strip_controls(text)
     raw_url = data.get("source_url") or data.get("url")
     if raw_url is not None and not isinstance(raw_url, str):
         raise FieldError("source_url", "not a string")
     url = canonical_url(raw_url)
+    if url is not None and not is_web_url(url):
+        raise FieldError("source_url", f"not an absolute http(s) URL: {url[:200]!r}")
     source = data.get("source") or host_of(url)
     if not isinstance(source, str):
         raise FieldError("source", "not a string")
@@ -42,7 +53,7 @@ def article_from_dict(data: dict[str, Any]) -> NewsArticle:
     if given_id is not None and not isinstance(given_id, (str, int)):
         raise FieldError("id", "not a string")
     article_id = str(given_id).strip() if given_id not in (None, "") else ""
-    title = normalise_space(title)
+    title = normalise_space(strip_controls(title))
     return NewsArticle.parse(
         {
             "id": article_id or NewsArticle.make_id(url, source, title),
