@@ -73,16 +73,22 @@ class _Channel(BaseModel):
         return url if isinstance(url, str) else None
 
 
-class WebhookChannel(_Channel):
-    type: Literal["webhook"] = "webhook"
-    url: str = Field(max_length=2000)
-    secret: SecretStr = Field(min_length=16, max_length=256, description="HMAC-SHA256 key")
+class _UrlChannel(_Channel):
+    """A channel that posts to one http(s) URL, which is its identity. Kept out of reprs and
+    logs: for Slack, Teams and Discord the URL itself is the credential."""
+
+    url: str = Field(max_length=2000, repr=False)
 
     _check_url = field_validator("url")(_http_url)
 
     @property
     def target(self) -> str:
         return self.url
+
+
+class WebhookChannel(_UrlChannel):
+    type: Literal["webhook"] = "webhook"
+    secret: SecretStr = Field(min_length=16, max_length=256, description="HMAC-SHA256 key")
 
 
 class EmailChannel(_Channel):
@@ -101,29 +107,19 @@ class EmailChannel(_Channel):
         return self.address.lower()
 
 
-class SlackChannel(_Channel):
-    type: Literal["slack"] = "slack"
-    # The incoming-webhook URL is itself a credential: kept out of reprs and logs.
-    url: str = Field(max_length=2000, repr=False)
-
-    _check_url = field_validator("url")(_http_url)
-
-    @property
-    def target(self) -> str:
-        return self.url
+class SlackChannel(_UrlChannel):
+    type: Literal["slack"] = "slack"  # an incoming-webhook URL
 
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 TELEGRAM_API = "https://api.telegram.org"
 
 
-class PagerDutyChannel(_Channel):
+class PagerDutyChannel(_UrlChannel):
     type: Literal["pagerduty"] = "pagerduty"
     routing_key: SecretStr = Field(min_length=20, max_length=128, description="integration key")
     severity: Literal["critical", "error", "warning", "info"] = "error"
     url: str = Field(default=PAGERDUTY_URL, max_length=2000, description="Events API v2 URL")
-
-    _check_url = field_validator("url")(_http_url)
 
     @property
     def target(self) -> str:
@@ -131,16 +127,9 @@ class PagerDutyChannel(_Channel):
         return stable_id("pagerduty", self.routing_key.get_secret_value())
 
 
-class TeamsChannel(_Channel):
-    type: Literal["teams"] = "teams"
+class TeamsChannel(_UrlChannel):
     # Workflow ("when a webhook request is received") URL; its sig= parameter is a credential.
-    url: str = Field(max_length=2000, repr=False)
-
-    _check_url = field_validator("url")(_http_url)
-
-    @property
-    def target(self) -> str:
-        return self.url
+    type: Literal["teams"] = "teams"
 
 
 class TelegramChannel(_Channel):
@@ -179,16 +168,8 @@ class TelegramChannel(_Channel):
         return f"{bot}:{self.chat_id}"
 
 
-class DiscordChannel(_Channel):
-    type: Literal["discord"] = "discord"
-    # .../api/webhooks/<id>/<token>: the path is the credential.
-    url: str = Field(max_length=2000, repr=False)
-
-    _check_url = field_validator("url")(_http_url)
-
-    @property
-    def target(self) -> str:
-        return self.url
+class DiscordChannel(_UrlChannel):
+    type: Literal["discord"] = "discord"  # .../api/webhooks/<id>/<token>: the path is secret
 
 
 Channel = Annotated[
