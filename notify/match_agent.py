@@ -46,6 +46,8 @@ from sinks.elasticsearch import async_client
 from streams.alerts import Alert
 from streams.app import Topics
 from streams.deadletter import dead_letter
+from streams.positions import InputPositions, admit
+from streams.range_reader import RangeReader
 from streams.rules import load_rules
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,20 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         "alert-lifecycle", default=None, partitions=1, key_type=bytes, use_partitioner=True
     )
     trackers: dict[str, LifecycleTracker] = {}
+    # The next policy-events offset per partition whose matches are durable: after a restart
+    # the agent reads again what Faust committed past without processing (streams/positions;
+    # the kill test lost matches to such a jump).
+    saved_at = app.Table(
+        "match-positions",
+        default=None,
+        partitions=settings.topic_partitions,
+        key_type=bytes,
+        use_partitioner=True,
+    )
+    positions = InputPositions()
+    guard = settings.processing_guarantee == "at_least_once"
+    reload_positions: list[bool] = [True]
+    read = RangeReader(settings)
 
     async def send_delivery(sid: str, msg: dict[str, Any]) -> None:
         await (await topics[t.DELIVERIES].send(key=sid.encode(), value=dumps(msg)))
@@ -152,37 +168,54 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.agent(topics[t.POLICY_EVENTS], name="match-subscriptions", concurrency=1)
     async def match_events(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            metrics.count_in("match-subscriptions", t.POLICY_EVENTS, len(batch))
-            docs: list[dict[str, Any]] = []
-            for event in batch:
-                try:
-                    doc = json.loads(event.value)
-                    if not isinstance(doc, dict) or not doc.get("id"):
-                        raise ValueError("event without id")
-                    docs.append(doc)
-                except ValueError as exc:
-                    await dead_letter(
-                        topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
-                    )
-            subs = await event_subscriptions()
-            if not docs or not subs:
-                continue
-            match = functools.partial(matcher.match, docs, subs)
+            if reload_positions:
+                positions.reset({int(k): v for k, v in saved_at.items() if v is not None})
+                reload_positions.clear()
+            fresh = await admit(
+                batch, positions, read=read, stage="match-subscriptions", enabled=guard
+            )
+            await match_batch(fresh)
+            # Matches are in the digest table and the producer flushed before the position
+            # moves: a position never claims events whose matches could still be lost.
+            await app.producer.flush()
+            for part in {e.message.partition for e in batch}:
+                if part in positions.expected:
+                    saved_at[str(part).encode()] = positions.expected[part]
+
+    async def match_batch(batch: list[Any]) -> None:
+        if not batch:
+            return
+        metrics.count_in("match-subscriptions", t.POLICY_EVENTS, len(batch))
+        docs: list[dict[str, Any]] = []
+        for event in batch:
             try:
-                matches = await retry_es(match, "match-subscriptions")
-            except Exception as exc:  # noqa: BLE001 - refused for good: dead letters, no crash
-                for event in batch:
-                    await dead_letter(
-                        topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
-                    )
-                continue
-            now = datetime.now(UTC)
-            digests.load()
-            for sub, doc in matches:
-                if not sub.silenced(now):
-                    digests.add_event(sub, doc, now)
-            digests.persist()
-            await flush()
+                doc = json.loads(event.value)
+                if not isinstance(doc, dict) or not doc.get("id"):
+                    raise ValueError("event without id")
+                docs.append(doc)
+            except ValueError as exc:
+                await dead_letter(
+                    topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
+                )
+        subs = await event_subscriptions()
+        if not docs or not subs:
+            return
+        match = functools.partial(matcher.match, docs, subs)
+        try:
+            matches = await retry_es(match, "match-subscriptions")
+        except Exception as exc:  # noqa: BLE001 - refused for good: dead letters, no crash
+            for event in batch:
+                await dead_letter(
+                    topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
+                )
+            return
+        now = datetime.now(UTC)
+        digests.load()
+        for sub, doc in matches:
+            if not sub.silenced(now):
+                digests.add_event(sub, doc, now)
+        digests.persist()
+        await flush()
 
     @app.agent(topics[t.ALERTS], name="route-alerts", concurrency=1)
     async def route_alerts(stream: faust.StreamT) -> None:
@@ -204,6 +237,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
         trackers.clear()
         digests.clear()
+        reload_positions.append(True)
 
     @app.agent(alert_input, name="alert-lifecycle", concurrency=1)  # stateful: never more than 1
     async def lifecycle(stream: faust.StreamT) -> None:
