@@ -46,8 +46,7 @@ from sinks.elasticsearch import async_client
 from streams.alerts import Alert
 from streams.app import Topics
 from streams.deadletter import dead_letter
-from streams.positions import InputPositions, admit
-from streams.range_reader import RangeReader
+from streams.position_table import PositionTable
 from streams.rules import load_rules
 
 log = logging.getLogger(__name__)
@@ -116,17 +115,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # The next policy-events offset per partition whose matches are durable: after a restart
     # the agent reads again what Faust committed past without processing (streams/positions;
     # the kill test lost matches to such a jump).
-    saved_at = app.Table(
-        "match-positions",
-        default=None,
-        partitions=settings.topic_partitions,
-        key_type=bytes,
-        use_partitioner=True,
-    )
-    positions = InputPositions()
-    guard = settings.processing_guarantee == "at_least_once"
-    reload_positions: list[bool] = [True]
-    read = RangeReader(settings)
+    positions = PositionTable(app, "match-positions", settings, "match-subscriptions")
 
     async def send_delivery(sid: str, msg: dict[str, Any]) -> None:
         await (await topics[t.DELIVERIES].send(key=sid.encode(), value=dumps(msg)))
@@ -168,19 +157,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.agent(topics[t.POLICY_EVENTS], name="match-subscriptions", concurrency=1)
     async def match_events(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            if reload_positions:
-                positions.reset({int(k): v for k, v in saved_at.items() if v is not None})
-                reload_positions.clear()
-            fresh = await admit(
-                batch, positions, read=read, stage="match-subscriptions", enabled=guard
-            )
-            await match_batch(fresh)
+            await match_batch(await positions.admit(batch))
             # Matches are in the digest table and the producer flushed before the position
             # moves: a position never claims events whose matches could still be lost.
             await app.producer.flush()
-            for part in {e.message.partition for e in batch}:
-                if part in positions.expected:
-                    saved_at[str(part).encode()] = positions.expected[part]
+            positions.save(batch)
 
     async def match_batch(batch: list[Any]) -> None:
         if not batch:
@@ -237,7 +218,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
         trackers.clear()
         digests.clear()
-        reload_positions.append(True)
+        positions.revoked()
 
     @app.agent(alert_input, name="alert-lifecycle", concurrency=1)  # stateful: never more than 1
     async def lifecycle(stream: faust.StreamT) -> None:

@@ -32,8 +32,7 @@ from streams.holdings_news import (
     extract_holdings,
     proposals,
 )
-from streams.positions import InputPositions, admit
-from streams.range_reader import RangeReader
+from streams.position_table import PositionTable
 
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"
@@ -74,32 +73,17 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
     # agent reads again anything Faust committed past without processing (streams/positions).
-    saved_at = app.Table(
-        "news-positions",
-        default=None,
-        partitions=settings.topic_partitions,
-        key_type=bytes,
-        use_partitioner=True,
-    )
-    positions = InputPositions()
-    guard = settings.processing_guarantee == "at_least_once"
-    reload: list[bool] = [True]
-    read = RangeReader(settings)
+    positions = PositionTable(app, "news-positions", settings, STAGE)
 
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            if reload:
-                positions.reset({int(k): v for k, v in saved_at.items() if v is not None})
-                reload.clear()
             sent: list[Any] = []
-            fresh = await admit(batch, positions, read=read, stage=STAGE, enabled=guard)
+            fresh = await positions.admit(batch)
             for event in fresh:
                 await classify_one(event, sent)
             await asyncio.gather(*sent)  # outputs acknowledged before the position moves
-            for part in {e.message.partition for e in batch}:
-                if part in positions.expected:
-                    saved_at[str(part).encode()] = positions.expected[part]
+            positions.save(batch)
 
     async def classify_one(event: Any, sent: list[Any]) -> None:
         raw, t0 = event.value, time.perf_counter()
@@ -164,7 +148,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
         state.clear()
-        reload.append(True)
+        positions.revoked()
 
     @app.agent(stories, name="cluster-stories", concurrency=1)
     async def cluster_stories(stream: faust.StreamT) -> None:
