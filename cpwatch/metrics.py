@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cpwatch import topics as t
+from cpwatch.internal_topics import INTERNAL
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,7 @@ holder_label, venue_label, symbol_label = (
     CappedLabel(SYMBOL_CAP),
 )
 
-_INTERNAL = ("story-input", "valuation-input", "lifecycle-input")
-_KNOWN_TOPICS = tuple(sorted((*(s.name for s in t.TOPICS), *_INTERNAL), key=len, reverse=True))
+_KNOWN_TOPICS = tuple(sorted((*(s.name for s in t.TOPICS), *INTERNAL), key=len, reverse=True))
 _INDICES = (
     "treasury-valuations",
     "delivery-attempts",

@@ -28,7 +28,7 @@ from streams.holder_links import ALIASES, COMMON_WORDS
 Kind = Literal["total", "bought", "sold"]
 
 # Last cue before an amount wins; a cue after it only for "moved/transferred X to an exchange".
-_CUES: tuple[tuple[Kind, str], ...] = (
+_CUES: tuple[tuple[Kind | Literal["other"], str], ...] = (
     (
         "total",
         r"hold(?:s|ing|ings)?|held|owns?|owned|own|totals?|totall?ing|stash|reserves? of"
@@ -122,10 +122,10 @@ class HolderNames:
                 if name not in COMMON_WORDS:  # "Block", "Strategy": too often plain words
                     holder_of.setdefault(name, holder)
         for table in (gz.PLACES, gz.BODIES, gz.LEADERS):
-            for cc, names in table.items():
+            for cc, joined in table.items():
                 state = states.get(cc) or gz.PLACES[cc].split("|")[0]
                 info.setdefault(state, ("state", cc))
-                for name in names.split("|"):
+                for name in joined.split("|"):
                     holder_of.setdefault(name, state)
         state_ids = frozenset(h for h, (kind, _) in info.items() if kind == "state")
         names = sorted(holder_of, key=len, reverse=True)

@@ -13,6 +13,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams import gazetteer as gz
 from streams.amounts import Amount, scan_amounts
@@ -48,14 +49,14 @@ def key_of(phrase: str, fold: bool) -> str:
 
 
 def _trie_pattern(keys: Iterable[str]) -> str:
-    trie: dict[str, dict] = {}
+    trie: dict[str, Any] = {}
     for key in keys:
         node = trie
         for ch in key:
             node = node.setdefault(ch, {})
         node[""] = {}
 
-    def emit(node: dict[str, dict]) -> str:
+    def emit(node: dict[str, Any]) -> str:
         alts = [
             (r"[\s\-]+" if ch == " " else re.escape(ch)) + emit(child)
             for ch, child in sorted(node.items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ import faust
 from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
+from cpwatch.internal_topics import STORY_INPUT, internal_topic
 from cpwatch.records import NewsArticle, dumps
 from cpwatch.settings import Settings
 from streams.app import Topics
@@ -54,9 +56,56 @@ def enrich(article: NewsArticle, now: datetime, names: HolderNames) -> dict[str,
     }
 
 
+@dataclass
+class ArticleOutput:
+    """What one news message becomes: messages to send in order, or a dead-letter reason."""
+
+    messages: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (topic, key, value)
+    proposals: int = 0
+    rejected: str | None = None
+
+
+def process_article(
+    raw: bytes | None, now: datetime, names: HolderNames, settings: Settings
+) -> ArticleOutput:
+    """Classify one article (pure): every article goes to ``articles``; an event also goes
+    to story clustering, and its holdings statements become proposals (totals straight to
+    ``holdings`` under auto-accept). Ids and keys are deterministic, so a replay adds nothing."""
+    out = ArticleOutput()
+    try:
+        article = NewsArticle.parse(raw)
+        doc = enrich(article, now, names)
+    except RecordError as exc:
+        out.rejected = str(exc)
+        return out
+    except Exception as exc:  # noqa: BLE001 - one bad article must not stop the stream
+        out.rejected = f"classifier: {exc!r}"
+        return out
+    body = dumps(doc)
+    out.messages.append((t.ARTICLES, article.id.encode(), body))
+    if not doc["is_policy_event"]:
+        return out
+    out.messages.append((STORY_INPUT, CLUSTER_KEY, body))
+    found = proposals(
+        (HoldingStatement(**s) for s in doc["holdings"]),
+        names,
+        article_id=article.id,
+        title=article.title,
+        source_url=article.url or "",
+        published=article.published or article.fetched_at,
+    )
+    for p in found:
+        out.messages.append((t.HOLDINGS_PROPOSALS, p.id.encode(), p.to_bytes()))
+        if settings.holdings_auto_accept == "total" and p.statement == "total":
+            update = p.to_update(None)
+            out.messages.append((t.HOLDINGS, update.key.encode(), update.to_bytes()))
+    out.proposals = len(found)
+    return out
+
+
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     stories = app.topic(
-        f"{settings.topic_prefix}{settings.faust_app_id}-story-input",
+        internal_topic(settings, STORY_INPUT),
         key_serializer="raw",
         value_serializer="raw",
         partitions=1,
@@ -86,50 +135,19 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             positions.save(batch)
 
     async def classify_one(event: Any, sent: list[Any]) -> None:
-        raw, t0 = event.value, time.perf_counter()
+        t0 = time.perf_counter()
         metrics.count_in(STAGE, t.NEWS)
-        try:
-            article = NewsArticle.parse(raw)
-            doc = enrich(article, datetime.now(UTC), names)
-        except RecordError as exc:
-            sent.append(await dead_letter(topics[t.DEAD_LETTER], STAGE, str(exc), event, raw))
+        out = process_article(event.value, datetime.now(UTC), names, settings)
+        if out.rejected is not None:
+            dlq = topics[t.DEAD_LETTER]
+            sent.append(await dead_letter(dlq, STAGE, out.rejected, event, event.value))
             return
-        except Exception as exc:  # noqa: BLE001 - one bad article must not stop the stream
-            reason = f"classifier: {exc!r}"
-            sent.append(await dead_letter(topics[t.DEAD_LETTER], STAGE, reason, event, raw))
-            return
-        body = dumps(doc)
-        sent.append(await topics[t.ARTICLES].send(key=article.id.encode(), value=body))
+        for name, key, value in out.messages:
+            target = stories if name == STORY_INPUT else topics[name]
+            sent.append(await target.send(key=key, value=value))
         metrics.count_out(STAGE, t.ARTICLES)
-        if doc["is_policy_event"]:
-            sent.append(await stories.send(key=CLUSTER_KEY, value=body))
-            await propose_holdings(article, doc["holdings"], sent)
+        metrics.count_out(STAGE, t.HOLDINGS_PROPOSALS, out.proposals)
         metrics.PROCESSING.labels(STAGE).observe(time.perf_counter() - t0)
-
-    async def propose_holdings(
-        article: NewsArticle, statements: list[dict[str, Any]], sent: list[Any]
-    ) -> None:
-        """An event's holdings statements become proposals; totals go straight to ``holdings``
-        when auto-accept says so (their ids and keys are deterministic: replays add nothing)."""
-        published = article.published or article.fetched_at
-        found = proposals(
-            (HoldingStatement(**s) for s in statements),
-            names,
-            article_id=article.id,
-            title=article.title,
-            source_url=article.url or "",
-            published=published,
-        )
-        for p in found:
-            sent.append(
-                await topics[t.HOLDINGS_PROPOSALS].send(key=p.id.encode(), value=p.to_bytes())
-            )
-            if settings.holdings_auto_accept == "total" and p.statement == "total":
-                update = p.to_update(None)
-                sent.append(
-                    await topics[t.HOLDINGS].send(key=update.key.encode(), value=update.to_bytes())
-                )
-        metrics.count_out(STAGE, t.HOLDINGS_PROPOSALS, len(found))
 
     def clusterer() -> StoryClusterer:
         if "c" not in state:

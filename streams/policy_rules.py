@@ -102,15 +102,15 @@ def _category_scores(doc: Doc) -> dict[str, float]:
         crypto = sent.get("crypto", 0) > 0 or i == 0
         actor = sent.get("state", 0) + sent.get("body", 0) + sent.get("mlat", 0)
         actor += sent.get("country", 0)
-        strong_all = {c: sent.get(f"CAT:{c}", 0) for c in CATEGORIES}
+        strong_all = {c: float(sent.get(f"CAT:{c}", 0)) for c in CATEGORIES}
         n_strong = sum(strong_all.values())
         scale = (0.5 if sent.get("background", 0) else 1.0) * (2.0 if i == 0 else 1.0)
         for cat in CATEGORIES:
-            strong, weak = strong_all[cat], sent.get(f"cat:{cat}", 0)
+            strong, weak = strong_all[cat], float(sent.get(f"cat:{cat}", 0))
             if cat == "regulation" and n_strong - strong:
                 # Regulation words are everywhere in policy news; a law *about* mining, tax,
                 # reserves or CBDCs belongs to that category, so here they count only alone.
-                strong, weak = strong / 2, 0
+                strong, weak = strong / 2, 0.0
             if cat == "reserve" and actor and crypto:
                 strong += btc
             s = 2.0 * strong

@@ -99,6 +99,14 @@ class ReferencePrice:
         sym["now"] = max(sym["now"], t)
         return self._evaluate(tick.symbol, sym)
 
+    def is_repeat(self, tick: PriceTick) -> bool:
+        """The venue's last tick again (same time and price): a redelivery. Applying it would
+        change no price, only add a duplicate point to the rules' windows."""
+        last = self._symbols.get(tick.symbol, {}).get("venues", {}).get(tick.venue)
+        if last is None:
+            return False
+        return bool(last["ts"] == tick.ts.timestamp() and last["price"] == tick.price)
+
     def _evaluate(self, symbol: str, sym: dict[str, Any]) -> tuple[float | None, list[VenueEvent]]:
         now, horizon = sym["now"], self.staleness.total_seconds()
         venues: dict[str, dict[str, Any]] = sym["venues"]

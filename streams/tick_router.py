@@ -21,6 +21,7 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.consumers import commit_polled, group_consumer
 from cpwatch.exceptions import RecordError
+from cpwatch.internal_topics import TickBatch
 from cpwatch.records import PriceTick
 from cpwatch.settings import Settings
 from streams.deadletter import dead_letter
@@ -51,7 +52,8 @@ async def route_batch(
     for venue in venues:
         metrics.tick_seen(venue)
     for symbol, ticks in per_symbol.items():
-        pending.append(await by_symbol.send(key=symbol.encode(), value=b"B" + b"\n".join(ticks)))
+        value = TickBatch.of(ticks).encode()
+        pending.append(await by_symbol.send(key=symbol.encode(), value=value))
     return pending
 
 

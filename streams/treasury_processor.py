@@ -1,0 +1,164 @@
+"""The treasury stage without its engines: (symbol state, tick batch) -> (state, outputs).
+
+One ``SymbolState`` per symbol holds the reference price, the holdings timeline and the rule
+state; its ``to_record``/``from_record`` are the Faust table's record (versioned). The agent in
+``streams/treasury_agent.py`` only reads batches, calls ``TreasuryProcessor.process`` and sends
+what it returns, so everything here is testable with plain lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cpwatch.exceptions import RecordError
+from cpwatch.records import HoldingUpdate, PriceTick
+from streams.alerts import Alert, iso_utc
+from streams.holdings import HoldingsTimeline, value_usd
+from streams.refprice import ReferencePrice, VenueEvent
+from streams.rules import Rule, RuleEngine
+from streams.treasury import Applied, TreasuryBook
+
+ASSET_SYMBOL = "BTC-USD"  # holdings are BTC: they are valued at this symbol's reference price
+STATE_VERSION = 1
+
+
+@dataclass
+class SymbolState:
+    """Everything the treasury keeps for one symbol; one table record."""
+
+    ref: ReferencePrice
+    book: TreasuryBook
+    partition: int | None = None  # of the by-symbol topic
+    next_offset: int | None = None  # the input offset this state expects next there
+    synced: int = 0  # holdings-table rows applied to ``book`` (in memory only, never saved)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "ref": self.ref.to_dict(),
+            "holdings": self.book.timeline.to_dict(),
+            "engine": self.book.engine.to_dict(),
+            "input": [self.partition, self.next_offset] if self.partition is not None else None,
+        }
+
+
+@dataclass
+class BatchOutput:
+    """What one batch produced, for the agent to send, dead-letter, log and count."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    valuations: dict[str, dict[str, Any]] = field(default_factory=dict)  # by document id
+    rejected: list[tuple[bytes, str]] = field(default_factory=list)  # (tick, reason)
+    venue_events: list[VenueEvent] = field(default_factory=list)
+    late: list[tuple[HoldingUpdate, bool]] = field(default_factory=list)  # (row, rebased)
+    late_seen_until: datetime | None = None  # last price valued before the late rows came
+
+
+class TreasuryProcessor:
+    """Pure treasury logic shared by the stream and tests; holds no per-symbol state itself."""
+
+    def __init__(self, rules: Sequence[Rule], staleness: timedelta, divergence_pct: float) -> None:
+        self.rules = tuple(rules)
+        self.staleness = staleness
+        self.divergence_pct = divergence_pct
+
+    def new_state(self, symbol: str) -> SymbolState:
+        return self.from_record(symbol, None)
+
+    def from_record(self, symbol: str, record: dict[str, Any] | None) -> SymbolState:
+        """Decode a table record; an unversioned one (before v1) has the same fields."""
+        rec = record or {}
+        version = int(rec.get("v", 0))
+        if version > STATE_VERSION:
+            raise RecordError(
+                f"treasury state of {symbol} is version {version}; this worker reads up to "
+                f"{STATE_VERSION} (upgrade the worker)",
+                field="v",
+            )
+        engine = (
+            RuleEngine.from_dict(self.rules, rec["engine"])
+            if rec.get("engine")
+            else RuleEngine(self.rules)
+        )
+        timeline = HoldingsTimeline.from_dict(rec["holdings"]) if rec.get("holdings") else None
+        where = rec.get("input") or [None, None]
+        return SymbolState(
+            ref=ReferencePrice(self.staleness, self.divergence_pct, state=rec.get("ref")),
+            book=TreasuryBook(engine, timeline, symbol),
+            partition=where[0],
+            next_offset=where[1],
+        )
+
+    def process(
+        self,
+        state: SymbolState,
+        symbol: str,
+        ticks: Sequence[bytes],
+        holdings: Sequence[HoldingUpdate] = (),
+        out: BatchOutput | None = None,
+    ) -> BatchOutput:
+        """Apply one symbol's ticks in order. ``holdings`` is the whole holdings table as read
+        so far (append-only); rows past ``state.synced`` are applied before the first tick.
+        Ticks older than the state's event time change nothing, so a replay is harmless."""
+        out = out if out is not None else BatchOutput()
+        for body in ticks:
+            if symbol == ASSET_SYMBOL and state.synced < len(holdings):
+                self._apply_holdings(state, symbol, holdings, out)
+            try:
+                self._tick(state, symbol, PriceTick.parse(body), out)
+            except (RecordError, ValueError, KeyError) as exc:
+                out.rejected.append((body, repr(exc)))
+        return out
+
+    def _tick(self, st: SymbolState, symbol: str, tick: PriceTick, out: BatchOutput) -> None:
+        if st.ref.is_repeat(tick):
+            return
+        previous = st.ref.price(symbol)
+        price, events = st.ref.update(tick)
+        out.venue_events.extend(events)
+        if price is None:
+            return
+        now = st.ref.as_of(symbol)
+        assert now is not None  # a price implies at least one tick
+        out.alerts.extend(st.book.on_price(now, price))
+        if price != previous:
+            for h in st.book.timeline.in_force(now):
+                _valuation(out.valuations, h, symbol, now, price)
+
+    def _apply_holdings(
+        self, st: SymbolState, symbol: str, rows: Sequence[HoldingUpdate], out: BatchOutput
+    ) -> None:
+        applied: Applied = st.book.apply_holdings(rows[st.synced :])
+        st.synced = len(rows)
+        if applied.late:
+            out.late_seen_until = st.book.last_evaluated()
+            out.late.extend((u, u.holder in applied.rebased) for u in applied.late)
+        price, as_of = st.ref.price(symbol), st.ref.as_of(symbol)
+        if price is None or as_of is None:
+            return
+        for holder in {u.holder for u in applied.changed}:
+            held = st.book.timeline.at(holder, as_of)
+            if held is not None:
+                _valuation(out.valuations, held, symbol, as_of, price)
+
+
+def _valuation(
+    out: dict[str, dict[str, Any]], h: HoldingUpdate, symbol: str, ts: datetime, price: float
+) -> None:
+    """Keep the latest valuation per holder and minute (its document id)."""
+    stamp = iso_utc(ts)
+    doc_id = f"{h.holder}|{stamp[:16]}"
+    out[doc_id] = {
+        "id": doc_id,
+        "holder": h.holder,
+        "name": h.name or h.holder,
+        "kind": h.kind,
+        "symbol": symbol,
+        "ts": stamp,
+        "price": price,
+        "btc": h.btc,
+        "value_usd": value_usd(h, price),
+    }
