@@ -5,9 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := kcat chromium prometheus
 
-.PHONY: setup run test test-unit test-integration test-faults bench stack-up stack-down lint clean
+.PHONY: setup k8s-tools run test test-unit test-integration test-faults bench stack-up stack-down lint clean
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps k8s-tools
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,10 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
+
+# kustomize, built once from the Go module proxy (renders deploy/k8s for its tests).
+k8s-tools: $(STAMP)
+	$(BIN)/python -m deploy.k8s.render --install
 
 stack-up: setup
 	@if [ "$$CPWATCH_EXTERNAL_STACK" = 1 ]; then echo "using the external stack"; else $(BIN)/cpwatch stack up; fi

@@ -1,7 +1,8 @@
 """The web dashboard: ``/`` and its static files, plus the read-only JSON it draws from.
 
 ``GET /api/events/stream`` (server-sent events: the latest published policy events, then new
-ones polled from the events alias every ``POLL_S`` by ``ingested_at``, with a heartbeat),
+ones polled from the events alias every ``POLL_S`` by ``ingested_at`` by one poller shared by
+every stream (``api/sse.py``), with a heartbeat),
 ``GET /api/holders``, ``GET /api/holders/{id}/series`` (valuations, level rules and the policy
 events linked to the holder), ``GET /api/rules``, ``GET /api/dashboard/alerts`` (firing =
 ``streams.alerts.firing``, the same count as ``cpwatch_alerts_firing``) and
@@ -13,6 +14,7 @@ Settings come from ``api.routes_subscriptions.subscription_settings`` (tests ove
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import re
@@ -27,6 +29,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
 from api.routes_subscriptions import EsDep, SettingsDep
+from api.sse import Cursor, EventHub, Listener, TooManyClients
 from cpwatch import metrics
 from cpwatch.exceptions import ConfigError
 from cpwatch.records import utcnow
@@ -38,7 +41,8 @@ router = APIRouter(tags=["dashboard"])
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 
-POLL_S = 1.0  # events poll interval
+POLL_S = 1.0  # events poll interval (one poll per process, api/sse.py)
+RETRY_SSE_S = 30  # Retry-After of a 429 when every event-stream slot is taken
 HEARTBEAT_S = 10.0  # an SSE heartbeat at least this often
 STREAM_MAX_S = 3600.0  # a stream ends after an hour; EventSource reconnects with Last-Event-ID
 BACKLOG = 20  # events sent when a stream starts
@@ -93,39 +97,65 @@ def _sse(event: str, data: Any, event_id: str | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def _hub(request: Request, es: Elasticsearch, settings: Settings) -> EventHub:
+    """The process's poller for these events (one per index and event loop: tests run
+    several apps and loops in one process)."""
+    hubs: dict[tuple[int, str], EventHub] = request.app.state.__dict__.setdefault("sse_hubs", {})
+    key = (id(asyncio.get_running_loop()), settings.index("events"))
+    if key not in hubs:
+        fetch = functools.partial(_new_events, es, settings)
+        hubs[key] = EventHub(fetch, period=POLL_S, max_clients=settings.api_max_sse_clients)
+    return hubs[key]
+
+
 async def _event_stream(
-    request: Request, es: Elasticsearch, settings: Settings, since: str | None
+    request: Request, hub: EventHub, listener: Listener, since: str | None
 ) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"
-    skip: set[str] = set()  # ids already sent with ingested_at == since
-    started = last_beat = time.monotonic()
-    while time.monotonic() - started < STREAM_MAX_S:
-        if await request.is_disconnected():
-            return
-        try:
-            docs = await asyncio.to_thread(_new_events, es, settings, since, skip)
+    try:
+        yield "retry: 2000\n\n"
+        cursor = Cursor(since)
+        try:  # this stream's own start (backlog or catch-up); the shared feed follows
+            first = await asyncio.to_thread(hub.fetch, since, set())
         except (ApiError, TransportError) as exc:
             yield _sse("problem", {"detail": f"elasticsearch: {exc.__class__.__name__}"})
-            docs = []
-        for doc in docs:
-            if doc["ingested_at"] != since:
-                since, skip = doc["ingested_at"], set()
-            skip.add(doc["id"])
-            yield _sse("policy-event", doc, event_id=since)
-        if not docs and since is None:
-            since = utcnow().isoformat()  # empty index: only what comes from now on
-        if time.monotonic() - last_beat >= HEARTBEAT_S or docs:
-            last_beat = time.monotonic()
-            yield _sse("heartbeat", {"ts": utcnow().isoformat()})
-        await asyncio.sleep(POLL_S)
+            first = []
+        for doc in first:
+            if cursor.admit(doc):
+                yield _sse("policy-event", doc, event_id=cursor.since)
+        if cursor.since is None:
+            cursor.since = utcnow().isoformat()  # empty index: only what comes from now on
+        started = last_beat = time.monotonic()
+        while time.monotonic() - started < STREAM_MAX_S:
+            if await request.is_disconnected():
+                return
+            item = await listener.next(timeout=POLL_S)
+            if item is not None and item[0] == "overflow":
+                yield _sse("problem", {"detail": "too slow; reconnect to catch up"})
+                return
+            if item is not None and item[0] == "problem":
+                yield _sse("problem", {"detail": item[1]})
+            sent = item is not None and item[0] == "doc" and cursor.admit(item[1])
+            if sent and item is not None:
+                yield _sse("policy-event", item[1], event_id=cursor.since)
+            if sent or time.monotonic() - last_beat >= HEARTBEAT_S:
+                last_beat = time.monotonic()
+                yield _sse("heartbeat", {"ts": utcnow().isoformat()})
+    finally:
+        hub.unsubscribe(listener)
 
 
 @router.get("/api/events/stream")
 async def events_stream(request: Request, settings: SettingsDep, es: EsDep) -> StreamingResponse:
-    """Server-sent events: the latest events, then each new one as it is indexed."""
+    """Server-sent events: the latest events, then each new one as it is indexed. One poller
+    serves every stream of the process; past ``CPWATCH_API_MAX_SSE_CLIENTS`` streams, 429."""
+    hub = _hub(request, es, settings)
+    try:
+        listener = hub.subscribe()
+    except TooManyClients as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(RETRY_SSE_S)}) from None
     since = request.headers.get("last-event-id") or None
     return StreamingResponse(
-        _event_stream(request, es, settings, since),
+        _event_stream(request, hub, listener, since),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from api.auth import ReadDep, WriteDep
 from api.auth import api_settings as subscription_settings
 from api.masking import public_subscription
+from cpwatch import secretbox
 from cpwatch.records import utcnow
 from cpwatch.settings import Settings
 from notify import candidates
@@ -83,7 +84,16 @@ def _load(es: Elasticsearch, settings: Settings, sub_id: str) -> Subscription:
         doc = es.get(index=settings.index("subscriptions"), id=sub_id)
     except NotFoundError:
         raise HTTPException(404, f"no subscription {sub_id}") from None
-    return Subscription.from_es_doc(doc["_source"])
+    return _read(settings, doc["_source"])
+
+
+def _read(settings: Settings, source: dict[str, Any]) -> Subscription:
+    """A stored subscription, its channel secrets decrypted (CPWATCH_SECRET_KEY[_OLD])."""
+    try:
+        return Subscription.from_es_doc(source, secretbox.from_settings(settings))
+    except secretbox.SecretBoxError as exc:
+        log.error("subscription %s unreadable: %s", source.get("id"), exc)
+        raise HTTPException(500, f"subscription {source.get('id')} cannot be decrypted") from None
 
 
 def _save(es: Elasticsearch, settings: Settings, sub: Subscription) -> None:
@@ -96,7 +106,7 @@ def _save(es: Elasticsearch, settings: Settings, sub: Subscription) -> None:
     es.index(
         index=settings.index("subscriptions"),
         id=sub.id,
-        document=sub.to_es_doc(),
+        document=sub.to_es_doc(secretbox.from_settings(settings)),
         refresh="wait_for",
     )
 
@@ -128,7 +138,7 @@ def list_subscriptions(
     )
     hits = resp.get("hits", {})
     subs = [
-        public_subscription(Subscription.from_es_doc(h["_source"]).public_dict())
+        public_subscription(_read(settings, h["_source"]).public_dict())
         for h in hits.get("hits", [])
     ]
     return {"total": hits.get("total", {}).get("value", 0), "subscriptions": subs}

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from cpwatch.exceptions import CpwatchError
+from cpwatch.secrets_cli import secrets_app
 from cpwatch.settings import get_settings
 from cpwatch.tokens_cli import tokens_app
+
+if TYPE_CHECKING:
+    from deploy.stack import Stack  # loaded lazily by the stack commands
 
 app = typer.Typer(help="cpwatch: crypto-policy and treasury watch.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local single-node Kafka + Elasticsearch stack.")
@@ -30,30 +34,50 @@ app.add_typer(indices_app, name="indices")
 err = Console(stderr=True)
 
 
+SecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--secure",
+        help="The secured stack (SASL_SSL Kafka, HTTPS Elasticsearch with users, own ports).",
+    ),
+]
+
+
+def _stack(secure: bool) -> Stack:
+    if secure:
+        from deploy.secure_stack import SecureStack
+
+        return SecureStack(get_settings(), console=err)
+    from deploy.stack import Stack
+
+    return Stack(get_settings(), console=err)
+
+
 @stack_app.command("up")
 def stack_up(
     with_prometheus: Annotated[bool, typer.Option(help="Also start Prometheus.")] = False,
+    secure: SecureOpt = False,
 ) -> None:
-    """Install (cached) and start Kafka and Elasticsearch; wait until both are healthy."""
-    from deploy.stack import Stack
+    """Install (cached) and start Kafka and Elasticsearch; wait until both are healthy.
 
-    Stack(get_settings(), console=err).up(with_prometheus=with_prometheus)
+    With --secure, print the client environment as shell lines (eval them); the secrets stay
+    in a 0600 file that the last line sources."""
+    stack = _stack(secure)
+    stack.up(with_prometheus=with_prometheus)
+    if secure:
+        sys.stdout.write(stack.exports())
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(secure: SecureOpt = False) -> None:
     """Stop exactly the processes `stack up` started."""
-    from deploy.stack import Stack
-
-    Stack(get_settings(), console=err).down()
+    _stack(secure).down()
 
 
 @stack_app.command("status")
-def stack_status() -> None:
+def stack_status(secure: SecureOpt = False) -> None:
     """Tell what runs, where its data and logs live."""
-    from deploy.stack import Stack
-
-    ok = Stack(get_settings(), console=err).status()
+    ok = _stack(secure).status()
     raise typer.Exit(0 if ok else 1)
 
 
@@ -61,20 +85,59 @@ def stack_status() -> None:
 def stack_logs(
     service: Annotated[str, typer.Argument(help="kafka or elasticsearch")] = "kafka",
     lines: int = 50,
+    secure: SecureOpt = False,
 ) -> None:
     """Print the tail of a service's log."""
-    from deploy.stack import Stack
-
-    sys.stdout.write(Stack(get_settings(), console=err).logs(service, lines))
+    sys.stdout.write(_stack(secure).logs(service, lines))
 
 
 @topics_app.command("create")
-def topics_create() -> None:
+def topics_create(
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Create missing topics with N partitions and raise existing ones below N to N"
+            " (never lowers; see the note it prints).",
+        ),
+    ] = None,
+) -> None:
     """Create every cpwatch topic that is missing (idempotent)."""
-    from cpwatch.topics import ensure_topics
+    from cpwatch.topics import REPARTITION_NOTE, ensure_topics, raise_partitions
 
-    created = ensure_topics(get_settings())
-    err.print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+    if partitions is None:
+        created = ensure_topics(get_settings())
+        err.print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+        return
+    changes = raise_partitions(get_settings(), partitions)  # PartitionError: exit 2
+    for c in changes:
+        before = "created" if c.before is None else f"{c.before} ->"
+        err.print(f"{c.topic}: {before} {c.after} partition(s)")
+    if not changes:
+        err.print(f"every topic already has {partitions} partition(s)")
+    if any(c.before is not None for c in changes):
+        err.print(REPARTITION_NOTE, soft_wrap=True)
+
+
+@topics_app.command("plan")
+def topics_plan(
+    workers: Annotated[int, typer.Option(min=1, help="Workers (consumer group members).")],
+    ticks_per_s: Annotated[float, typer.Option(min=0, help="Price ticks per second, all venues.")],
+    articles_per_s: Annotated[float, typer.Option(min=0, help="News articles per second.")] = 0.0,
+    utilisation: Annotated[
+        float, typer.Option(min=0.05, max=1.0, help="Share of a worker core one partition may use.")
+    ] = 0.5,
+) -> None:
+    """Partitions each topic needs for N workers at these rates, with the arithmetic."""
+    from cpwatch.capacity import format_plan, plan
+    from cpwatch.topics import existing_partitions
+
+    settings = get_settings()
+    result = plan(workers, ticks_per_s, articles_per_s, utilisation=utilisation)
+    existing = existing_partitions(settings)
+    sys.stdout.write(format_plan(result, existing) + "\n")
+    if existing is None:
+        err.print(f"Kafka at {settings.kafka_bootstrap} not reachable: existing topics not checked")
 
 
 @indices_app.command("install")
@@ -271,11 +334,30 @@ def backtest(
             "later arrivals follow the late-holding rules, as in the stream.",
         ),
     ] = 0,
+    engine: Annotated[
+        str,
+        typer.Option(help="columnar (numpy, default) or scalar (the reference engine)."),
+    ] = "columnar",
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also draw each holder's value, thresholds and crossings (.png/.html)."),
+    ] = None,
 ) -> None:
     """Replay prices and holdings through the rule engine; print one JSON line per crossing."""
     from streams.backtest import backtest_command
 
-    raise typer.Exit(backtest_command(prices, holdings, rules, holdings_after))
+    if engine not in ("columnar", "scalar"):
+        raise typer.BadParameter("use columnar or scalar", param_hint="--engine")
+    raise typer.Exit(
+        backtest_command(
+            prices,
+            holdings,
+            rules,
+            holdings_after,
+            engine_name="columnar" if engine == "columnar" else "scalar",
+            plot=plot,
+        )
+    )
 
 
 @app.command("search")
@@ -408,6 +490,7 @@ def holdings_accept(proposal_id: Annotated[str, typer.Argument(help="Proposal id
 subscriptions_app = typer.Typer(help="Alert subscriptions (through the HTTP API).")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(secrets_app, name="secrets")
 
 
 def _api(method: str, path: str, **kw: object) -> object:

@@ -6,6 +6,7 @@ environment elsewhere. Credentials are ``SecretStr`` so they never print in logs
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,11 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
+    # TLS to Kafka (SSL / SASL_SSL): the CA to trust (else the system's) and, for mTLS, our
+    # client certificate and key, all PEM.
+    kafka_ca_file: Path | None = None
+    kafka_cert_file: Path | None = None
+    kafka_key_file: Path | None = None
     topic_prefix: str = ""
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
@@ -45,6 +51,7 @@ class Settings(BaseSettings):
     es_username: str | None = None
     es_password: SecretStr | None = None
     es_ca_file: Path | None = None
+    es_ssl_fingerprint: str | None = None  # pin the server certificate (SHA-256, hex)
     es_index_prefix: str = "cpwatch"
     es_request_timeout: float = Field(default=30.0, gt=0)
     # How long a starting worker waits for Kafka and Elasticsearch to answer before giving up.
@@ -114,6 +121,20 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     # Largest request body the API reads (ingest takes up to 500 articles per request).
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Host headers the API answers (comma-separated; "*.example.org" admits subdomains, "*"
+    # any); empty: localhost, 127.0.0.1, [::1] and api_host. Others get 400 (DNS rebinding).
+    api_allowed_hosts: str = ""
+    # Concurrent server-sent-event streams per API process; past it 429 (api/sse.py).
+    api_max_sse_clients: int = Field(default=32, ge=1)
+    # Token buckets per token (anonymous: per client IP): requests/s and burst; 0 disables.
+    api_rate_search: float = Field(default=20.0, ge=0)
+    api_rate_search_burst: int = Field(default=60, ge=1)
+    api_rate_ingest: float = Field(default=10.0, ge=0)
+    api_rate_ingest_burst: int = Field(default=20, ge=1)
+    # Channel secrets at rest (cpwatch/secretbox.py): base64 of 32 random bytes; old keys
+    # (comma-separated) still decrypt until `cpwatch secrets rotate` re-encrypted everything.
+    secret_key: SecretStr | None = None
+    secret_key_old: SecretStr | None = None
 
     @property
     def ssrf_allowlist(self) -> tuple[str, ...]:
@@ -146,18 +167,58 @@ class Settings(BaseSettings):
     def stack_dir(self) -> Path:
         return self.home / "stack"
 
+    @property
+    def kafka_tls(self) -> bool:
+        return self.kafka_security_protocol.upper() in ("SSL", "SASL_SSL")
+
+    def _kafka_sasl_kwargs(self) -> dict[str, object]:
+        if not self.kafka_sasl_mechanism:
+            return {}
+        return {
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            # kafka-python and aiokafka name them "plain" for every mechanism, SCRAM included.
+            "sasl_plain_username": self.kafka_username,
+            "sasl_plain_password": (
+                self.kafka_password.get_secret_value() if self.kafka_password else None
+            ),
+        }
+
     def kafka_client_kwargs(self) -> dict[str, object]:
         """Connection options shared by kafka-python producers, consumers and admin clients."""
         kw: dict[str, object] = {
             "bootstrap_servers": self.kafka_bootstrap.split(","),
             "security_protocol": self.kafka_security_protocol,
+            **self._kafka_sasl_kwargs(),
         }
-        if self.kafka_sasl_mechanism:
-            kw["sasl_mechanism"] = self.kafka_sasl_mechanism
-            kw["sasl_plain_username"] = self.kafka_username
-            kw["sasl_plain_password"] = (
-                self.kafka_password.get_secret_value() if self.kafka_password else None
-            )
+        if self.kafka_tls:
+            for key, path in (
+                ("ssl_cafile", self.kafka_ca_file),
+                ("ssl_certfile", self.kafka_cert_file),
+                ("ssl_keyfile", self.kafka_key_file),
+            ):
+                if path:
+                    kw[key] = str(path)
+        return kw
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context aiokafka and Faust take instead of file names (None: no TLS)."""
+        if not self.kafka_tls:
+            return None
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(
+            cafile=self.kafka_ca_file, certfile=self.kafka_cert_file, keyfile=self.kafka_key_file
+        )
+
+    def aiokafka_client_kwargs(self) -> dict[str, object]:
+        """Connection options for aiokafka consumers and producers."""
+        kw: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap.split(","),
+            "security_protocol": self.kafka_security_protocol,
+            **self._kafka_sasl_kwargs(),
+        }
+        if self.kafka_tls:
+            kw["ssl_context"] = self.kafka_ssl_context()
         return kw
 
     def es_client_kwargs(self) -> dict[str, object]:
@@ -169,6 +230,8 @@ class Settings(BaseSettings):
             kw["basic_auth"] = (self.es_username, self.es_password.get_secret_value())
         if self.es_ca_file:
             kw["ca_certs"] = str(self.es_ca_file)
+        if self.es_ssl_fingerprint:
+            kw["ssl_assert_fingerprint"] = self.es_ssl_fingerprint
         return kw
 
 

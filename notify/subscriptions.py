@@ -4,9 +4,10 @@ A subscription is a stored query (search syntax, validated by ``cpwatch.query`` 
 queries are, run by Elasticsearch) plus keyword filters checked here in pure Python, a channel
 (webhook, email, Slack, PagerDuty, Teams, Telegram or Discord), a re-alert window, an optional
 silence and Alertmanager-style digest timings. Channel secrets (webhook secret, PagerDuty
-routing key, Telegram bot token) are kept as ``SecretStr``: stored in the subscriptions index
-(the sender needs them) but never logged, and ``public_dict`` masks them and any credentials in
-channel URLs.
+routing key, Telegram bot token) are kept as ``SecretStr``: never logged nor echoed in
+validation errors, and ``public_dict`` masks them and any credentials in channel URLs. In the
+subscriptions index they, and every channel URL (Slack, Teams and Discord URLs are the
+credential), are AES-GCM envelopes when ``CPWATCH_SECRET_KEY`` is set (``cpwatch.secretbox``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from cpwatch import secretbox
 from cpwatch.query import QUERY_FLAGS, QueryError, check_query
 from cpwatch.records import stable_id, utcnow
 from streams.alerts import Alert
@@ -64,7 +66,16 @@ def _http_url(url: str) -> str:
 
 
 class _Channel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    # hide_input_in_errors: a ValidationError (its str, a log line) never shows a secret.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, hide_input_in_errors=True
+    )
+
+    def secret_fields(self) -> tuple[str, ...]:
+        """Fields sealed at rest: every ``SecretStr``, and ``url`` for URL channels (Slack,
+        Teams and Discord URLs are credentials; webhook URLs often carry one)."""
+        names = [n for n, v in self if isinstance(v, SecretStr)]
+        return tuple(names + (["url"] if isinstance(self, _UrlChannel) else []))
 
     @property
     def endpoint_url(self) -> str | None:
@@ -209,7 +220,9 @@ def subscription_id(name: str, channel_type: str, target: str) -> str:
 
 
 class Subscription(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, hide_input_in_errors=True
+    )
 
     id: str = Field(default="", max_length=64, description="derived from name + channel if empty")
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
@@ -291,8 +304,17 @@ class Subscription(BaseModel):
             )
         return {"bool": {"filter": must}}
 
-    def to_es_doc(self) -> dict[str, Any]:
-        """Filters as keyword fields, query as text, channel with its secret (for the sender)."""
+    def to_es_doc(self, box: secretbox.SecretBox | None = None) -> dict[str, Any]:
+        """Filters as keyword fields, query as text, channel with its secrets (for the sender)
+        sealed by ``box`` (default: the process's, from ``CPWATCH_SECRET_KEY``)."""
+        doc = self._plain_doc()
+        box = box or secretbox.default_box()
+        channel = doc["channel"]
+        for name in self.channel.secret_fields():
+            channel[name] = box.seal(channel[name], secret_context(self.id, name))
+        return doc
+
+    def _plain_doc(self) -> dict[str, Any]:
         doc = self.model_dump(mode="json", exclude={"channel", "filters"})
         doc.update(self.filters.model_dump(mode="json"))
         doc["realert_window"] = self.realert_window.total_seconds()
@@ -306,9 +328,20 @@ class Subscription(BaseModel):
         return doc
 
     @classmethod
-    def from_es_doc(cls, doc: dict[str, Any]) -> Subscription:
+    def from_es_doc(
+        cls, doc: dict[str, Any], box: secretbox.SecretBox | None = None
+    ) -> Subscription:
+        """The stored form back; envelopes opened with ``box`` (clear values pass as they are).
+        Raises ``secretbox.SecretBoxError`` when a secret does not decrypt."""
+        box = box or secretbox.default_box()
         filters = {k: doc[k] for k in Filters.model_fields if k in doc}
         rest = {k: v for k, v in doc.items() if k not in Filters.model_fields}
+        if isinstance(channel := rest.get("channel"), dict):
+            sid = str(rest.get("id", ""))
+            rest["channel"] = {
+                k: box.open(v, secret_context(sid, k)) if secretbox.is_envelope(v) else v
+                for k, v in channel.items()
+            }
         for k in ("realert_window", "group_wait", "group_interval"):
             if isinstance(rest.get(k), int | float):
                 rest[k] = timedelta(seconds=rest[k])
@@ -316,7 +349,7 @@ class Subscription(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """What list APIs return: the secret masked, credentials stripped from URLs."""
-        doc = self.to_es_doc()
+        doc = self._plain_doc()
         channel = dict(doc["channel"])
         for name, value in self.channel:
             if isinstance(value, SecretStr):
@@ -326,6 +359,11 @@ class Subscription(BaseModel):
             channel["url"] = redact_url(channel["url"], keep_path=keep_path)
         doc["channel"] = channel
         return doc
+
+
+def secret_context(sub_id: str, field_name: str) -> str:
+    """What an envelope is bound to: a secret decrypts only in its own subscription and field."""
+    return f"subscription/{sub_id}/channel.{field_name}"
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:

@@ -15,10 +15,11 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka import ConsumerRecord
 
 from cpwatch import metrics
 from cpwatch import topics as t
-from cpwatch.records import DeadLetter
+from cpwatch.deadletters import letter
 from cpwatch.settings import Settings
 from sinks.consumer import SinkConsumer
 from sinks.elasticsearch import BulkWriter, async_client
@@ -35,44 +36,56 @@ ALERT_WITHIN_S = 0.02
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     es = async_client(settings)
     dlq = topics[t.DEAD_LETTER]
-
-    async def rejected(action: dict[str, Any], reason: str) -> None:
-        metrics.count_dead_lettered("sink-es", metrics.logical_index(str(action.get("_index"))))
-        src = action.get("_source", {})
-        payload = src if isinstance(src, bytes) else json.dumps(src, default=str)
-        record = DeadLetter.of("sink-es", reason, payload)
-        await dlq.send(key=b"sink-es", value=record.to_bytes())
-
-    writer = BulkWriter(es, on_rejected=rejected)
     consumers: list[SinkConsumer] = []
 
     def sink(
         topic: str, index: str, id_field: str, within: float = WITHIN_S, refresh: bool = False
     ) -> None:
         alias = settings.index(index)
+        stage = f"sink-{index}"
+        letters: list[Any] = []  # this batch's dead letters, acknowledged before the commit
+        where: dict[str, ConsumerRecord[Any, bytes]] = {}  # document id -> its input record
 
         def target(doc: dict[str, Any]) -> str:
             if index in TIME_SERIES:
                 return monthly_index(settings, index, str(doc["ts"]))
             return alias
 
-        async def handle(values: list[bytes]) -> None:
-            metrics.count_in(f"sink-{index}", topic, len(values))
+        async def give_up(reason: str, raw: bytes, rec: ConsumerRecord[Any, bytes] | None) -> None:
+            record = letter(
+                "sink-es",
+                reason,
+                raw,
+                topic=rec.topic if rec else None,
+                partition=rec.partition if rec else None,
+                offset=rec.offset if rec else None,
+            )
+            letters.append(await dlq.send(key=b"sink-es", value=record.to_bytes()))
+
+        async def rejected(action: dict[str, Any], reason: str) -> None:
+            src = action.get("_source", {})
+            raw = src if isinstance(src, bytes) else json.dumps(src, default=str).encode()
+            await give_up(reason, raw, where.get(str(action.get("_id"))))
+
+        writer = BulkWriter(es, on_rejected=rejected)
+
+        async def handle(records: list[ConsumerRecord[Any, bytes]]) -> None:
+            metrics.count_in(stage, topic, len(records))
             actions = []
             event_times = []
-            for raw in values:
+            where.clear()
+            for rec in records:
+                raw = rec.value or b""
                 try:
                     doc = orjson.loads(raw)
                     # The record's own bytes are the document: parsed for its id and index
                     # only, never encoded again.
-                    actions.append(
-                        {"_index": target(doc), "_id": str(doc[id_field]), "_source": raw}
-                    )
+                    doc_id = str(doc[id_field])
+                    actions.append({"_index": target(doc), "_id": doc_id, "_source": raw})
+                    where[doc_id] = rec
                     event_times.append(doc.get("fetched_at") or doc.get("ts"))
                 except (ValueError, KeyError, TypeError) as exc:
-                    rec = DeadLetter.of("sink-es", f"unindexable record: {exc!r}", raw)
-                    metrics.count_dead_lettered("sink-es", topic)
-                    await dlq.send(key=b"sink-es", value=rec.to_bytes())
+                    await give_up(f"unindexable record: {exc!r}", raw, rec)
             # Two bulk requests in flight: the worker encodes one while Elasticsearch indexes
             # the other. Split by id, so later versions of a document (a story's growing member
             # list) stay after earlier ones. Offsets are committed only after both returned.
@@ -80,12 +93,14 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             for a in actions:
                 halves[zlib.crc32(a["_id"].encode()) & 1].append(a)
             results = await asyncio.gather(*(writer.write(h, refresh=refresh) for h in halves))
-            metrics.count_out(f"sink-{index}", index, sum(r.indexed for r in results))
+            await asyncio.gather(*letters)
+            letters.clear()
+            metrics.count_out(stage, index, sum(r.indexed for r in results))
             now = time.time()
             for event_time in event_times:
-                metrics.observe_end_to_end(f"sink-{index}", event_time, now)
+                metrics.observe_end_to_end(stage, event_time, now)
 
-        consumers.append(SinkConsumer(settings, topic, f"sink-{index}", handle, within, BATCH))
+        consumers.append(SinkConsumer(settings, topic, stage, handle, within, BATCH))
 
     sink(t.ARTICLES, "articles", "id")
     sink(t.POLICY_EVENTS, "events", "cluster_id")  # one document per story, however many outlets

@@ -14,8 +14,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from cpwatch import metrics
 from cpwatch.consumers import commit_polled, group_consumer
@@ -34,7 +35,7 @@ class SinkConsumer:
     settings: Settings
     topic: str  # logical topic name
     group: str  # suffix of the consumer group id: one group per sink
-    handle: Callable[[list[bytes]], Awaitable[None]]
+    handle: Callable[[list[ConsumerRecord[Any, bytes]]], Awaitable[None]]
     within_s: float
     batch: int
 
@@ -51,9 +52,9 @@ class SinkConsumer:
                 polled = await consumer.getmany(
                     timeout_ms=int(self.within_s * 1000), max_records=self.batch
                 )
-                values = [m.value for msgs in polled.values() for m in msgs]
-                if values:
-                    await self.handle(values)
+                records = [m for msgs in polled.values() for m in msgs]
+                if records:
+                    await self.handle(records)
                     await commit_polled(consumer, polled, self.group)
         finally:
             reporter.cancel()

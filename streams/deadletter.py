@@ -6,16 +6,12 @@ nothing is lost silently and the rest of the stream flows on.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
 
-from cpwatch import metrics
-from cpwatch.records import DeadLetter
-
-log = logging.getLogger(__name__)
+from cpwatch.deadletters import letter
 
 
 async def dead_letter(
@@ -24,7 +20,7 @@ async def dead_letter(
     """Queue the dead letter; the result resolves once Kafka acknowledged it (a stage that
     saves its input position awaits it first, so a crash cannot lose the letter)."""
     msg = event.message if event is not None else None
-    record = DeadLetter.of(
+    record = letter(
         stage,
         reason,
         payload,
@@ -32,13 +28,4 @@ async def dead_letter(
         partition=msg.partition if msg else None,
         offset=msg.offset if msg else None,
     )
-    log.warning(
-        "dead-letter stage=%s topic=%s partition=%s offset=%s reason=%s",
-        stage,
-        record.topic,
-        record.partition,
-        record.offset,
-        reason[:200],
-    )
-    metrics.count_dead_lettered(stage, record.topic)
     return await topic.send(key=stage.encode(), value=record.to_bytes())

@@ -69,6 +69,9 @@ def test_rejected_document_is_dead_lettered_and_batch_indexed(
     dead = wait_for(lambda: [d for d in _dead_letters(s) if d.stage == "sink-es"], timeout=30)
     assert isinstance(dead, list) and len(dead) == 1
     assert "doc-7" in dead[0].payload and "published" in dead[0].reason
+    # It names where the record came from, so an operator can find and replay it.
+    assert dead[0].topic == s.topic(t.ARTICLES)
+    assert dead[0].partition is not None and dead[0].offset is not None
     time.sleep(2)  # anything late (a duplicate) would show now
     assert _count(es, alias) == 19
     assert not es.exists(index=alias, id="doc-7")

@@ -4,18 +4,16 @@ is read, an oversized body is a 413, and /healthz never shows credentials."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app, redact_url
 from api.auth import api_settings
 from cpwatch.settings import Settings
-from tests.conftest import free_port
+from tests.unit.api.serve import serving
 
 TOKEN = "limits-test-token-0123456789"
 LIMIT = 64 * 1024
@@ -29,19 +27,8 @@ def _app(settings: Settings):  # noqa: ANN202 - a FastAPI app
 
 @pytest.fixture
 def server() -> Iterator[int]:
-    settings = Settings(api_tokens=TOKEN, api_max_body_bytes=LIMIT)
-    port = free_port()
-    config = uvicorn.Config(_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield port
-    srv.should_exit = True
-    thread.join(10)
+    with serving(_app(Settings(api_tokens=TOKEN, api_max_body_bytes=LIMIT))) as port:
+        yield port
 
 
 def _post_head(port: int, length: int, token: str | None) -> socket.socket:
