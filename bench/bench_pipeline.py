@@ -138,10 +138,10 @@ async def _bare_consume(settings: Settings, n: int) -> dict[str, Any]:
 
     name = settings.topic(topics.PRICE_TICKS)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **settings.aiokafka_client_kwargs(),
     )
     await consumer.start()
     try:

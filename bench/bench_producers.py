@@ -88,9 +88,7 @@ def run_ours(settings: Settings, topic: str, batch: Batch, **overrides: Any) -> 
 def run_bare(settings: Settings, topic: str, batch: Batch) -> float:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="bench-bare"
-    )
+    producer = KafkaProducer(client_id="bench-bare", **settings.kafka_client_kwargs())
     full = settings.topic(topic)
     try:
         start = time.perf_counter()

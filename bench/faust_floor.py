@@ -15,6 +15,7 @@ import uuid
 import faust
 
 from cpwatch.settings import Settings
+from streams.app import broker_credentials
 
 
 def main() -> None:
@@ -23,6 +24,7 @@ def main() -> None:
     app = faust.App(
         f"faust-floor-{uuid.uuid4().hex[:8]}",
         broker=[f"kafka://{h}" for h in s.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(s),
         store="memory://",
         web_enabled=False,
         consumer_auto_offset_reset="earliest",

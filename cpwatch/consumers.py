@@ -27,7 +27,7 @@ def group_consumer(settings: Settings, topic: str, group: str, **extra: Any) -> 
         auto_offset_reset="earliest",
         session_timeout_ms=SESSION_TIMEOUT_MS,
         **extra,
-        **s.kafka_client_kwargs(),
+        **s.aiokafka_client_kwargs(),
     )
 
 

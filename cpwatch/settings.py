@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     kafka_ca_file: Path | None = None
     kafka_cert_file: Path | None = None
     kafka_key_file: Path | None = None
+    # How long a kafka-python client waits for its first broker answer before giving up.
+    kafka_bootstrap_timeout_s: float = Field(default=30.0, gt=0)
     topic_prefix: str = ""
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
@@ -188,6 +190,7 @@ class Settings(BaseSettings):
         kw: dict[str, object] = {
             "bootstrap_servers": self.kafka_bootstrap.split(","),
             "security_protocol": self.kafka_security_protocol,
+            "bootstrap_timeout_ms": int(self.kafka_bootstrap_timeout_s * 1000),
             **self._kafka_sasl_kwargs(),
         }
         if self.kafka_tls:

@@ -19,13 +19,15 @@ def prepare(settings: Settings) -> None:
     from elasticsearch import Elasticsearch
     from kafka.errors import RetriableError
 
+    from cpwatch.engine_errors import es_errors
     from cpwatch.topics import ensure_topics
     from sinks.indices import ensure_indices
 
     def indices() -> None:
         es = Elasticsearch(**settings.es_client_kwargs())
         try:
-            ensure_indices(es, settings)
+            with es_errors(settings):  # refused credentials or certificate: no retry
+                ensure_indices(es, settings)
         finally:
             es.close()
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -130,30 +131,47 @@ PLUGIN_JAVA_RELEASE = "21"  # Elasticsearch 9 runs on Java 21+
 JAVAC_TIMEOUT_S = 300
 
 
-def _plugin_sources() -> list[Path]:
-    return sorted(PLUGIN_SRC.rglob("*.java")) + [
-        PLUGIN_SRC / "stable-plugin-descriptor.properties",
-        PLUGIN_SRC / "named_components.json",
+@dataclass(frozen=True)
+class Plugin:
+    """One of our stable analysis plugins: its source directory and its `name`."""
+
+    src: Path
+    name: str
+
+
+ENGLISH = Plugin(PLUGIN_SRC, PLUGIN_NAME)
+# The token filters and tokenizer of the `.security` index mapping (needed for API keys on the
+# secured stack, deploy/secure_stack.py), which the integ-test-zip lacks.
+SECURITY_ANALYSIS = Plugin(PLUGIN_SRC.parent / "es-security-plugin", "cpwatch-security-analysis")
+
+
+def _plugin_sources(plugin: Plugin = ENGLISH) -> list[Path]:
+    return sorted(plugin.src.rglob("*.java")) + [
+        plugin.src / "stable-plugin-descriptor.properties",
+        plugin.src / "named_components.json",
     ]
 
 
-def plugin_fingerprint(es_version: str) -> str:
+def plugin_fingerprint(es_version: str, plugin: Plugin = ENGLISH) -> str:
     """Changes whenever a source file, the packaging or the Elasticsearch version changes."""
     h = hashlib.sha256(f"{es_version}|{PLUGIN_VERSION}|{PLUGIN_JAVA_RELEASE}".encode())
-    for f in _plugin_sources():
-        h.update(str(f.relative_to(PLUGIN_SRC)).encode() + b"\0" + f.read_bytes() + b"\0")
+    for f in _plugin_sources(plugin):
+        h.update(str(f.relative_to(plugin.src)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
-def build_analysis_plugin(es_version: str, home: Path, es_home: Path, java_home: Path) -> Path:
-    """Compile deploy/es-plugin with javac and package it as a stable-plugin zip (cached).
+def build_analysis_plugin(
+    es_version: str, home: Path, es_home: Path, java_home: Path, plugin: Plugin = ENGLISH
+) -> Path:
+    """Compile a plugin's sources (deploy/es-plugin by default) with javac and package them as
+    a stable-plugin zip (cached).
 
     Compiled against Elastic's stable plugin API jars from Maven Central and against the very
     Lucene jars of the distribution it will run in (``es_home/lib``).
     """
-    fp = plugin_fingerprint(es_version)
+    fp = plugin_fingerprint(es_version, plugin)
     out = home / "es-plugin" / fp
-    zip_path = out / f"{PLUGIN_NAME}-{PLUGIN_VERSION}.zip"
+    zip_path = out / f"{plugin.name}-{PLUGIN_VERSION}.zip"
     if zip_path.exists():
         return zip_path
     javac = java_home / "bin/javac"
@@ -189,7 +207,7 @@ def build_analysis_plugin(es_version: str, home: Path, es_home: Path, java_home:
             str(classes),
             "-cp",
             ":".join(map(str, jars)),
-            *map(str, sorted(PLUGIN_SRC.rglob("*.java"))),
+            *map(str, sorted(plugin.src.rglob("*.java"))),
         ],
         capture_output=True,
         text=True,
@@ -197,13 +215,13 @@ def build_analysis_plugin(es_version: str, home: Path, es_home: Path, java_home:
         check=False,
     )
     if proc.returncode != 0:
-        raise StackError(f"javac failed on {PLUGIN_SRC}:\n{proc.stdout}{proc.stderr}")
-    jar_path = out / f"{PLUGIN_NAME}-{PLUGIN_VERSION}.jar"
+        raise StackError(f"javac failed on {plugin.src}:\n{proc.stdout}{proc.stderr}")
+    jar_path = out / f"{plugin.name}-{PLUGIN_VERSION}.jar"
     with zipfile.ZipFile(jar_path, "w", zipfile.ZIP_DEFLATED) as jf:
         jf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
         for cls in sorted(classes.rglob("*.class")):
             jf.write(cls, cls.relative_to(classes).as_posix())
-    descriptor = (PLUGIN_SRC / "stable-plugin-descriptor.properties").read_text()
+    descriptor = (plugin.src / "stable-plugin-descriptor.properties").read_text()
     for key, value in (
         ("version", PLUGIN_VERSION),
         ("java_version", PLUGIN_JAVA_RELEASE),
@@ -214,7 +232,7 @@ def build_analysis_plugin(es_version: str, home: Path, es_home: Path, java_home:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(jar_path, jar_path.name)
         zf.writestr("stable-plugin-descriptor.properties", descriptor)
-        zf.write(PLUGIN_SRC / "named_components.json", "named_components.json")
+        zf.write(plugin.src / "named_components.json", "named_components.json")
     tmp.replace(zip_path)  # only a complete zip is ever found by the cache check above
     return zip_path
 
@@ -225,17 +243,17 @@ def has_builtin_english(es_home: Path) -> bool:
 
 
 def install_analysis_plugin(
-    es_version: str, home: Path, es_home: Path, java_home: Path
+    es_version: str, home: Path, es_home: Path, java_home: Path, plugin: Plugin = ENGLISH
 ) -> Literal["installed", "present", "builtin"]:
     """Install the plugin into a stopped distribution, once per plugin build; safe to repeat."""
-    if has_builtin_english(es_home):
+    if has_builtin_english(es_home):  # analysis-common: it has all our plugins provide
         return "builtin"
-    fp = plugin_fingerprint(es_version)
-    marker = es_home / f".{PLUGIN_NAME}"  # outside plugins/: Elasticsearch reads every entry there
-    installed = es_home / "plugins" / PLUGIN_NAME
+    fp = plugin_fingerprint(es_version, plugin)
+    marker = es_home / f".{plugin.name}"  # outside plugins/: Elasticsearch reads every entry there
+    installed = es_home / "plugins" / plugin.name
     if installed.is_dir() and marker.exists() and marker.read_text().strip() == fp:
         return "present"
-    zip_path = build_analysis_plugin(es_version, home, es_home, java_home)
+    zip_path = build_analysis_plugin(es_version, home, es_home, java_home, plugin)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "ES_JAVA_HOME": str(java_home),
@@ -244,7 +262,7 @@ def install_analysis_plugin(
     }
     tool = str(es_home / "bin/elasticsearch-plugin")
     if installed.exists():  # an older build of ours: replace it
-        _plugin_cli([tool, "remove", PLUGIN_NAME], env)
+        _plugin_cli([tool, "remove", plugin.name], env)
     _plugin_cli([tool, "install", "--batch", zip_path.as_uri()], env)
     if not installed.is_dir():
         raise StackError(f"elasticsearch-plugin finished but {installed} does not exist")

@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -77,10 +78,16 @@ def _running(pid: int) -> bool:
 
 
 class Stack:
-    def __init__(self, settings: Settings, console: Console | None = None) -> None:
+    """The plain stack. Subclasses (deploy/secure_stack.py) change its configuration through
+    the hooks ``_kafka_properties``, ``_kafka_format_args``, ``_es_settings``,
+    ``_prepare_es_config`` and ``_es_http``."""
+
+    def __init__(
+        self, settings: Settings, console: Console | None = None, *, root: Path | None = None
+    ) -> None:
         self.s = settings
         self.console = console or Console(stderr=True)
-        root = settings.stack_dir
+        self.root = root = root or settings.stack_dir
         kafka_port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
         es_port = urlsplit(settings.es_url).port or 9200
         # One runtime dir per port, so a second stack (e.g. CI's cold run) never shares pid files.
@@ -137,7 +144,7 @@ class Stack:
         java = require_tool("java", "install a JDK (17+) to run Kafka")
         self.console.print(f"kafka {self.s.kafka_version}: fetching jars (cached)...")
         lib = install_kafka(self.s.kafka_version, self.s.home)
-        root = self.s.stack_dir
+        root = self.root
         (root / "logs").mkdir(parents=True, exist_ok=True)
         props = root / "kafka.properties"
         props.write_text(self._kafka_properties())
@@ -163,13 +170,23 @@ class Stack:
             # KRaft storage must be formatted once with a cluster id before first start.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(  # noqa: S603
-                [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                [
+                    *base,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                    *self._kafka_format_args(),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=120,
                 check=False,
             )
             if fmt.returncode != 0:
+                # Only the tool's own output: the arguments may hold SCRAM passwords.
                 raise StackError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
         with open(self.kafka.log_file, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603
@@ -181,6 +198,10 @@ class Stack:
             )
         self.kafka.pid_file.write_text(str(proc.pid))
         self.console.print(f"kafka starting (pid {proc.pid})")
+
+    def _kafka_format_args(self) -> list[str]:
+        """Extra arguments of the one-time ``kafka-storage format`` (e.g. SCRAM users)."""
+        return []
 
     def _kafka_properties(self) -> str:
         p = self.kafka.port
@@ -245,29 +266,7 @@ class Stack:
         if conf.exists():
             shutil.rmtree(conf)
         shutil.copytree(es_home / "config", conf)
-        (conf / "elasticsearch.yml").write_text(
-            "\n".join(
-                [
-                    "cluster.name: cpwatch",
-                    "node.name: cpwatch-1",
-                    f"path.data: {self.es.data_dir}",
-                    f"path.logs: {self.es.log_file.parent}",
-                    "network.host: 127.0.0.1",
-                    f"http.port: {self.es.port}",
-                    f"transport.port: {self.es.port + 100}",
-                    "discovery.type: single-node",
-                    # Loopback-only dev node: TLS and auth would only get in the way here;
-                    # real clusters are reached with CPWATCH_ES_URL + API key/CA instead.
-                    "xpack.security.enabled: false",
-                    "action.destructive_requires_name: false",
-                    "cluster.routing.allocation.disk.threshold_enabled: false",
-                    "",
-                ]
-            )
-        )
-        user = self._es_user()
-        if user:
-            subprocess.run(["chown", "-R", f"{user}:{user}", str(self.es_root)], check=True)  # noqa: S603,S607
+        (conf / "elasticsearch.yml").write_text("\n".join([*self._es_settings(), ""]))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "ES_JAVA_HOME": str(java_home),
@@ -275,6 +274,10 @@ class Stack:
             "ES_JAVA_OPTS": f"-Xms{self.s.es_heap} -Xmx{self.s.es_heap}",
             "HOME": str(self.es_root),
         }
+        self._prepare_es_config(conf, es_home, env)
+        user = self._es_user()
+        if user:
+            subprocess.run(["chown", "-R", f"{user}:{user}", str(self.es_root)], check=True)  # noqa: S603,S607
         cmd = [str(es_home / "bin/elasticsearch"), "-d", "-p", str(self.es.pid_file)]
         if user:
             cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *cmd]
@@ -296,6 +299,32 @@ class Stack:
             )
         self.console.print(f"elasticsearch starting (pid {_read_pid(self.es.pid_file)})")
 
+    def _es_settings(self) -> list[str]:
+        """The lines of elasticsearch.yml."""
+        return [
+            "cluster.name: cpwatch",
+            "node.name: cpwatch-1",
+            f"path.data: {self.es.data_dir}",
+            f"path.logs: {self.es.log_file.parent}",
+            "network.host: 127.0.0.1",
+            f"http.port: {self.es.port}",
+            f"transport.port: {self.es.port + 100}",
+            "discovery.type: single-node",
+            # Loopback-only dev node: TLS and auth would only get in the way here; real
+            # clusters are reached with CPWATCH_ES_URL + API key/CA, and `stack up --secure`
+            # runs a secured one (deploy/secure_stack.py).
+            "xpack.security.enabled: false",
+            "action.destructive_requires_name: false",
+            "cluster.routing.allocation.disk.threshold_enabled: false",
+        ]
+
+    def _prepare_es_config(self, conf: Path, es_home: Path, env: dict[str, str]) -> None:
+        """Runs after elasticsearch.yml is written into ``conf``, before the node starts."""
+
+    def _es_http(self) -> dict[str, Any]:
+        """httpx options for our own requests to Elasticsearch (auth, TLS trust)."""
+        return {}
+
     def _check_es_plugin(self) -> None:
         """A node we found running may predate the english analyzer plugin: say what to do.
 
@@ -306,7 +335,7 @@ class Stack:
             return
         try:
             url = f"{self.s.es_url}/_nodes/plugins?filter_path=nodes.*.plugins.name"
-            nodes = httpx.get(url, timeout=10).json().get("nodes", {}).values()
+            nodes = httpx.get(url, timeout=10, **self._es_http()).json().get("nodes", {}).values()
             names = {p.get("name") for n in nodes for p in n.get("plugins", [])}
         except (httpx.HTTPError, ValueError):
             return
@@ -327,9 +356,7 @@ class Stack:
             if not _read_pid(self.kafka.pid_file):
                 raise StackError(f"kafka exited during start:\n{self.logs('kafka', 30)}")
             try:
-                admin = KafkaAdminClient(
-                    bootstrap_servers=self.s.kafka_bootstrap, request_timeout_ms=5000
-                )
+                admin = KafkaAdminClient(request_timeout_ms=5000, **self.s.kafka_client_kwargs())
                 admin.list_topics()
                 admin.close()
                 return
@@ -348,7 +375,7 @@ class Stack:
                 if time.monotonic() > deadline - HEALTH_TIMEOUT_S + 30:
                     raise StackError(f"elasticsearch exited:\n{self.logs('elasticsearch', 30)}")
             try:
-                r = httpx.get(url, timeout=10)
+                r = httpx.get(url, timeout=10, **self._es_http())
                 if r.status_code == 200 and r.json().get("status") in ("yellow", "green"):
                     return
             except httpx.HTTPError:
@@ -360,11 +387,14 @@ class Stack:
     # ---- down / status / logs ---------------------------------------------------------------
 
     def down(self) -> None:
-        for svc in (self.es, self.kafka):
-            self._stop(svc)
+        self._stop_engines()
         from deploy.prometheus import stop_prometheus
 
         stop_prometheus(self.s, self.console)
+
+    def _stop_engines(self) -> None:
+        for svc in (self.es, self.kafka):
+            self._stop(svc)
 
     def stop(self, service: str) -> None:
         """Stop one engine (fault tests); `up` starts it again."""

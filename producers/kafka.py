@@ -74,8 +74,11 @@ class Producer:
             "client_id": client_id,
             **overrides,
         }
+        from cpwatch.engine_errors import kafka_errors
+
         try:
-            self._client = KafkaProducer(**config)
+            with kafka_errors(settings):  # a refused login: one clear AuthError
+                self._client = KafkaProducer(**config)
         except KafkaError as exc:
             where = settings.kafka_bootstrap
             raise EngineError(f"cannot connect to Kafka at {where}: {exc}") from exc

@@ -25,6 +25,22 @@ class Topics:
         return self.by_name[name]
 
 
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Faust's form of the Kafka security settings. The URL scheme stays ``kafka://``: Faust
+    takes TLS and SASL from these credentials, which its consumer, producer and topic admin
+    client all share."""
+    context = settings.kafka_ssl_context()
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_password
+        return faust.SASLCredentials(
+            username=settings.kafka_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,  # None: SASL_PLAINTEXT
+        )
+    return faust.SSLCredentials(context) if context else None
+
+
 def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     app_id = f"{settings.topic_prefix}{settings.faust_app_id}"
     datadir = settings.faust_data_dir or settings.home / "faust" / app_id
@@ -32,6 +48,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     app = faust.App(
         app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
         store="memory://",  # tables are rebuilt from their changelog topics on start
         datadir=str(datadir),
         topic_partitions=settings.topic_partitions,

@@ -44,7 +44,7 @@ class HoldingsTable:
             # catch-up queued behind it for the default 500 ms. Partitions are paused between
             # catch-ups, and a fetch already in flight returns within this bound.
             fetch_max_wait_ms=FETCH_WAIT_MS,
-            **self.settings.kafka_client_kwargs(),
+            **self.settings.aiokafka_client_kwargs(),
         )
         await consumer.start()
         topic = self.settings.topic(t.HOLDINGS)

@@ -56,7 +56,7 @@ class RangeReader:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # start deleted by retention: read what remains
-            **self.settings.kafka_client_kwargs(),
+            **self.settings.aiokafka_client_kwargs(),
         )
         await consumer.start()
         out: list[Replayed] = []
