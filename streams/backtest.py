@@ -3,6 +3,10 @@
 stdout carries only the alerts, one JSON line each in time order; everything else (errors,
 warnings, summary, progress bar) goes to stderr.
 
+Engines: ``columnar`` (default) runs the prices through ``streams.columnar`` in chunks with
+numpy; ``scalar`` runs them one by one through ``TreasuryBook``, the reference. Both print the
+same alerts (tests/unit/test_columnar_equivalence.py). ``--plot`` draws each holder's value.
+
 Exit codes: 0 all input used; 1 some bad rows were reported (``file:line``) and skipped, the
 rest was processed; 2 nothing processed: a file is missing or unreadable, a required column is
 missing, or the rules file is invalid.
@@ -19,17 +23,22 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
 from cpwatch.exceptions import ConfigError, RecordError
 from cpwatch.records import HoldingUpdate
 from streams.alerts import Alert
+from streams.columnar import ColumnarBook, ColumnarEngine, to_us
 from streams.rules import ALL_HOLDERS, Rule, RuleEngine, load_rules
 from streams.treasury import TreasuryBook
 
 PROGRESS_MIN_ROWS = 1000  # below this a bar only flickers
+CHUNK = 65_536  # prices per columnar batch: the working arrays stay in cache
+Engine = Literal["columnar", "scalar"]
 
 
 class InputError(Exception):
@@ -182,7 +191,69 @@ def run_backtest(
         book.apply_holdings(pending)
 
 
-def backtest_command(prices: Path, holdings: Path, rules: Path, holdings_after: int = 0) -> int:
+def run_backtest_columnar(
+    prices: list[PriceRow],
+    holdings: Iterable[HoldingUpdate],
+    engine: ColumnarEngine,
+    progress: Progress | None = None,
+    *,
+    holdings_after: int = 0,
+    chunk: int = CHUNK,
+    book: ColumnarBook | None = None,
+) -> Iterator[Alert]:
+    """``run_backtest`` with the columnar engine: the same alerts, in chunks of ``chunk``
+    prices (a chunk boundary also falls where the holdings arrive)."""
+    t_us = np.fromiter((to_us(r.ts) for r in prices), np.int64, len(prices))
+    close = np.fromiter((r.close for r in prices), np.float64, len(prices))
+    yield from run_columns(
+        t_us,
+        close,
+        holdings,
+        engine,
+        progress,
+        holdings_after=holdings_after,
+        chunk=chunk,
+        book=book,
+    )
+
+
+def run_columns(
+    t_us: np.ndarray,
+    close: np.ndarray,
+    holdings: Iterable[HoldingUpdate],
+    engine: ColumnarEngine,
+    progress: Progress | None = None,
+    *,
+    holdings_after: int = 0,
+    chunk: int = CHUNK,
+    book: ColumnarBook | None = None,
+) -> Iterator[Alert]:
+    """The columnar backtest on price columns (event time in microseconds, close)."""
+    book = book if book is not None else ColumnarBook(engine)
+    n = len(t_us)
+    task = progress.add_task("backtest", total=n) if progress else None
+    cuts = sorted({*range(0, n, chunk), min(holdings_after, n), n})
+    pending: list[HoldingUpdate] | None = list(holdings)
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        if pending is not None and lo >= holdings_after:
+            book.apply_holdings(pending)
+            pending = None
+        yield from book.on_prices(t_us[lo:hi], close[lo:hi])
+        if progress is not None and task is not None:
+            progress.advance(task, hi - lo)
+    if pending is not None:
+        book.apply_holdings(pending)
+
+
+def backtest_command(
+    prices: Path,
+    holdings: Path,
+    rules: Path,
+    holdings_after: int = 0,
+    *,
+    engine_name: Engine = "columnar",
+    plot: Path | None = None,
+) -> int:
     """Print one JSON line per crossing; return the exit code (see module docstring)."""
     errors: list[str] = []
     warnings: list[str] = []
@@ -205,21 +276,33 @@ def backtest_command(prices: Path, holdings: Path, rules: Path, holdings_after: 
                 file=sys.stderr,
             )
 
-    engine = RuleEngine(rule_set)
+    if plot is not None and plot.suffix.lower() not in (".png", ".html"):
+        print(f"error: --plot {plot}: write a .png or .html file", file=sys.stderr)
+        return 2
+    engine = ColumnarEngine(rule_set) if engine_name == "columnar" else RuleEngine(rule_set)
     console = Console(stderr=True)
     show = console.is_terminal and len(price_rows) >= PROGRESS_MIN_ROWS
     count = 0
     out = sys.stdout
+    alerts: list[Alert] = []
     # redirect_stdout=False: by default rich reroutes stdout through the bar's console (stderr)
     try:
         with Progress(
             console=console, transient=True, disable=not show, redirect_stdout=False
         ) as progress:
-            for alert in run_backtest(
-                price_rows, updates, engine, progress, holdings_after=holdings_after
-            ):
+            if isinstance(engine, ColumnarEngine):
+                run = run_backtest_columnar(
+                    price_rows, updates, engine, progress, holdings_after=holdings_after
+                )
+            else:
+                run = run_backtest(
+                    price_rows, updates, engine, progress, holdings_after=holdings_after
+                )
+            for alert in run:
                 out.write(json.dumps(alert.to_dict()) + "\n")
                 count += 1
+                if plot is not None:
+                    alerts.append(alert)
         out.flush()
     except BrokenPipeError:  # `| head` closed the pipe: the reader is done, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
@@ -236,4 +319,13 @@ def backtest_command(prices: Path, holdings: Path, rules: Path, holdings_after: 
         + (f", {len(errors)} bad row(s) skipped" if errors else ""),
         file=sys.stderr,
     )
+    if plot is not None:
+        from streams.backtest_plot import plot_backtest  # matplotlib only when asked
+
+        try:
+            plot_backtest(plot, price_rows, updates, rule_set, alerts, console=console)
+        except OSError as exc:
+            print(f"error: --plot {plot}: {exc}", file=sys.stderr)
+            return 2
+        print(f"backtest: plot written to {plot}", file=sys.stderr)
     return 1 if errors else 0
