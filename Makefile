@@ -5,15 +5,23 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := kcat chromium prometheus
 
-.PHONY: setup k8s-tools run test test-unit test-integration test-faults bench stack-up stack-down lint clean
+.PHONY: setup k8s-tools lock run test test-unit test-integration test-faults bench stack-up stack-down lint clean
 
 setup: $(STAMP) system-deps k8s-tools
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package with its hashes (regenerate: make lock); cpwatch itself
+# is then installed without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+lock:
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --quiet -o requirements.lock
 
 # Debian tools the tests use as independent peers (kcat reads our topics).
 system-deps:

@@ -127,12 +127,12 @@ async def _match(settings: Settings, events: list[dict[str, Any]], args: Any) ->
         ]
         _, idle_per, _ = await _timed(matcher, subs, idle, brute=False)
         rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak so far
-        sample = events[: args.brute_events]
+        sample = events[: args.brute_events]  # 0: no brute force (a profile of ours alone)
         brute_batches = [sample[i : i + IDLE_BATCH] for i in range(0, len(sample), IDLE_BATCH)]
         b_elapsed, b_per, brute = await _timed(matcher, subs, brute_batches, brute=True)
         ids = {e["id"] for e in sample}
         ours_sample = {p for p in ours if p[1] in ids}
-        eps, b_eps = len(events) / elapsed, len(sample) / b_elapsed
+        eps, b_eps = len(events) / elapsed, len(sample) / b_elapsed if sample else 0.0
         return {
             "subscriptions_loaded": len(subs),
             "load_s": round(load_s, 1),
@@ -152,9 +152,9 @@ async def _match(settings: Settings, events: list[dict[str, Any]], args: Any) ->
             "brute_force_events": len(sample),
             "brute_force_batch_size": IDLE_BATCH,
             "brute_force_events_per_s": round(b_eps, 2),
-            "brute_force_p50_batch_s": round(_pct(b_per, 0.5), 3),
-            "speedup": round(eps / b_eps, 1),
-            "exact": ours_sample == brute,
+            "brute_force_p50_batch_s": round(_pct(b_per, 0.5), 3) if b_per else None,
+            "speedup": round(eps / b_eps, 1) if b_eps else None,
+            "exact": ours_sample == brute if sample else None,
             "rss_after_load_mb": round(rss_loaded),
             "rss_max_after_ours_mb": round(rss_ours),
             "rss_max_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -2,8 +2,8 @@
 
 The topic is read with a plain aiokafka consumer group (``cpwatch.consumers``), not a Faust
 agent: Faust acks a message as soon as its agent moves on (or raises), and a delivery moves on
-long before it ends. Each record is looked up against the subscription it names (cached,
-reloaded on a miss, with Elasticsearch outages waited out) and handed to the ``Dispatcher``,
+long before it ends. Each record is looked up against the subscription it names (by id, kept
+a few seconds, with Elasticsearch outages waited out) and handed to the ``Dispatcher``,
 which runs it as its own task with a concurrency limit per endpoint, so a slow or dead
 endpoint delays only its own deliveries.
 
@@ -35,7 +35,7 @@ from cpwatch.records import DeadLetter
 from cpwatch.settings import Settings
 from notify.delivery import Attempt, Delivery, DeliveryResult, DispatchConfig, Dispatcher
 from notify.es_retry import retry_es
-from notify.matcher import SubscriptionCache
+from notify.matcher import SubscriptionLookup
 from notify.offsets import OffsetTracker
 from notify.senders import Senders, attempt_doc, items_from_message
 from notify.subscriptions import Subscription
@@ -75,7 +75,7 @@ def parse(raw: bytes) -> tuple[str, str, list[Any], dict[str, Any]]:
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     es = async_client(settings)
-    cache = SubscriptionCache(es, settings)
+    lookup = SubscriptionLookup(es, settings)
     senders = Senders.from_settings(settings)
     attempts_index = settings.index("delivery-attempts")
     dlq = topics[t.DEAD_LETTER]
@@ -126,10 +126,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         log.warning("dead-letter stage=%s %s@%d: %s", STAGE, tp, offset, reason[:300])
 
     async def subscription(sub_id: str) -> Subscription | None:
-        sub = (await cache.get()).get(sub_id)
-        if sub is None:  # new since the last reload, or gone: ask Elasticsearch, waiting it out
-            sub = await retry_es(lambda: cache.fetch(sub_id), "deliver: subscriptions")
-        return sub
+        # By id, not the whole set: Elasticsearch outages are waited out.
+        return await retry_es(lambda: lookup.get(sub_id), "deliver: subscriptions")
 
     async def settle(tp: TopicPartition, offset: int, raw: bytes) -> None:
         """Deliver one record to its final outcome, then mark its offset finished."""

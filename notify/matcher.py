@@ -2,10 +2,11 @@
 
 Two steps per batch (this distribution has no ``percolator`` module, so we build on search):
 
-1. *Candidates* (``notify.candidates``): the batch's text is analysed once and one
-   ``_msearch`` over ``<prefix>-match-candidates`` finds, per event, the subscriptions whose
-   required terms and keyword filters the event satisfies. Usually a handful per event,
-   whatever the number of subscribers.
+1. *Candidates* (``notify.candidates``): the batch's text is analysed once and an in-memory
+   index of the candidate documents (``Presearcher``, loaded from
+   ``<prefix>-match-candidates``) gives, per event, the subscriptions whose required terms
+   the event holds; their keyword filters are then checked exactly. Usually a handful per
+   event, whatever the number of subscribers.
 2. *Verification*, only for those pairs, as before: the events concerned are indexed into a
    scratch index (``<prefix>-match-scratch``, the events mapping, so the same analyzer as
    search), one ``_msearch`` runs each candidate's ``event_query`` plus filters restricted to
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +140,51 @@ class SubscriptionCache:
         return subs
 
 
+class SubscriptionLookup:
+    """Subscriptions by id, each fetched on first use and kept ``refresh_s`` (the delivery
+    agent's view). Deliveries name their subscription, so holding the whole set, as the
+    matcher must, would cost the worker a second copy of it (hundreds of MB at 100,000) and
+    a full reload, in the event loop, on every write to the subscriptions index."""
+
+    def __init__(
+        self,
+        es: AsyncElasticsearch,
+        settings: Settings,
+        *,
+        refresh_s: float | None = None,
+        max_size: int = 10_000,
+    ) -> None:
+        self.es = es
+        self.alias = settings.index("subscriptions")
+        self.refresh_s = settings.subscriptions_refresh_s if refresh_s is None else refresh_s
+        self.max_size = max_size
+        self._held: OrderedDict[str, tuple[float, Subscription]] = OrderedDict()
+        self.fetches = 0
+
+    async def get(self, sub_id: str) -> Subscription | None:
+        """The subscription as stored at most ``refresh_s`` ago; None if it does not exist
+        (not remembered: a subscription created meanwhile is found next time)."""
+        held = self._held.get(sub_id)
+        if held is not None and time.monotonic() - held[0] < self.refresh_s:
+            self._held.move_to_end(sub_id)
+            return held[1]
+        self.fetches += 1
+        resp = await self.es.options(ignore_status=404).get(index=self.alias, id=sub_id)
+        if not resp.get("found"):
+            self._held.pop(sub_id, None)
+            return None
+        try:
+            sub = Subscription.from_es_doc(resp["_source"])
+        except ValueError as exc:
+            log.warning("subscription %s invalid, skipped: %s", sub_id, exc)
+            return None
+        self._held[sub_id] = (time.monotonic(), sub)
+        self._held.move_to_end(sub_id)
+        while len(self._held) > self.max_size:
+            self._held.popitem(last=False)
+        return sub
+
+
 def subscription_query(sub: Subscription, ids: list[str]) -> dict[str, Any]:
     """``sub.event_query`` over the batch (``ids``), plus its keyword filters for ES to apply."""
     query = sub.event_query(ids[0])
@@ -184,11 +231,7 @@ class EventMatcher:
         if not events or not subs:
             return []
         await self.candidates.sync(subs)
-        try:
-            per_event, exact = await self.candidates.find(events)
-        except RuntimeError as exc:  # a search refused (not an outage): this batch the old way
-            log.warning("candidate search failed (%s); brute force for this batch", exc)
-            return await self.match_brute_force(events, subs)
+        per_event, exact = await self.candidates.find(events)  # in memory, after _analyze
         self.stats.batches += 1
         self.stats.events += len(events)
         ids = self._ids(events)
