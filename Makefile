@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := kcat chromium prometheus
 
-.PHONY: setup k8s-tools lock run test test-unit test-integration test-faults bench stack-up stack-down lint clean
+.PHONY: setup k8s-tools lock check run test test-unit test-integration test-faults bench stack-up stack-down lint clean
 
 setup: $(STAMP) system-deps k8s-tools
 
@@ -45,8 +45,14 @@ run: stack-up
 
 # Everything, fault tests included: none takes over 5 minutes. The fault tests kill the worker
 # and stop/restart this stack's Kafka and Elasticsearch (they run first, alphabetically).
-test: stack-up
+test: stack-up check
 	$(BIN)/pytest -q -p no:cacheprovider --durations=25
+
+# Stage order (import-linter contracts in pyproject.toml) and strict types of the contract and
+# the pure logic.
+check: setup
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test-unit: setup
 	$(BIN)/pytest -q -m "not integration and not faults"

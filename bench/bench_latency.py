@@ -268,7 +268,7 @@ class Harness:
         self.producer.flush()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cpwatch.cli", "worker"],
+                [sys.executable, "-m", "app.cli", "worker"],
                 env=child_env(self.settings),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -304,8 +304,8 @@ class Harness:
         """Through the real API (SSRF guard included), as tests/integration does."""
         from fastapi.testclient import TestClient
 
-        from api.app import create_app
         from api.routes_subscriptions import subscription_settings
+        from api.server import create_app
 
         app = create_app()
         app.dependency_overrides[subscription_settings] = lambda: self.settings

@@ -190,7 +190,7 @@ class Harness:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "api.app:create_app",
+                "api.server:create_app",
                 "--factory",
                 "--host",
                 "127.0.0.1",
@@ -204,7 +204,7 @@ class Harness:
         self._wait_api()
         for k in range(self.n_articles + 1):  # 0: the warm-up article
             self.sub_ids[k] = self._subscribe(k)
-        self._spawn("worker", [sys.executable, "-m", "cpwatch.cli", "worker"], env)
+        self._spawn("worker", [sys.executable, "-m", "app.cli", "worker"], env)
         self.watch.start()
 
     def _bulk_subscriptions(self, es: Elasticsearch) -> None:

@@ -26,7 +26,7 @@ from elasticsearch import Elasticsearch, helpers
 from cpwatch.settings import Settings
 from notify.matcher import EventMatcher, SubscriptionCache
 from notify.subscriptions import EmailChannel, Filters, Subscription
-from sinks.elasticsearch import async_client
+from runtime.elasticsearch import async_client
 from sinks.indices import ensure_indices
 
 SYLLABLES = ["ka", "lo", "mi", "ru", "te", "xa", "zo", "pu", "ne", "vi", "bo", "da", "fe", "gu"]

@@ -6,7 +6,7 @@ One run, one unique topic prefix (``bench-<uuid>-``) and index prefix, everythin
     every price different) to ``price-ticks`` with our ``producers.kafka.Producer``.
 (b) limit: a bare aiokafka consumer (no group, partitions assigned) reads ``price-ticks`` from
     the beginning doing nothing; timed from its first to its N-th message.
-(c) ours: a worker subprocess (``python -m cpwatch.cli worker``) is started on the prefix whose
+(c) ours: a worker subprocess (``python -m app.cli worker``) is started on the prefix whose
     topics already hold the N ticks (1 s apart in event time). The treasury agent keeps the last
     valuation per holder and minute, so valuation timestamps show its progress: timing runs from
     the first valuations seen (progress = the newest tick ts among them) to the valuation
@@ -70,7 +70,7 @@ def _env(settings: Settings) -> dict[str, str]:
 def _spawn_worker(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     """A `cpwatch worker` child on these settings, its output to ``log``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        [sys.executable, "-m", "app.cli", "worker"],
         env=_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,

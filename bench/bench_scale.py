@@ -39,11 +39,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from app.worker import prepare
 from cpwatch import topics
 from cpwatch.namespace import child_env, drop_namespace
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.settings import Settings
-from cpwatch.worker import prepare
 from producers.kafka import Producer
 from streams.backtest import PriceRow, run_backtest
 from streams.rules import RuleEngine, load_rules
@@ -181,7 +181,7 @@ class Run:
         env["CPWATCH_FAUST_DATA_DIR"] = str(self.tmp / f"faust-{i}")
         with open(self.tmp / f"worker-{i}.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cpwatch.cli", "worker"],
+                [sys.executable, "-m", "app.cli", "worker"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -15,7 +15,7 @@ import uuid
 import faust
 
 from cpwatch.settings import Settings
-from streams.app import broker_credentials
+from runtime.faust_app import broker_credentials
 
 
 def main() -> None:

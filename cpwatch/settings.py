@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, SecretStr, StrictBool
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -209,9 +209,10 @@ class Settings(BaseSettings):
             return None
         from aiokafka.helpers import create_ssl_context
 
-        return create_ssl_context(
+        context: ssl.SSLContext = create_ssl_context(
             cafile=self.kafka_ca_file, certfile=self.kafka_cert_file, keyfile=self.kafka_key_file
         )
+        return context
 
     def aiokafka_client_kwargs(self) -> dict[str, object]:
         """Connection options for aiokafka consumers and producers."""
@@ -224,7 +225,7 @@ class Settings(BaseSettings):
             kw["ssl_context"] = self.kafka_ssl_context()
         return kw
 
-    def es_client_kwargs(self) -> dict[str, object]:
+    def es_client_kwargs(self) -> dict[str, Any]:
         """Connection options for the Elasticsearch client (sync or async)."""
         kw: dict[str, object] = {"hosts": [self.es_url], "request_timeout": self.es_request_timeout}
         if self.es_api_key:

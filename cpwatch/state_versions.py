@@ -15,7 +15,7 @@ kind               record
 treasury-state     ``treasury-state``, symbol → ``{"ref", "holdings", "engine", "input"}``
                    (streams/treasury_agent.py)
 positions          ``news-positions`` / ``match-positions``, partition → next offset ``int``
-                   (streams/position_table.py); v1 ``{"v": 1, "offset": int}``
+                   (runtime/position_table.py); v1 ``{"v": 1, "offset": int}``
 story-entry        ``story-entries``, article id → ``{"id", "cluster", "sig", "ts"}``
                    (streams/news_agent.py, ``StoryClusterer.entry_dict``)
 lifecycle          ``alert-lifecycle``, ``b"lifecycle"`` → ``LifecycleTracker.to_dict()``

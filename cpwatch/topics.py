@@ -93,7 +93,7 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
 
 # Faust's own topics sized by CPWATCH_TOPIC_PARTITIONS: the by-symbol input of the treasury
 # stage and the changelogs of the tables keyed along it (streams/treasury_agent.py,
-# streams/position_table.py). A table's changelog must have as many partitions as the stream it
+# runtime/position_table.py). A table's changelog must have as many partitions as the stream it
 # follows, so these move with the cpwatch topics. The single-partition internals (story input,
 # alert lifecycle) stay at 1 on purpose: one owner each.
 INTERNAL_SIZED = (

@@ -1,6 +1,6 @@
 """``deliveries`` → webhook / email / Slack, at least once; every attempt recorded in ES.
 
-The topic is read with a plain aiokafka consumer group (``cpwatch.consumers``), not a Faust
+The topic is read with a plain aiokafka consumer group (``runtime.consumers``), not a Faust
 agent: Faust acks a message as soon as its agent moves on (or raises), and a delivery moves on
 long before it ends. Each record is looked up against the subscription it names (by id, kept
 a few seconds, with Elasticsearch outages waited out) and handed to the ``Dispatcher``,
@@ -30,7 +30,6 @@ from aiokafka.errors import KafkaError
 
 from cpwatch import metrics
 from cpwatch import topics as t
-from cpwatch.consumers import group_consumer
 from cpwatch.records import DeadLetter
 from cpwatch.settings import Settings
 from notify.delivery import Attempt, Delivery, DeliveryResult, DispatchConfig, Dispatcher
@@ -39,8 +38,9 @@ from notify.matcher import SubscriptionLookup
 from notify.offsets import OffsetTracker
 from notify.senders import Senders, attempt_doc, items_from_message
 from notify.subscriptions import Subscription
-from sinks.elasticsearch import BulkWriter, async_client
-from streams.app import Topics
+from runtime.consumers import group_consumer
+from runtime.elasticsearch import BulkWriter, async_client
+from runtime.faust_app import Topics
 
 log = logging.getLogger(__name__)
 

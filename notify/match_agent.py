@@ -43,11 +43,11 @@ from notify.es_retry import retry_es
 from notify.lifecycle import DigestGrouper, LifecycleTracker, Notification
 from notify.matcher import EventMatcher, SubscriptionCache
 from notify.subscriptions import Subscription
-from sinks.elasticsearch import async_client
+from runtime.deadletter import dead_letter
+from runtime.elasticsearch import async_client
+from runtime.faust_app import Topics
+from runtime.position_table import PositionTable
 from streams.alerts import Alert
-from streams.app import Topics
-from streams.deadletter import dead_letter
-from streams.position_table import PositionTable
 from streams.rules import load_rules
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.deadletters import letter
 from cpwatch.settings import Settings
+from runtime.elasticsearch import BulkWriter, async_client
+from runtime.faust_app import Topics
 from sinks.consumer import SinkConsumer
-from sinks.elasticsearch import BulkWriter, async_client
 from sinks.indices import TIME_SERIES, monthly_index, prune_time_series
-from streams.app import Topics
 
 log = logging.getLogger(__name__)
 

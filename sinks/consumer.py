@@ -19,8 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from cpwatch import metrics
-from cpwatch.consumers import commit_polled, group_consumer
 from cpwatch.settings import Settings
+from runtime.consumers import commit_polled, group_consumer
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,10 @@ from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import STORY_INPUT, internal_topic
 from cpwatch.records import NewsArticle, dumps
 from cpwatch.settings import Settings
-from streams.app import Topics
+from runtime.deadletter import dead_letter
+from runtime.faust_app import Topics
+from runtime.position_table import PositionTable
 from streams.classifier import classify
-from streams.deadletter import dead_letter
 from streams.dedup import StoryClusterer
 from streams.holder_links import HolderLinker
 from streams.holdings_news import (
@@ -34,7 +35,6 @@ from streams.holdings_news import (
     extract_holdings,
     proposals,
 )
-from streams.position_table import PositionTable
 
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"

@@ -19,13 +19,13 @@ import faust
 
 from cpwatch import metrics
 from cpwatch import topics as t
-from cpwatch.consumers import commit_polled, group_consumer
 from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import TickBatch
 from cpwatch.records import PriceTick
 from cpwatch.settings import Settings
-from streams.deadletter import dead_letter
-from streams.range_reader import Message, Replayed
+from runtime.consumers import commit_polled, group_consumer
+from runtime.deadletter import dead_letter
+from runtime.range_reader import Message, Replayed
 
 STAGE = "route-ticks"
 BATCH = 2_000  # ~300 kB of ticks per symbol message at most: well under Kafka's 1 MB

@@ -26,12 +26,12 @@ from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import VALUATION_INPUT, TickBatch, internal_topic
 from cpwatch.records import HoldingUpdate, dumps
 from cpwatch.settings import Settings
+from runtime.deadletter import dead_letter
+from runtime.faust_app import Topics
+from runtime.positions import InputPositions, admit
+from runtime.range_reader import RangeReader
 from streams import tick_router
-from streams.app import Topics
-from streams.deadletter import dead_letter
 from streams.holdings_table import HoldingsTable
-from streams.positions import InputPositions, admit
-from streams.range_reader import RangeReader
 from streams.rules import load_rules
 from streams.treasury_processor import BatchOutput, SymbolState, TreasuryProcessor
 

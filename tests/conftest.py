@@ -81,7 +81,7 @@ def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Pope
     """A real Faust worker process (`cpwatch worker`) on this test's topics and indices."""
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        [sys.executable, "-m", "app.cli", "worker"],
         env=settings_env(kafka_settings),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -115,8 +115,8 @@ def search_api(settings: Settings) -> Iterator[Any]:
     """The API app searching under ``settings``, as a TestClient; its ES client closed after."""
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
     from api.routes_search import search_settings
+    from api.server import create_app
 
     app = create_app()
     app.dependency_overrides[search_settings] = lambda: settings

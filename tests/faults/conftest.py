@@ -113,7 +113,7 @@ class Worker:
         log.write(f"\n===== start {self.starts} at {time.time():.1f}\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cpwatch.cli", "worker"],
+            [sys.executable, "-m", "app.cli", "worker"],
             env=settings_env(self.settings),
             stdout=log,
             stderr=subprocess.STDOUT,

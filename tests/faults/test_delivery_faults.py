@@ -90,8 +90,8 @@ def receivers() -> Iterator[list[Receiver]]:
 
 def setup(settings: Settings, receivers: list[Receiver]) -> Settings:
     """Settings for the worker, and one webhook subscription per receiver."""
-    from api.app import create_app
     from api.routes_subscriptions import subscription_settings
+    from api.server import create_app
     from sinks.indices import ensure_indices
 
     s = settings.model_copy(

@@ -48,7 +48,7 @@ OUTAGE_S = 60.0  # from "process gone" to "start it again"
 CATCH_UP_S = 120.0
 # Memory bound. A sink takes a batch of 1,000 and awaits Elasticsearch before the next, so a
 # blocked sink holds one batch; in front of it Faust buffers at most stream_buffer_maxsize
-# (16,384, streams/app.py) events per channel before it stops fetching those partitions.
+# (16,384, runtime/faust_app.py) events per channel before it stops fetching those partitions.
 # Measured here ~1.1 KiB of RSS per buffered valuation (~300 B of JSON plus Faust's
 # Message/Event objects): one full buffer ~18 MiB; articles (~3 KB, <= 1,000 arrive during
 # the outage) add < 5 MiB; catch-up (bulk bodies, responses) a few more. 64 MiB leaves ~2x.

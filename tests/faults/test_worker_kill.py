@@ -47,7 +47,7 @@ CHUNKS = 200  # the input is released in chunks, a sixth more after each kill
 # part's updates: state is now reloaded only between batches. (2) After restarts Faust's fetch
 # loop sometimes delivered an offset jump over messages no agent had seen, and committed past
 # it as a "gap" (~1,900 ticks lost in one run): the treasury state now records its input
-# offsets and reads any jump's range from the broker before going on (streams/positions.py).
+# offsets and reads any jump's range from the broker before going on (runtime/positions.py).
 # (3) Seeking Faust's consumer back over such a jump instead stalled the worker in one CI run.
 def test_kill9_worker_loses_nothing(
     kafka_settings: Settings, tmp_path: Path, restartable_worker: Worker

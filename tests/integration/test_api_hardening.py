@@ -21,9 +21,9 @@ from kafka import KafkaConsumer
 from pydantic import SecretStr
 
 from api import routes_dashboard, routes_ingest
+from app.secrets_cli import rotate_all
 from cpwatch import secretbox
 from cpwatch import topics as t
-from cpwatch.secrets_cli import rotate_all
 from cpwatch.settings import Settings
 from notify.subscriptions import Subscription
 from notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
@@ -48,8 +48,8 @@ class SignedReceiver(HttpReceiver):
 
 
 def _app(settings: Settings) -> Any:
-    from api.app import create_app
     from api.routes_subscriptions import subscription_settings
+    from api.server import create_app
 
     app = create_app()
     app.dependency_overrides[subscription_settings] = lambda: settings

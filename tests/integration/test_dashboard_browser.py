@@ -17,10 +17,10 @@ import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 
+from app.supervisor import sample_file
 from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
-from cpwatch.supervisor import sample_file
 from tests.conftest import ROOT, free_port, settings_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def api_url(kafka_settings: Settings, tmp_path: Path) -> Iterator[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "api.app:create_app",
+            "api.server:create_app",
             "--factory",
             "--host",
             "127.0.0.1",

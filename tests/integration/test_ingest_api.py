@@ -16,8 +16,8 @@ TOKEN = "ingest-test-token"  # noqa: S105 - a test fixture, not a secret
 
 
 def _client(settings: Settings) -> TestClient:
-    from api.app import create_app
     from api.routes_subscriptions import subscription_settings
+    from api.server import create_app
 
     app = create_app()
     app.dependency_overrides[subscription_settings] = lambda: settings

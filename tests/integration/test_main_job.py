@@ -23,9 +23,9 @@ import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, TopicPartition
 
+from app.supervisor import sample_file
 from cpwatch import topics as t
 from cpwatch.settings import Settings
-from cpwatch.supervisor import sample_file
 from tests.conftest import ROOT, free_port, settings_env, wait_for
 from tests.faults.conftest import committed
 
@@ -40,7 +40,7 @@ Key = tuple[str, str, str, str]  # rule, holder, ts, direction
 def backtest(*extra: str, prices: Path = PRICES) -> list[Key]:
     """Alerts of `cpwatch backtest` on the sample files, one key per printed line."""
     proc = subprocess.run(
-        [sys.executable, "-m", "cpwatch.cli", "backtest", "--prices", str(prices),
+        [sys.executable, "-m", "app.cli", "backtest", "--prices", str(prices),
          "--holdings", str(HOLDINGS), "--rules", str(RULES), *extra],
         capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
     )
@@ -112,7 +112,7 @@ class MainJob:
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cpwatch.cli", "run"],
+                [sys.executable, "-m", "app.cli", "run"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
             )
 
@@ -180,7 +180,7 @@ def _late_rows(last_price_day: date) -> int:
 
 def _produce(s: Settings, *args: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "cpwatch.cli", "produce", *args],
+        [sys.executable, "-m", "app.cli", "produce", *args],
         env={**settings_env(s), "CPWATCH_PRODUCER_METRICS_PORT": "0"},
         capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
     )
@@ -211,7 +211,7 @@ def test_holdings_after_half_the_prices_follow_the_late_rules(
     env = {**settings_env(s), "CPWATCH_METRICS_PORT": str(port)}
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "cpwatch.cli", "worker"],
+            [sys.executable, "-m", "app.cli", "worker"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
     try:

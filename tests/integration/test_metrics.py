@@ -244,7 +244,7 @@ def test_worker_metrics_count_the_pipeline(
 def test_api_and_producer_metrics_pass_promtool(kafka_settings: Settings, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from api.server import create_app
 
     resp = TestClient(create_app()).get("/metrics")
     assert resp.status_code == 200
@@ -253,7 +253,7 @@ def test_api_and_producer_metrics_pass_promtool(kafka_settings: Settings, tmp_pa
     promtool_check(resp.text, "API /metrics")
 
     # A producer command serves its own /metrics (base port + the kind's offset).
-    from producers.cli import produce_holdings
+    from producers.commands import produce_holdings
 
     base = free_port()
     holdings = tmp_path / "holdings.csv"

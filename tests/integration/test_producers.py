@@ -25,8 +25,8 @@ from rich.console import Console
 from cpwatch import topics
 from cpwatch.records import DeadLetter, HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
-from producers.cli import produce_holdings, produce_news, produce_prices
-from producers.holdings import read_holdings
+from producers.commands import produce_holdings, produce_news, produce_prices
+from producers.holdings_csv import read_holdings
 from producers.kafka import DeliveryError, Producer
 from producers.news_jsonl import read_jsonl
 from producers.prices_csv import read_ticks
@@ -242,7 +242,7 @@ def test_live_ws_survives_a_drop_and_flushes_on_sigterm(
             [
                 sys.executable,
                 "-m",
-                "cpwatch.cli",
+                "app.cli",
                 "produce",
                 "prices",
                 "--ws",
@@ -322,7 +322,7 @@ def test_rest_poller_ticks_reach_kafka(kafka_settings: Settings) -> None:
         [
             sys.executable,
             "-m",
-            "cpwatch.cli",
+            "app.cli",
             "produce",
             "prices",
             "--rest",

@@ -10,7 +10,7 @@ from kafka import KafkaProducer
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
-from streams.range_reader import RangeReader
+from runtime.range_reader import RangeReader
 
 pytestmark = pytest.mark.integration
 

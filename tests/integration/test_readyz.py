@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_readyz_is_200_with_the_engines_up(stack: Settings) -> None:
-    from api.app import create_app
+    from api.server import create_app
 
     get_settings.cache_clear()  # the stack's settings come from this environment too
     resp = TestClient(create_app()).get("/readyz")

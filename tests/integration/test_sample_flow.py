@@ -11,8 +11,8 @@ from elasticsearch import Elasticsearch
 
 from api.search import parse_params
 from api.search_service import search
+from app.supervisor import sample_file
 from cpwatch.settings import Settings
-from cpwatch.supervisor import sample_file
 from tests.conftest import ROOT, settings_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def _produce_sample(s: Settings) -> None:
         [
             sys.executable,
             "-m",
-            "cpwatch.cli",
+            "app.cli",
             "produce",
             "news",
             "--jsonl",

@@ -267,7 +267,7 @@ def test_bad_requests_are_400_naming_the_parameter(
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cpwatch.cli", "search", *args],
+        [sys.executable, "-m", "app.cli", "search", *args],
         cwd=ROOT,
         env=settings_env(settings),
         capture_output=True,

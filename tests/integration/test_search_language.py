@@ -160,7 +160,7 @@ def test_unsupported_syntax_is_a_400_naming_the_parameter(
 def test_cli_or_and_fuzzy(english_settings: Settings) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "cpwatch.cli", "search", *args],
+            [sys.executable, "-m", "app.cli", "search", *args],
             cwd=ROOT,
             env=settings_env(english_settings),
             capture_output=True,

@@ -90,7 +90,7 @@ def secure_settings(secure_stack: Settings, request: pytest.FixtureRequest) -> I
 
 def _cli(s: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cpwatch.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         env=settings_env(s),
         cwd=ROOT,
         input=stdin,
@@ -120,7 +120,7 @@ def test_sample_flow_on_secured_engines(secure_settings: Settings, tmp_path: Pat
     receiver.start()
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        [sys.executable, "-m", "app.cli", "worker"],
         env=settings_env(s),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -102,8 +102,8 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 
 
 def api_client(settings: Settings) -> TestClient:
-    from api.app import create_app
     from api.routes_subscriptions import subscription_settings
+    from api.server import create_app
 
     app = create_app()
     app.dependency_overrides[subscription_settings] = lambda: settings
@@ -197,7 +197,7 @@ def test_subscriptions_end_to_end(
 
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        [sys.executable, "-m", "app.cli", "worker"],
         env=settings_env(s),
         stdout=log,
         stderr=subprocess.STDOUT,

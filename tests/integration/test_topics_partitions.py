@@ -67,7 +67,7 @@ def test_create_raise_and_refuse_to_lower(kafka_settings: Settings) -> None:
     # The command line says the same and exits 2; raising prints what it means for keyed state.
     env = settings_env(s)
     low = subprocess.run(
-        [sys.executable, "-m", "cpwatch.cli", "topics", "create", "--partitions", "1"],
+        [sys.executable, "-m", "app.cli", "topics", "create", "--partitions", "1"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert low.returncode == 2, low.stderr
@@ -75,7 +75,7 @@ def test_create_raise_and_refuse_to_lower(kafka_settings: Settings) -> None:
     assert "refusing to lower partitions to 1" in said
     assert "Nothing was changed" in said
     up = subprocess.run(
-        [sys.executable, "-m", "cpwatch.cli", "topics", "create", "--partitions", str(start + 3)],
+        [sys.executable, "-m", "app.cli", "topics", "create", "--partitions", str(start + 3)],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert up.returncode == 0, up.stderr

@@ -72,7 +72,7 @@ def test_stream_alerts_equal_backtest(
 
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cpwatch.cli", "worker"],
+        [sys.executable, "-m", "app.cli", "worker"],
         env=settings_env(s),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cpwatch.cli import app
+from app.cli import app
 from streams.backtest import backtest_command
 
 HEADER = "holder,kind,country,btc,as_of,avg_cost_usd,source_url,note\n"

@@ -99,7 +99,7 @@ def test_group_consumed_topics_are_read_by_the_worker() -> None:
 
 
 def test_plan_command_without_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cpwatch import cli
+    from app import cli
     from cpwatch.settings import get_settings
 
     monkeypatch.setenv("CPWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens there

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from cpwatch.cli import app
+from app.cli import app
 
 HOOK = ["subscribe", "--name", "n", "--webhook", "https://hooks.example.org/x"]
 

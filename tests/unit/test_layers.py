@@ -9,8 +9,8 @@ import sys
 def test_api_and_notify_libraries_do_not_import_faust() -> None:
     code = (
         "import sys\n"
-        "import api.app, api.routes_subscriptions, notify.senders, notify.matcher\n"
-        "api.app.create_app()\n"
+        "import api.server, api.routes_subscriptions, notify.senders, notify.matcher\n"
+        "api.server.create_app()\n"
         "print('faust' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from app.secrets_cli import rotate_all
 from cpwatch import secretbox
 from cpwatch.exceptions import ConfigError
-from cpwatch.secrets_cli import rotate_all
 from cpwatch.settings import Settings
 from notify.subscriptions import Subscription
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from cpwatch.engine_errors import AuthError, es_auth_error, kafka_errors
 from cpwatch.settings import Settings
-from streams.app import broker_credentials
+from runtime.faust_app import broker_credentials
 
 SASL = {
     "kafka_security_protocol": "SASL_SSL",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from cpwatch.worker import retry
+from app.worker import retry
 
 
 class Down(Exception):

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api import routes_ingest, routes_subscriptions
-from api.app import create_app
 from api.auth import api_settings
 from api.routes_search import es_client as search_es
 from api.routes_search import search_settings
 from api.routes_subscriptions import es_client
+from api.server import create_app
 from cpwatch.settings import Settings
 from tests.unit.api.test_hardening import EmptyEs
 

@@ -14,9 +14,9 @@ from elasticsearch import NotFoundError
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from api.app import create_app
 from api.masking import mask_email, mask_url
 from api.routes_subscriptions import es_client, subscription_settings
+from api.server import create_app
 from cpwatch import tokens
 from cpwatch.settings import Settings
 
@@ -211,7 +211,7 @@ def test_token_file_hashed_0600_listed_and_revoked(client: TestClient, settings:
 def test_cli_tokens_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from cpwatch.cli import app
+    from app.cli import app
     from cpwatch.settings import get_settings
 
     monkeypatch.setenv("CPWATCH_HOME", str(tmp_path))

@@ -8,8 +8,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api import routes_dashboard as rd
-from api.app import create_app
 from api.routes_subscriptions import es_client, subscription_settings
+from api.server import create_app
 from cpwatch import metrics
 from cpwatch.settings import Settings
 

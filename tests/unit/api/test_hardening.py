@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api import routes_subscriptions
-from api.app import create_app
 from api.auth import api_settings
 from api.hosts import allowed_hosts, host_name
 from api.routes_search import es_client as search_es
 from api.routes_search import search_settings
 from api.routes_subscriptions import es_client
+from api.server import create_app
 from cpwatch import secretbox
 from cpwatch.settings import Settings
 from tests.unit.api.serve import serving

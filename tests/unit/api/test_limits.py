@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app, redact_url
 from api.auth import api_settings
+from api.server import create_app, redact_url
 from cpwatch.settings import Settings
 from tests.unit.api.serve import serving
 
@@ -87,7 +87,7 @@ def test_healthz_never_shows_credentials() -> None:
     assert redact_url(url) == "https://***@es.example.org:9243"
     assert redact_url("http://127.0.0.1:9200") == "http://127.0.0.1:9200"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("api.app.get_settings", lambda: Settings(es_url=url))
+        mp.setattr("api.server.get_settings", lambda: Settings(es_url=url))
         with TestClient(create_app()) as client:
             body = client.get("/healthz").json()
     assert "hunter2" not in str(body) and body["elasticsearch"] == "https://***@es.example.org:9243"

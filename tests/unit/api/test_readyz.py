@@ -21,7 +21,7 @@ def nowhere(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_readyz_is_503_while_the_engines_are_unreachable(nowhere: None) -> None:
-    from api.app import create_app
+    from api.server import create_app
 
     resp = TestClient(create_app()).get("/readyz")
     assert resp.status_code == 503

@@ -263,8 +263,8 @@ def test_api_maps_errors_to_400_and_503_without_elasticsearch() -> None:
     """The route layer alone: validation never reaches the engine; an unreachable one is 503."""
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
     from api.routes_search import search_settings
+    from api.server import create_app
     from cpwatch.settings import Settings
 
     app = create_app()

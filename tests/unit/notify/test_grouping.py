@@ -170,7 +170,7 @@ def test_an_unsent_outbox_is_resent_as_the_same_message() -> None:
 def test_cli_subscribe_sends_the_grouping_options(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from cpwatch import cli
+    from app import cli
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(cli, "_api", lambda method, path, json: sent.append(json) or json)

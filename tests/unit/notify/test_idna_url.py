@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from api.app import create_app
 from api.routes_subscriptions import es_client, subscription_settings
+from api.server import create_app
 from cpwatch.settings import Settings
 
 TOKEN = "idna-token-0c9d8e7f6a5b"

@@ -1,4 +1,4 @@
-"""Pins producers.holdings: CSV and YAML rows to HoldingUpdate, errors with file:line:field."""
+"""Pins producers.holdings_csv: CSV and YAML rows to HoldingUpdate, errors with file:line:field."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cpwatch.records import HoldingUpdate
-from producers.holdings import HoldingsFormatError, read_holdings
+from producers.holdings_csv import HoldingsFormatError, read_holdings
 from producers.summary import Bad
 
 HEADER = "holder,kind,country,btc,as_of,avg_cost_usd,source_url,note\n"

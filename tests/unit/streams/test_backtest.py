@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from cpwatch.cli import app
+from app.cli import app
 from streams.backtest import backtest_command
 
 HEADER = "holder,kind,country,btc,as_of,avg_cost_usd,source_url,note\n"

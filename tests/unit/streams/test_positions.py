@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from streams.positions import InputPositions, admit
-from streams.range_reader import Message, Replayed
+from runtime.positions import InputPositions, admit
+from runtime.range_reader import Message, Replayed
 
 
 @dataclass

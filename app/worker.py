@@ -63,9 +63,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
     from cpwatch.metrics import start_metrics_server
     from notify import delivery_agent, match_agent
+    from runtime.faust_app import create_app
     from sinks import agents as sink_agents
     from streams import lag, news_agent, treasury_agent
-    from streams.app import create_app
 
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

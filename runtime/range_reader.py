@@ -1,6 +1,6 @@
 """Read a range of offsets of one partition with a throwaway consumer, beside Faust's.
 
-The input-position guard (streams/positions.py) uses it to fill a hole Faust's fetch loop
+The input-position guard (runtime/positions.py) uses it to fill a hole Faust's fetch loop
 skipped. Seeking Faust's own consumer back instead interferes with its fetch loop: messages
 already fetched keep arriving after the seek, move its read offset past the re-read range and
 make it drop that range again. A separate consumer outside any group leaves Faust untouched.

@@ -1,5 +1,5 @@
 """An agent's input positions kept in a Faust table: the input-position guard of
-``streams.positions`` wired once for every Faust agent that needs it (news, matching)."""
+``runtime.positions`` wired once for every Faust agent that needs it (news, matching)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import faust
 
 from cpwatch.settings import Settings
-from streams.positions import InputPositions, admit
-from streams.range_reader import RangeReader
+from runtime.positions import InputPositions, admit
+from runtime.range_reader import RangeReader
 
 
 class PositionTable:

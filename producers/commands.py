@@ -20,7 +20,7 @@ from cpwatch.exceptions import EngineError
 from cpwatch.metrics import producer_metrics_port, start_metrics_server
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.settings import Settings
-from producers.holdings import HoldingsFormatError, read_holdings
+from producers.holdings_csv import HoldingsFormatError, read_holdings
 from producers.kafka import Producer, stop_on_signals
 from producers.news_jsonl import read_jsonl
 from producers.pacing import Pacer

@@ -41,7 +41,7 @@ class Child:
 
 
 def _cpwatch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cpwatch.cli", *args]
+    return [sys.executable, "-m", "app.cli", *args]
 
 
 def sample_file(name: str) -> Path:
@@ -57,7 +57,7 @@ def plan(settings: Settings, sample: bool) -> list[Child]:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "api.app:create_app",
+                "api.server:create_app",
                 "--factory",
                 "--host",
                 settings.api_host,
@@ -105,7 +105,7 @@ def plan(settings: Settings, sample: bool) -> list[Child]:
 
 
 def run_all(settings: Settings, *, sample: bool, duration: float | None, console: Console) -> int:
-    from cpwatch.worker import prepare
+    from app.worker import prepare
 
     prepare(settings)  # topics and index templates exist before any child starts
     children = plan(settings, sample)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from app.secrets_cli import secrets_app
+from app.tokens_cli import tokens_app
 from cpwatch.exceptions import CpwatchError
-from cpwatch.secrets_cli import secrets_app
 from cpwatch.settings import get_settings
-from cpwatch.tokens_cli import tokens_app
 
 if TYPE_CHECKING:
     from deploy.stack import Stack  # loaded lazily by the stack commands
@@ -176,7 +176,7 @@ def run(
     ] = None,
 ) -> None:
     """The main job: topics, Faust worker, sinks, API and sample producers, supervised."""
-    from cpwatch.supervisor import run_all
+    from app.supervisor import run_all
 
     raise typer.Exit(run_all(get_settings(), sample=sample, duration=duration, console=err))
 
@@ -184,7 +184,7 @@ def run(
 @app.command("worker")
 def worker() -> None:
     """Run the Faust worker (all stream agents) in the foreground."""
-    from cpwatch.worker import run_worker
+    from app.worker import run_worker
 
     run_worker(get_settings())
 
@@ -201,7 +201,7 @@ def produce_news(
     once: Annotated[bool, typer.Option(help="Poll feeds once and exit.")] = False,
 ) -> None:
     """Produce news articles to the `news` topic."""
-    from producers.cli import produce_news as run_news
+    from producers.commands import produce_news as run_news
 
     raise typer.Exit(
         run_news(
@@ -238,7 +238,7 @@ def produce_prices(
     url: Annotated[str | None, typer.Option(help="Override the venue endpoint URL.")] = None,
 ) -> None:
     """Produce price ticks to the `price-ticks` topic."""
-    from producers.cli import produce_prices as run_prices
+    from producers.commands import produce_prices as run_prices
 
     raise typer.Exit(
         run_prices(
@@ -260,7 +260,7 @@ def produce_holdings(
     file: Annotated[Path, typer.Argument(help="Holdings CSV or YAML (format of treasuries.csv).")],
 ) -> None:
     """Produce one HoldingUpdate per row to the compacted `holdings` topic."""
-    from producers.cli import produce_holdings as run_holdings
+    from producers.commands import produce_holdings as run_holdings
 
     raise typer.Exit(run_holdings(get_settings(), file, console=err))
 

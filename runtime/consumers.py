@@ -13,7 +13,7 @@ from cpwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SESSION_TIMEOUT_MS = 10_000  # as the Faust worker's (streams/app.py)
+SESSION_TIMEOUT_MS = 10_000  # as the Faust worker's (runtime/faust_app.py)
 
 
 def group_consumer(settings: Settings, topic: str, group: str, **extra: Any) -> AIOKafkaConsumer:

@@ -1,7 +1,7 @@
 """The Faust application: one factory, configured from ``Settings``, no side effects on import.
 
 Stream agents (streams/) and sink agents (sinks/) register themselves on the app the factory
-returns; ``cpwatch.worker`` assembles both. Topics carry raw bytes: agents parse them with the
+returns; ``app.worker`` assembles both. Topics carry raw bytes: agents parse them with the
 shared record models so a malformed message can be dead-lettered instead of crashing the agent.
 """
 
