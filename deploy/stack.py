@@ -251,8 +251,10 @@ class Stack:
         java_home = self.s.es_java_home
         if not (java_home / "bin/java").exists():
             raise StackError(
-                f"Elasticsearch {self.s.es_version} needs Java 21+; none at {java_home}"
-                " (set CPWATCH_ES_JAVA_HOME)"
+                f"Elasticsearch {self.s.es_version} needs Java 21+; none at {java_home}. Install"
+                " a JDK 21 or later (e.g. Eclipse Temurin's temurin-25-jdk Debian package from"
+                " packages.adoptium.net, or Debian's openjdk-21-jdk-headless) and set"
+                " CPWATCH_ES_JAVA_HOME to its directory"
             )
         self.console.print(f"elasticsearch {self.s.es_version}: fetching distribution (cached)...")
         es_home = install_elasticsearch(self.s.es_version, self.s.home, self.es_root / "dist")

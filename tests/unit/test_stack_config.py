@@ -24,3 +24,19 @@ def test_status_reports_stopped_services(tmp_path: Path) -> None:
         Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:1", es_url="http://127.0.0.1:2")
     )
     assert stack.status() is False
+
+
+def test_a_missing_jdk_says_how_to_get_one(tmp_path: Path) -> None:
+    import pytest
+
+    from cpwatch.exceptions import StackError
+    from tests.conftest import free_port
+
+    settings = Settings(
+        home=tmp_path,
+        es_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: it would start one
+        es_java_home=tmp_path / "no-jdk",
+    )
+    with pytest.raises(StackError, match="CPWATCH_ES_JAVA_HOME") as err:
+        Stack(settings)._start_es()
+    assert "Java 21" in str(err.value) and "temurin" in str(err.value)
