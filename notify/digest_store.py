@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any
 
+from cpwatch.state_versions import VERSION_KEY, current, lifecycle_kind, migrate
 from notify.delivery import Item, item_dict
 from notify.lifecycle import DEFAULT_GROUP_BY, SEP, DigestGrouper, Notification, group_labels
 from notify.senders import items_from_message
@@ -72,14 +73,19 @@ class DigestStore:
         if self.loaded:
             return
         sent: list[tuple[float, bytes]] = []
-        for key, value in list(self.table.items()):
+        for key, stored in list(self.table.items()):
             kind, _, rest = key.decode().partition(SEP)
+            if kind not in (DIGEST, SENT, OUTBOX):
+                continue  # the lifecycle record, read by the match agent
+            # Older releases wrote these unversioned; a newer release's record stops here.
+            value = migrate(lifecycle_kind(key), stored)
             if kind == DIGEST:
                 self.grouper.restore(rest, value, _decode)
             elif kind == SENT:
-                sent.append((float(value), key))
-            elif kind == OUTBOX:
-                self.outbox[key] = (str(value["subscription"]), value)
+                sent.append((float(value["at"]), key))
+            else:
+                msg = {k: v for k, v in value.items() if k != VERSION_KEY}
+                self.outbox[key] = (str(msg["subscription"]), msg)
         self.sent = OrderedDict((k, None) for _, k in sorted(sent))
         self.loaded = True
         if self.outbox or len(self.grouper):
@@ -122,9 +128,9 @@ class DigestStore:
             if snap is None:
                 self.table.pop(_key(DIGEST, gk), None)
             else:
-                self.table[_key(DIGEST, gk)] = snap
+                self.table[_key(DIGEST, gk)] = {**snap, VERSION_KEY: current("digest-group")}
         for story, at in self._new_sent:  # after the groups: one partition keeps this order
-            self.table[story] = at
+            self.table[story] = {VERSION_KEY: current("digest-sent"), "at": at}
         self._new_sent.clear()
         while len(self.sent) > self.max_sent:
             old, _ = self.sent.popitem(last=False)
@@ -138,7 +144,7 @@ class DigestStore:
                 msg = self.compose(sid, items)
                 key = _key(OUTBOX, str(msg["id"]))
                 self.outbox[key] = (sid, msg)
-                self.table[key] = msg
+                self.table[key] = {**msg, VERSION_KEY: current("digest-outbox")}
             if not self.outbox:
                 return
             self.persist()

@@ -37,6 +37,7 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import dumps
 from cpwatch.settings import Settings
+from cpwatch.state_versions import VERSION_KEY, current, migrate
 from notify.delivery import Item, delivery_id_for, item_dict
 from notify.digest_store import DigestStore
 from notify.es_retry import retry_es
@@ -62,6 +63,14 @@ FLUSH_S = 0.2
 TICK_S = 5.0
 MAX_SENT_MEMORY = 100_000
 STATE_KEY = b"lifecycle"
+
+
+def _lifecycle_state(stored: Any) -> dict[str, Any] | None:
+    """The tracker's record upgraded from what an older release wrote (None: none yet)."""
+    if stored is None:
+        return None
+    state = migrate("lifecycle", stored)
+    return {k: v for k, v in state.items() if k != VERSION_KEY}
 
 
 def wants_events(sub: Subscription) -> bool:
@@ -222,7 +231,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             trackers["t"] = LifecycleTracker(
                 [s for s in subs_now.values() if wants_alerts(s)],
                 rule_types,
-                state=state_table.get(STATE_KEY),
+                state=_lifecycle_state(state_table.get(STATE_KEY)),
                 max_seen=20_000,
             )
         return trackers["t"]
@@ -251,7 +260,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 digests.add_notification(n, now)
             tr.drain_suppressed()
             digests.persist()  # before the tracker's state: it must not outlive its items
-            state_table[STATE_KEY] = tr.to_dict()
+            state_table[STATE_KEY] = {**tr.to_dict(), VERSION_KEY: current("lifecycle")}
             await flush()
 
     def owns_state() -> bool:
@@ -281,7 +290,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             digests.add_notification(n, now)
         if due:
             digests.persist()
-            state_table[STATE_KEY] = tr.to_dict()
+            state_table[STATE_KEY] = {**tr.to_dict(), VERSION_KEY: current("lifecycle")}
             await flush()
 
     @app.on_before_shutdown.connect

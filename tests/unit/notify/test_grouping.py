@@ -157,8 +157,9 @@ def test_an_unsent_outbox_is_resent_as_the_same_message() -> None:
         down.add_notification(n, T0)
     down.persist()
     asyncio.run(down.flush(T0 + 10 * S))  # Kafka refuses: the digest waits in the outbox
-    waiting = [v for k, v in table.items() if k.startswith(b"outbox")]
-    assert len(waiting) == 1
+    stored = [v for k, v in table.items() if k.startswith(b"outbox")]
+    assert len(stored) == 1 and stored[0]["v"] == 1  # a versioned record (state_versions)
+    waiting = [{k: v for k, v in stored[0].items() if k != "v"}]
     sent = Sent()
     again = store(table, s, sent)  # restart
     asyncio.run(again.flush(T0 + 11 * S))
@@ -180,3 +181,25 @@ def test_cli_subscribe_sends_the_grouping_options(monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0, result.output
     assert sent[0]["group_wait"] == "30s" and sent[0]["group_interval"] == "5m"
     assert sent[0]["group_by"] == ["rule", "holder"]
+
+
+def test_unversioned_records_of_an_older_release_are_resumed() -> None:
+    # What a release before state versions left in the table: bare numbers and plain objects.
+    s, table = sub(), {}
+    old = store(table, s, Sent(fail=True))
+    for n in storm(LifecycleTracker([s]), 2):
+        old.add_notification(n, T0)
+    old.add_event(s, {"id": "e1", "cluster_id": "c1", "title": "IMF"}, T0)
+    old.persist()
+    for key, value in list(table.items()):
+        if key.startswith(b"sent"):
+            table[key] = value["at"]
+        else:
+            table[key] = {k: v for k, v in value.items() if k != "v"}
+    sent = Sent()
+    again = store(table, s, sent)
+    again.load()
+    assert len(again.grouper) == 3
+    again.add_event(s, {"id": "e2", "cluster_id": "c1", "title": "IMF copy"}, T0)  # known story
+    asyncio.run(again.flush(T0 + 10 * S))
+    assert sum(len(m["items"]) for m in sent.messages) == 3
