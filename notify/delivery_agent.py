@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 
 from cpwatch import metrics
 from cpwatch import topics as t
-from cpwatch.records import DeadLetter
+from cpwatch.deadletters import letter
 from cpwatch.settings import Settings
 from notify.delivery import Attempt, Delivery, DeliveryResult, DispatchConfig, Dispatcher
 from notify.es_retry import retry_es
@@ -87,7 +87,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     state = {"stopping": False}
 
     async def rejected(action: dict[str, Any], reason: str) -> None:
-        rec = DeadLetter.of("sink-es", reason, json.dumps(action.get("_source", {}), default=str))
+        # A delivery-attempt document Elasticsearch refused (its delivery is already done).
+        rec = letter("sink-es", reason, json.dumps(action.get("_source", {}), default=str))
         await dlq.send(key=b"sink-es", value=rec.to_bytes())
 
     writer = BulkWriter(es, on_rejected=rejected)
@@ -112,9 +113,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     async def dead_letter(reason: str, tp: TopicPartition, offset: int, raw: bytes) -> None:
         """Returns once Kafka acknowledged the dead letter; retries until it does."""
-        rec = DeadLetter.of(
-            STAGE, reason, raw, topic=tp.topic, partition=tp.partition, offset=offset
-        )
+        rec = letter(STAGE, reason, raw, topic=tp.topic, partition=tp.partition, offset=offset)
         while True:
             try:
                 await (await dlq.send(key=STAGE.encode(), value=rec.to_bytes()))
@@ -122,8 +121,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             except Exception as exc:  # noqa: BLE001 - Kafka down: the record stays uncommitted
                 log.warning("dead letter for %s@%d not sent (%r); retrying", tp, offset, exc)
                 await asyncio.sleep(DLQ_RETRY_S)
-        metrics.count_dead_lettered(STAGE, t.DELIVERIES)
-        log.warning("dead-letter stage=%s %s@%d: %s", STAGE, tp, offset, reason[:300])
 
     async def subscription(sub_id: str) -> Subscription | None:
         # By id, not the whole set: Elasticsearch outages are waited out.

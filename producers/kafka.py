@@ -16,8 +16,9 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from cpwatch import metrics, topics
+from cpwatch.deadletters import letter
 from cpwatch.exceptions import EngineError
-from cpwatch.records import DeadLetter, Record
+from cpwatch.records import Record
 
 if TYPE_CHECKING:
     from cpwatch.settings import Settings
@@ -121,10 +122,7 @@ class Producer:
         offset: int | None = None,
     ) -> None:
         """Park an unusable input on the dead-letter topic with the reason, keyed by stage."""
-        record = DeadLetter.of(
-            stage, reason, payload, topic=topic, partition=partition, offset=offset
-        )
-        metrics.count_dead_lettered(stage, topic)
+        record = letter(stage, reason, payload, topic=topic, partition=partition, offset=offset)
         self.send(topics.DEAD_LETTER, stage, record)
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
