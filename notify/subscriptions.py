@@ -62,6 +62,10 @@ def _http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of 0-65535 or not a number
+    except ValueError:
+        raise ValueError("the URL's port must be a number from 1 to 65535") from None
     return url
 
 

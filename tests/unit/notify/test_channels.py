@@ -478,3 +478,15 @@ def test_api_ssrf_checks_the_telegram_api_base() -> None:
         run(_validated(ok, Settings(delivery_ssrf_allowlist="127.0.0.1"))).channel.type
         == "telegram"
     )
+
+
+def test_a_webhook_url_with_an_impossible_port_is_refused_clearly() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from notify.subscriptions import Subscription
+
+    for url in ("https://[::1]:99999/", "https://hooks.example.org:http/"):
+        body = {"name": "p", "query": "bitcoin", "channel": {"type": "webhook", "url": url}}
+        with pytest.raises(ValidationError, match="port"):
+            Subscription.model_validate(body)
