@@ -42,6 +42,12 @@ def _classifier() -> dict[str, Any]:
     return bench_classifier.run()
 
 
+def _dedup() -> dict[str, Any]:
+    from bench import bench_dedup
+
+    return bench_dedup.micro()
+
+
 def _rules() -> dict[str, Any]:
     from bench import bench_rules
 
@@ -101,6 +107,7 @@ def _scale() -> dict[str, Any]:
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "producers": _producers,
     "classifier": _classifier,
+    "dedup": _dedup,
     "rules": _rules,
     "pipeline": _pipeline,
     "sink": _sink,
@@ -163,6 +170,18 @@ def rows(name: str, r: dict[str, Any]) -> list[Row]:
                 (
                     "classifier articles/s, 1 core, dev.jsonl",
                     _fmt(r["dev"]["articles_per_s"]),
+                    "",
+                    "",
+                    "",
+                )
+            )
+    elif name == "dedup":
+        for load in ("pipeline", "distinct"):
+            v = r[load]
+            out.append(
+                (
+                    f"story clusterer µs CPU per event ({load}: {_fmt(v['events'])} events)",
+                    _fmt(v["cpu_us_per_event"]),
                     "",
                     "",
                     "",

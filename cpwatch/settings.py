@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, StrictBool
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     topic_replication: int = Field(default=1, ge=1)
 
     es_url: str = "http://127.0.0.1:9200"
+    es_cloud_id: str | None = None  # Elastic Cloud: replaces es_url when set
     es_api_key: SecretStr | None = None
     es_username: str | None = None
     es_password: SecretStr | None = None
@@ -83,6 +84,8 @@ class Settings(BaseSettings):
     rules_file: Path | None = None  # None: the packaged cpwatch/data/rules.yaml
     price_staleness_s: float = Field(default=120.0, gt=0)
     price_divergence_pct: float = Field(default=2.0, gt=0)
+    # the treasury's per-batch engine: numpy columns, or the tick-by-tick reference
+    treasury_engine: Literal["columnar", "scalar"] = "columnar"
     # at_least_once + deterministic ids is exactly-once in effect. faust-streaming 0.15.3 in
     # exactly_once mode left some transactions uncommitted on a single broker (23 of 32 alerts
     # reached read_committed consumers in tests/integration/test_treasury_stream.py), so it is
@@ -227,7 +230,12 @@ class Settings(BaseSettings):
 
     def es_client_kwargs(self) -> dict[str, Any]:
         """Connection options for the Elasticsearch client (sync or async)."""
-        kw: dict[str, object] = {"hosts": [self.es_url], "request_timeout": self.es_request_timeout}
+        kw: dict[str, object] = {"request_timeout": self.es_request_timeout}
+        # The client resolves a Cloud ID to the deployment's endpoint; it refuses both at once.
+        if self.es_cloud_id:
+            kw["cloud_id"] = self.es_cloud_id
+        else:
+            kw["hosts"] = [self.es_url]
         if self.es_api_key:
             kw["api_key"] = self.es_api_key.get_secret_value()
         elif self.es_username and self.es_password:

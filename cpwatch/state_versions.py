@@ -3,7 +3,8 @@
 Pure: no Faust, no I/O. Every stored record is upgraded on read with ``migrate(kind, payload)``
 and written in the current shape (``current(kind)``): a worker of a newer release reads what an
 older one left in the changelog, and a record from a release newer than this code is refused
-(``StateVersionError``) instead of being misread.
+(``StateVersionError``) instead of being misread. The agents read and write through
+``runtime/table_state.py``, which turns that refusal into the worker stopping.
 
 Version 0 is every record written before versions existed (no ``"v"`` field). Version 1 is the
 same fields plus ``"v": 1``; the two stored values that are bare numbers today become objects,
@@ -12,8 +13,6 @@ since a number cannot carry a field. The kinds (table, key → value; producer i
 =================  ==============================================================================
 kind               record
 =================  ==============================================================================
-treasury-state     ``treasury-state``, symbol → ``{"ref", "holdings", "engine", "input"}``
-                   (streams/treasury_agent.py)
 positions          ``news-positions`` / ``match-positions``, partition → next offset ``int``
                    (runtime/position_table.py); v1 ``{"v": 1, "offset": int}``
 story-entry        ``story-entries``, article id → ``{"id", "cluster", "sig", "ts"}``
@@ -25,6 +24,11 @@ digest-sent        ``alert-lifecycle``, ``sent␟sub␟story`` → epoch seconds
                    v1 ``{"v": 1, "at": float}``
 digest-outbox      ``alert-lifecycle``, ``outbox␟delivery id`` → the ``deliveries`` message
 =================  ==============================================================================
+
+The ``treasury-state`` table (symbol → ``{"v", "ref", "holdings", "engine", "input"}``) is not a
+kind here: ``streams/treasury_processor.py`` versions it itself (``STATE_VERSION``;
+``TreasuryProcessor.from_record`` reads unversioned records and refuses newer ones), and a second
+migration here would be a second place to keep in step with it.
 """
 
 from __future__ import annotations
@@ -132,15 +136,6 @@ def _number(kind: str, payload: Any, *, integer: bool) -> float | int:
     if isinstance(payload, bool) or not isinstance(payload, ok):
         raise StateVersionError(f"{kind} v0 must be a number, not {payload!r}")
     return payload
-
-
-@step("treasury-state", 0)
-def _treasury_v1(p: Any) -> dict[str, Any]:
-    # ref / holdings / engine may be absent or null in a symbol's first record; input may be null.
-    out = _object("treasury-state", p, ("input",))
-    if out["input"] is not None and not (isinstance(out["input"], list) and len(out["input"]) == 2):
-        raise StateVersionError(f"treasury-state v0 input must be [partition, offset]: {p}")
-    return out
 
 
 @step("positions", 0)

@@ -37,7 +37,7 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import dumps
 from cpwatch.settings import Settings
-from cpwatch.state_versions import VERSION_KEY, current, migrate
+from cpwatch.state_versions import VERSION_KEY, StateVersionError, current, migrate
 from notify.delivery import Item, delivery_id_for, item_dict
 from notify.digest_store import DigestStore
 from notify.es_retry import retry_es
@@ -48,6 +48,7 @@ from runtime.deadletter import dead_letter
 from runtime.elasticsearch import async_client
 from runtime.faust_app import Topics
 from runtime.position_table import PositionTable
+from runtime.table_state import stop_worker
 from streams.alerts import Alert
 from streams.rules import load_rules
 
@@ -213,7 +214,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 )
             return
         now = datetime.now(UTC)
-        digests.load()
+        await load_digests()
         for sub, doc in matches:
             if not sub.silenced(now):
                 digests.add_event(sub, doc, now)
@@ -224,6 +225,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def route_alerts(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await alert_input.send(key=b"alerts", value=event.value)
+
+    async def load_digests() -> None:
+        try:
+            digests.load()
+        except StateVersionError as exc:  # a newer worker's state: stop, never misread
+            await stop_worker(app, exc)
 
     def tracker() -> LifecycleTracker:
         digests.load()
@@ -253,7 +260,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 )
                 continue
             subs = await alert_subscriptions()
-            tr = tracker()
+            try:
+                tr = tracker()
+            except StateVersionError as exc:  # a newer worker's state: stop, never misread
+                await stop_worker(app, exc)
             tr.set_subscriptions(subs)
             now = datetime.now(UTC)
             for n in tr.observe(alert, now):
@@ -275,7 +285,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.timer(interval=FLUSH_S)
     async def flush_digests() -> None:
         if not digests.loaded and owns_state():
-            digests.load()  # groups and outbox of before a restart go out without new input
+            await load_digests()  # groups and outbox of before a restart go out without input
         await flush()
 
     @app.timer(interval=TICK_S)

@@ -8,9 +8,13 @@ from typing import Any
 
 import faust
 
+from cpwatch import state_versions as sv
 from cpwatch.settings import Settings
 from runtime.positions import InputPositions, admit
 from runtime.range_reader import RangeReader
+from runtime.table_state import read_record, stop_worker, versioned
+
+KIND = "positions"  # cpwatch/state_versions.py: v0 a bare next offset, v1 {"v": 1, "offset"}
 
 
 class PositionTable:
@@ -18,9 +22,11 @@ class PositionTable:
 
     Positions are reloaded from the table at the first batch and after a revocation
     (``revoked``). Only at-least-once mode checks them: transaction markers make real holes.
+    Rows of any older version are read; a newer one stops the worker (``runtime.table_state``).
     """
 
     def __init__(self, app: faust.App, name: str, settings: Settings, stage: str) -> None:
+        self.app, self.name = app, name
         self.table = app.Table(
             name,
             default=None,
@@ -39,7 +45,10 @@ class PositionTable:
 
     async def admit(self, batch: Sequence[Any]) -> list[Any]:
         if self._reload:
-            self.positions.reset({int(k): v for k, v in self.table.items() if v is not None})
+            try:
+                self.positions.reset(self.load())
+            except sv.StateVersionError as exc:
+                await stop_worker(self.app, exc)
             self._reload = False
         return await admit(
             batch, self.positions, read=self.read, stage=self.stage, enabled=self.enabled
@@ -50,4 +59,14 @@ class PositionTable:
         were acknowledged, so a saved position never claims work that could still be lost."""
         for part in {e.message.partition for e in batch}:
             if part in self.positions.expected:
-                self.table[str(part).encode()] = self.positions.expected[part]
+                offset = self.positions.expected[part]
+                self.table[str(part).encode()] = versioned(KIND, {"offset": offset})
+
+    def load(self) -> dict[int, int]:
+        """The stored next offset per partition, from rows of any version up to today's."""
+        found: dict[int, int] = {}
+        for key, value in self.table.items():
+            row = read_record(self.name, KIND, key, value)
+            if row is not None:
+                found[int(key)] = int(row["offset"])
+        return found

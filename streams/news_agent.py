@@ -23,9 +23,11 @@ from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import STORY_INPUT, internal_topic
 from cpwatch.records import NewsArticle, dumps
 from cpwatch.settings import Settings
+from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.position_table import PositionTable
+from runtime.table_state import read_record, stop_worker, versioned
 from streams.classifier import classify
 from streams.dedup import StoryClusterer
 from streams.holder_links import HolderLinker
@@ -151,7 +153,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     def clusterer() -> StoryClusterer:
         if "c" not in state:
-            rows = sorted((v for _, v in entries.items() if v), key=lambda r: r["ts"] or 0)
+            # Rows of any older version are upgraded; a newer one raises StateVersionError.
+            found = (read_record("story-entries", "story-entry", k, v) for k, v in entries.items())
+            rows = sorted((r for r in found if r), key=lambda r: r["ts"] or 0)
             state["c"] = StoryClusterer.from_dict(
                 {
                     "version": 1,
@@ -175,16 +179,16 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 NewsArticle.parse(event.value)  # the article part must still be valid
                 doc: dict[str, Any] = json.loads(event.value)
                 c = clusterer()
-                before = c.ids()
                 published = (
                     datetime.fromisoformat(doc["published"]) if doc.get("published") else None
                 )
                 cluster, _, members = c.assign(doc["id"], doc["title"], doc["text"], published)
-                after = c.ids()
-                for gone in before - after:
+                for gone in c.take_evicted():
                     entries.pop(gone, None)
-                if doc["id"] in after:
-                    entries[doc["id"]] = c.entry_dict(doc["id"])
+                if doc["id"] in c:
+                    entries[doc["id"]] = versioned("story-entry", c.entry_dict(doc["id"]))
+            except StateVersionError as exc:  # a newer worker's state: stop, never misread
+                await stop_worker(app, exc)
             except (RecordError, ValueError, KeyError) as exc:
                 await dead_letter(
                     topics[t.DEAD_LETTER], "cluster-stories", repr(exc), event, event.value

@@ -6,6 +6,7 @@ literals as the agents), not written by hand, so a change to a writer shows up h
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,15 +14,21 @@ from typing import Any
 import pytest
 
 from cpwatch import state_versions as sv
+from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick
+from cpwatch.settings import Settings
 from notify.delivery import item_dict
 from notify.lifecycle import DigestGrouper, LifecycleTracker, Notification
+from runtime import table_state
+from runtime.position_table import PositionTable
+from runtime.table_state import read_record, stop_worker, versioned
 from streams.alerts import Alert
 from streams.dedup import StoryClusterer
 from streams.holdings import HoldingsTimeline
 from streams.refprice import ReferencePrice
 from streams.rules import RuleEngine, parse_rules
 from streams.treasury import TreasuryBook
+from streams.treasury_processor import STATE_VERSION, TreasuryProcessor
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 RULES = parse_rules(
@@ -40,7 +47,8 @@ def _json(x: Any) -> Any:
 
 
 def treasury_v0() -> dict[str, Any]:
-    """A BTC-USD record as streams/treasury_agent.py (HEAD) writes it after two ticks."""
+    """A BTC-USD record as streams/treasury_agent.py wrote it before versions (git 9c0c343: the
+    same four fields, no ``"v"``) after two ticks."""
     ref = ReferencePrice(timedelta(minutes=2), 2.0)
     holding = HoldingUpdate.parse(
         {"holder": "acme", "name": "Acme", "kind": "company", "btc": 20000, "as_of": T0.isoformat()}
@@ -96,7 +104,6 @@ def outbox_v0() -> dict[str, Any]:
 
 
 V0 = {
-    "treasury-state": treasury_v0,
     "positions": lambda: 1234,  # PositionTable.save: table[str(partition)] = next offset
     "story-entry": story_entry_v0,
     "lifecycle": lifecycle_v0,
@@ -128,14 +135,22 @@ def test_bare_numbers_become_objects() -> None:
     assert sv.migrate("digest-sent", 1740787200) == {"v": 1, "at": 1740787200.0}
 
 
-def test_migrated_records_still_decode() -> None:
-    rec = sv.migrate("treasury-state", treasury_v0())
-    ref = ReferencePrice(timedelta(minutes=2), 2.0, state=rec["ref"])
-    assert ref.price("BTC-USD") == 40_000.0
-    engine = RuleEngine.from_dict(RULES, rec["engine"])
-    assert engine.to_dict() == rec["engine"]
-    assert HoldingsTimeline.from_dict(rec["holdings"]).holders == ["acme"]
+def test_treasury_state_is_versioned_by_its_processor_alone() -> None:
+    # Not a kind here (see the module docstring): from_record reads v0 and refuses newer.
+    assert "treasury-state" not in sv.kinds()
+    processor = TreasuryProcessor(RULES, timedelta(minutes=2), 2.0)
+    old = treasury_v0()
+    st = processor.from_record("BTC-USD", old)
+    assert st.ref.price("BTC-USD") == 40_000.0
+    assert st.book.engine.to_dict() == old["engine"]
+    assert st.book.timeline.holders == ["acme"]
+    assert (st.partition, st.next_offset) == (0, 42)
+    assert st.to_record() == {**old, "v": STATE_VERSION}  # written back in today's shape
+    with pytest.raises(RecordError, match="upgrade the worker"):
+        processor.from_record("BTC-USD", {**old, "v": STATE_VERSION + 1})
 
+
+def test_migrated_records_still_decode() -> None:
     tracker = LifecycleTracker([], state=sv.migrate("lifecycle", lifecycle_v0()))
     assert [a.fingerprint for a in tracker.open_incidents()] == [alert().fingerprint]
 
@@ -146,25 +161,30 @@ def test_migrated_records_still_decode() -> None:
 
     entry = sv.migrate("story-entry", story_entry_v0())
     c = StoryClusterer.from_dict(
-        {"version": 1, "max_entries": 10, "window_s": 86400.0, "threshold": 0.25,
-         "entries": [entry]}
+        {
+            "version": 1,
+            "max_entries": 10,
+            "window_s": 86400.0,
+            "threshold": 0.25,
+            "entries": [entry],
+        }
     )
     assert c.ids() == {"a1"}
 
 
 def test_none_stays_none() -> None:
-    assert sv.migrate("treasury-state", None) is None
+    assert sv.migrate("story-entry", None) is None
 
 
 @pytest.mark.parametrize(
     ("kind", "payload", "msg"),
     [
-        ("treasury-state", {"v": 2, "input": None}, "version 2; this code reads up to 1"),
-        ("treasury-state", {"v": 0}, "bad state version"),
-        ("treasury-state", {"v": True}, "bad state version"),
-        ("treasury-state", [1, 2], "must be an object"),
-        ("treasury-state", {"ref": {}}, "lacks input"),
-        ("treasury-state", {"input": 7}, "input must be"),
+        ("story-entry", {"v": 2, "id": "a"}, "version 2; this code reads up to 1"),
+        ("positions", {"v": 2, "offset": 3}, "version 2; this code reads up to 1"),
+        ("story-entry", {"v": 0}, "bad state version"),
+        ("story-entry", {"v": True}, "bad state version"),
+        ("story-entry", [1, 2], "must be an object"),
+        ("story-entry", {"id": "a", "cluster": "a", "sig": []}, "lacks ts"),
         ("positions", "12", "must be a number"),
         ("positions", True, "must be a number"),
         ("digest-sent", None, None),
@@ -191,3 +211,91 @@ def test_lifecycle_table_keys_name_their_kind() -> None:
 def test_a_step_registers_once() -> None:
     with pytest.raises(ValueError, match="twice"):
         sv.step("positions", 0)(lambda p: p)
+
+
+# ------------------------------------------------- the agents' edge (runtime/table_state.py)
+
+
+class FakeApp:
+    """What PositionTable and stop_worker use of a Faust app: a dict for a table, crash()."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[Any, Any]] = {}
+        self.crashed: BaseException | None = None
+
+    def Table(self, name: str, **_: Any) -> dict[Any, Any]:  # noqa: N802 - Faust's name
+        return self.tables.setdefault(name, {})
+
+    async def crash(self, reason: BaseException) -> None:
+        self.crashed = reason
+
+
+class Msg:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.partition, self.offset, self.topic = partition, offset, "news"
+
+
+class Event:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.message = Msg(partition, offset)
+
+
+def positions(app: FakeApp) -> PositionTable:
+    settings = Settings(processing_guarantee="at_least_once")
+    return PositionTable(app, "news-positions", settings, "test")  # type: ignore[arg-type]
+
+
+def test_position_rows_of_both_versions_are_honoured_and_saved_as_v1() -> None:
+    app = FakeApp()
+    table = positions(app)
+    # v0 (a bare offset, as an old worker left it) on partition 0, v1 on partition 1.
+    app.tables["news-positions"].update({b"0": 3, b"1": {"v": 1, "offset": 1}})
+    batch = [Event(0, o) for o in range(5)] + [Event(1, 0), Event(1, 1)]
+    fresh = asyncio.run(table.admit(batch))
+    assert [(e.message.partition, e.message.offset) for e in fresh] == [(0, 3), (0, 4), (1, 1)]
+    table.save(batch)
+    assert app.tables["news-positions"] == {
+        b"0": {"v": 1, "offset": 5},
+        b"1": {"v": 1, "offset": 2},
+    }
+
+
+@pytest.fixture
+def no_watchdog(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    armed: list[bool] = []
+    monkeypatch.setattr(table_state, "arm_watchdog", lambda: armed.append(True))
+    return armed
+
+
+def test_a_newer_position_row_crashes_the_app(no_watchdog: list[bool]) -> None:
+    app = FakeApp()
+    table = positions(app)
+    app.tables["news-positions"][b"0"] = {"v": 2, "offset": 3}
+    with pytest.raises(sv.StateVersionError, match="upgrade the worker") as err:
+        asyncio.run(table.admit([Event(0, 0)]))
+    assert app.crashed is err.value and no_watchdog == [True]
+    assert "table 'news-positions', key b'0'" in str(err.value)
+
+
+def test_read_record_names_the_table_and_versioned_writes_today() -> None:
+    assert read_record("story-entries", "story-entry", "a1", story_entry_v0())["v"] == 1
+    with pytest.raises(sv.StateVersionError, match="table 'story-entries', key 'a1': story-entry"):
+        read_record("story-entries", "story-entry", "a1", {"v": 9})
+    assert versioned("story-entry", {"id": "a1"}) == {"id": "a1", "v": 1}
+
+
+def test_stop_worker_crashes_then_raises(no_watchdog: list[bool]) -> None:
+    app = FakeApp()
+    error = sv.StateVersionError("newer")
+    with pytest.raises(sv.StateVersionError):
+        asyncio.run(stop_worker(app, error))  # type: ignore[arg-type]
+    assert app.crashed is error and no_watchdog == [True]
+
+
+def test_the_watchdog_exits_1_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table_state, "_watchdog", [])
+    codes: list[int] = []
+    timer = table_state.arm_watchdog(0.01, codes.append)
+    assert table_state.arm_watchdog(0.01, codes.append) is timer  # armed once
+    timer.join(5)
+    assert codes == [1]

@@ -1,0 +1,69 @@
+"""Versioned Faust-table records at the agent edge: read with ``cpwatch.state_versions``, and a
+record newer than this code stops the whole worker instead of one agent.
+
+An exception in a Faust agent only crashes that actor, and its supervisor restarts it: the
+restarted actor would meet the same record again (or skip the batch that held it) while the
+other agents run on. A newer record means this worker is older than the state it was given, so
+nothing it does from here is right; crashing the app ends ``faust.Worker`` with the error.
+A worker that crashes while still joining its group can hang in its own shutdown (seen in the
+upgrade test on a loaded box), so a watchdog ends the process if it is still there later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import faust
+
+from cpwatch import state_versions as sv
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 20.0  # a clean Faust shutdown takes a few seconds
+_watchdog: list[threading.Timer] = []
+
+
+def read_record(table: str, kind: str, key: Any, value: Any) -> Any:
+    """``value`` (a table row of ``kind``) migrated to the current version; the error of a
+    record this code cannot read names the table and key."""
+    try:
+        return sv.migrate(kind, value)
+    except sv.StateVersionError as exc:
+        raise sv.StateVersionError(f"table {table!r}, key {key!r}: {exc}") from exc
+
+
+def versioned(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A record of ``kind`` as written today: its fields and the current version."""
+    return {**fields, sv.VERSION_KEY: sv.current(kind)}
+
+
+async def stop_worker(app: faust.App, error: sv.StateVersionError) -> NoReturn:
+    """Crash the app (the worker exits 1 with ``error``), then end the calling agent."""
+    log.critical("%s", error)
+    arm_watchdog()
+    await app.crash(error)
+    raise error
+
+
+def arm_watchdog(
+    grace_s: float = STOP_GRACE_S, exit_now: Callable[[int], object] = os._exit
+) -> threading.Timer:
+    """Exit with status 1 after ``grace_s`` unless the process ended first (armed once). A
+    thread, not a task: it must fire even when the event loop is stuck."""
+    if not _watchdog:
+
+        def fire() -> None:
+            log.critical("the worker did not stop within %.0f s; exiting", grace_s)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            exit_now(1)
+
+        timer = threading.Timer(grace_s, fire)
+        timer.daemon = True
+        timer.start()
+        _watchdog.append(timer)
+    return _watchdog[0]
