@@ -174,8 +174,8 @@ class Stack:
                     *base,
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    # "=": a random id may begin with "-", which argparse reads as an option
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(props),
                     *self._kafka_format_args(),
