@@ -46,6 +46,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         load_rules(settings.rules_path),
         timedelta(seconds=settings.price_staleness_s),
         settings.price_divergence_pct,
+        engine=settings.treasury_engine,
     )
     by_symbol = app.topic(
         internal_topic(settings, VALUATION_INPUT),
