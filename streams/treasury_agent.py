@@ -26,10 +26,12 @@ from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import VALUATION_INPUT, TickBatch, internal_topic
 from cpwatch.records import HoldingUpdate, dumps
 from cpwatch.settings import Settings
+from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.positions import InputPositions, admit
 from runtime.range_reader import RangeReader
+from runtime.table_state import stop_worker
 from streams import tick_router
 from streams.holdings_table import HoldingsTable
 from streams.rules import load_rules
@@ -105,40 +107,46 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # Offsets of a batch are committed after the batch, so a crash replays it whole and
         # the restored state drops what it already saw (event time never goes back).
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            t0 = time.perf_counter()
-            states.reload_if_pending()
-            await holdings_table.catch_up()  # holdings before ticks, see the module docstring
-            fresh = await admit(batch, states.positions, read=read, stage="treasury", enabled=guard)
-            out, sent = BatchOutput(), []
-            for event in fresh:
-                symbol = event.key.decode()
-                st = states.get(symbol)
-                st.partition = event.message.partition
-                alerts_before, rejected_before = len(out.alerts), len(out.rejected)
-                try:
-                    ticks = TickBatch.decode(event.value).ticks
-                except RecordError as exc:
-                    out.rejected.append((event.value or b"", str(exc)))
-                    ticks = ()
-                processor.process(st, symbol, ticks, holdings_table.rows, out)
-                for alert in out.alerts[alerts_before:]:
-                    msg = dumps(alert.to_message())
-                    sent.append(await topics[t.ALERTS].send(key=alert.holder.encode(), value=msg))
-                for body, reason in out.rejected[rejected_before:]:
-                    dlq = topics[t.DEAD_LETTER]
-                    sent.append(await dead_letter(dlq, "treasury", reason, event, body))
-            _report(out)
-            for doc in out.valuations.values():
-                await topics[t.TREASURY_VALUATIONS].send(
-                    key=doc["holder"].encode(), value=dumps(doc)
-                )
-                metrics.set_treasury_value(doc["holder"], doc["value_usd"])
-            metrics.count_out("treasury", t.TREASURY_VALUATIONS, len(out.valuations))
-            # State is saved only once Kafka acknowledged the batch's alerts: restored state
-            # then never claims a crossing whose alert could have been lost with the process.
-            await asyncio.gather(*sent)
-            states.save({e.message.partition for e in batch})
-            metrics.PROCESSING.labels("treasury").observe(time.perf_counter() - t0)
+            try:
+                await treasury_batch(batch)
+            except StateVersionError as exc:  # a newer worker's state: stop, never misread
+                await stop_worker(app, exc)
+
+    async def treasury_batch(batch: list[Any]) -> None:
+        t0 = time.perf_counter()
+        states.reload_if_pending()
+        await holdings_table.catch_up()  # holdings before ticks, see the module docstring
+        fresh = await admit(batch, states.positions, read=read, stage="treasury", enabled=guard)
+        out, sent = BatchOutput(), []
+        for event in fresh:
+            symbol = event.key.decode()
+            st = states.get(symbol)
+            st.partition = event.message.partition
+            alerts_before, rejected_before = len(out.alerts), len(out.rejected)
+            try:
+                ticks = TickBatch.decode(event.value).ticks
+            except RecordError as exc:
+                out.rejected.append((event.value or b"", str(exc)))
+                ticks = ()
+            processor.process(st, symbol, ticks, holdings_table.rows, out)
+            for alert in out.alerts[alerts_before:]:
+                msg = dumps(alert.to_message())
+                sent.append(await topics[t.ALERTS].send(key=alert.holder.encode(), value=msg))
+            for body, reason in out.rejected[rejected_before:]:
+                dlq = topics[t.DEAD_LETTER]
+                sent.append(await dead_letter(dlq, "treasury", reason, event, body))
+        _report(out)
+        for doc in out.valuations.values():
+            await topics[t.TREASURY_VALUATIONS].send(
+                key=doc["holder"].encode(), value=dumps(doc)
+            )
+            metrics.set_treasury_value(doc["holder"], doc["value_usd"])
+        metrics.count_out("treasury", t.TREASURY_VALUATIONS, len(out.valuations))
+        # State is saved only once Kafka acknowledged the batch's alerts: restored state
+        # then never claims a crossing whose alert could have been lost with the process.
+        await asyncio.gather(*sent)
+        states.save({e.message.partition for e in batch})
+        metrics.PROCESSING.labels("treasury").observe(time.perf_counter() - t0)
 
 
 class SymbolStates:

@@ -21,6 +21,7 @@ import numpy as np
 
 from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick
+from cpwatch.state_versions import StateVersionError
 from streams.alerts import Alert, iso_utc
 from streams.columnar import ColumnarBook, ColumnarEngine, from_us
 from streams.columnar_refprice import ColumnarReferencePrice
@@ -94,10 +95,9 @@ class TreasuryProcessor:
         rec = record or {}
         version = int(rec.get("v", 0))
         if version > STATE_VERSION:
-            raise RecordError(
-                f"treasury state of {symbol} is version {version}; this worker reads up to "
-                f"{STATE_VERSION} (upgrade the worker)",
-                field="v",
+            raise StateVersionError(
+                f"treasury-state of {symbol} is version {version}; this worker reads up to "
+                f"{STATE_VERSION} (upgrade the worker)"
             )
         timeline = HoldingsTimeline.from_dict(rec["holdings"]) if rec.get("holdings") else None
         where = rec.get("input") or [None, None]

@@ -17,6 +17,7 @@ from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import VALUATION_INPUT, TickBatch, internal_topic
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.settings import Settings
+from cpwatch.state_versions import StateVersionError
 from streams.backtest import PriceRow, run_backtest
 from streams.rules import DrawdownRule, LevelRule, PctMoveRule, RuleEngine
 from streams.treasury_processor import ASSET_SYMBOL, BatchOutput, Engine, TreasuryProcessor
@@ -152,7 +153,7 @@ def test_state_records_are_versioned(engine: Engine) -> None:
     unversioned = {k: v for k, v in record.items() if k != "v"}  # as written before v1
     old = p.from_record(ASSET_SYMBOL, unversioned)
     assert (old.partition, old.next_offset) == (2, 41)
-    with pytest.raises(RecordError, match="version 2"):
+    with pytest.raises(StateVersionError, match="version 2"):
         p.from_record(ASSET_SYMBOL, {**record, "v": 2})
 
 
