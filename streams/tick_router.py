@@ -7,11 +7,6 @@ already-fetched ticks and committed past them. Routing needs no state, so it rea
 consumer group, sends the batch's re-keyed messages, and commits the polled offsets only once
 Kafka acknowledged them. A crash replays the batch; the treasury state ignores ticks older than
 the ones it has applied, so a replay changes nothing.
-
-Ticks are validated here, a batch at a time (``decode_ticks``: the columnar check, falling back
-to ``PriceTick.parse`` for any row it does not accept), so a bad tick is dead-lettered once, by
-this stage, against its own topic. A valid tick is forwarded as the bytes it came in, unless
-they could break the framing or the message size (a newline, extra fields): then re-serialised.
 """
 
 from __future__ import annotations
@@ -31,13 +26,10 @@ from cpwatch.settings import Settings
 from runtime.consumers import commit_polled, group_consumer
 from runtime.deadletter import dead_letter
 from runtime.range_reader import Message, Replayed
-from streams.columnar_ticks import decode_ticks
 
 STAGE = "route-ticks"
-BATCH = 2_000  # ticks per symbol message: at most RAW_MAX each, well under Kafka's 1 MB
-POLL = 8_000  # records per poll, sent as messages of at most BATCH ticks per symbol
+BATCH = 2_000  # ~300 kB of ticks per symbol message at most: well under Kafka's 1 MB
 WITHIN_MS = 50
-RAW_MAX = 400  # bytes forwarded as they came: 2,000 of them stay well under Kafka's 1 MB
 
 
 async def route_batch(
@@ -48,60 +40,34 @@ async def route_batch(
     per_symbol: dict[str, list[bytes]] = {}
     venues: set[str] = set()
     pending: list[Awaitable[Any]] = []
-    kept = [r for r in records if r.value is not None]
     for r in records:
-        if r.value is None:  # a tombstone: PriceTick.parse names it
-            pending.append(await _dead_letter(dlq, r, _reason(r.value)))
-    lines: list[bytes] = [r.value for r in kept]
-    cols = decode_ticks(lines)
-    for bad in cols.bad:
-        pending.append(await _dead_letter(dlq, kept[bad.index], bad.reason))
-    for i, symbol, venue in zip(cols.row.tolist(), cols.symbol, cols.venue, strict=True):
-        raw = lines[i]
-        if len(raw) > RAW_MAX or b"\n" in raw:
-            raw = PriceTick.parse(raw).to_bytes()  # valid: the same checks just passed
-        per_symbol.setdefault(symbol, []).append(raw)
-        venues.add(venue)
+        try:
+            tick = PriceTick.parse(r.value)
+        except RecordError as exc:
+            where = Replayed(r.key, r.value, Message(r.topic, r.partition, r.offset))
+            pending.append(await dead_letter(dlq, STAGE, str(exc), where, r.value or b""))
+            continue
+        per_symbol.setdefault(tick.symbol, []).append(tick.to_bytes())
+        venues.add(tick.venue)
     for venue in venues:
         metrics.tick_seen(venue)
     for symbol, ticks in per_symbol.items():
-        for lo in range(0, len(ticks), BATCH):
-            value = TickBatch.of(ticks[lo : lo + BATCH]).encode()
-            pending.append(await by_symbol.send(key=symbol.encode(), value=value))
+        value = TickBatch.of(ticks).encode()
+        pending.append(await by_symbol.send(key=symbol.encode(), value=value))
     return pending
-
-
-def _reason(value: bytes | None) -> str:
-    try:
-        PriceTick.parse(value)
-    except RecordError as exc:
-        return str(exc)
-    return "invalid tick"
-
-
-async def _dead_letter(dlq: faust.TopicT, r: Any, reason: str) -> Awaitable[Any]:
-    where = Replayed(r.key, r.value, Message(r.topic, r.partition, r.offset))
-    return await dead_letter(dlq, STAGE, reason, where, r.value or b"")
 
 
 async def run(settings: Settings, by_symbol: faust.TopicT, dlq: faust.TopicT) -> None:
     consumer = group_consumer(settings, t.PRICE_TICKS, STAGE)
     await consumer.start()
-    # One batch in flight: the next poll is routed while Kafka acknowledges the previous one
-    # (a round trip per batch was the router's pace); each batch is still committed only once
-    # its own messages were acknowledged, in poll order.
-    inflight: tuple[list[Awaitable[Any]], dict[Any, list[Any]]] | None = None
     try:
         while True:
-            polled = await consumer.getmany(timeout_ms=WITHIN_MS, max_records=POLL)
+            polled = await consumer.getmany(timeout_ms=WITHIN_MS, max_records=BATCH)
             records = [m for msgs in polled.values() for m in msgs]
-            pending: list[Awaitable[Any]] = []
-            if records:
-                metrics.count_in(STAGE, t.PRICE_TICKS, len(records))
-                pending = await route_batch(records, by_symbol, dlq)
-            if inflight is not None:
-                await asyncio.gather(*inflight[0])
-                await commit_polled(consumer, inflight[1], STAGE)
-            inflight = (pending, polled) if records else None
+            if not records:
+                continue
+            metrics.count_in(STAGE, t.PRICE_TICKS, len(records))
+            await asyncio.gather(*await route_batch(records, by_symbol, dlq))
+            await commit_polled(consumer, polled, STAGE)
     finally:
         await consumer.stop()

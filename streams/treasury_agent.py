@@ -48,7 +48,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         load_rules(settings.rules_path),
         timedelta(seconds=settings.price_staleness_s),
         settings.price_divergence_pct,
-        engine=settings.treasury_engine,
     )
     by_symbol = app.topic(
         internal_topic(settings, VALUATION_INPUT),

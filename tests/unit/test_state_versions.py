@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from cpwatch import state_versions as sv
-from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.settings import Settings
 from notify.delivery import item_dict
@@ -146,7 +145,7 @@ def test_treasury_state_is_versioned_by_its_processor_alone() -> None:
     assert st.book.timeline.holders == ["acme"]
     assert (st.partition, st.next_offset) == (0, 42)
     assert st.to_record() == {**old, "v": STATE_VERSION}  # written back in today's shape
-    with pytest.raises(RecordError, match="upgrade the worker"):
+    with pytest.raises(sv.StateVersionError, match="upgrade the worker"):
         processor.from_record("BTC-USD", {**old, "v": STATE_VERSION + 1})
 
 
