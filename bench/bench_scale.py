@@ -47,7 +47,7 @@ from cpwatch.settings import Settings
 from producers.kafka import Producer
 from streams.backtest import PriceRow, run_backtest
 from streams.rules import RuleEngine, load_rules
-from streams.treasury_agent import ASSET_SYMBOL
+from streams.treasury_processor import ASSET_SYMBOL
 
 METHOD = (
     "ticks/s = (N - price-ticks offsets committed at the first poll that saw any) / (time from "
