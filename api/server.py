@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from elasticsearch import Elasticsearch
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -16,6 +18,7 @@ from api.hosts import TrustedHost
 from api.limits import BodyGuard, RateLimit
 from api.routes_ingest import router as ingest_router
 from api.routes_metrics import router as metrics_router
+from api.routes_search import es_client
 from api.routes_search import router as search_router
 from api.routes_subscriptions import router as subscriptions_router
 from cpwatch import __version__, secretbox
@@ -28,7 +31,7 @@ _warned = False
 def create_app() -> FastAPI:
     settings = get_settings()
     _check_secret_key(settings)
-    app = FastAPI(title="cpwatch", version=__version__)
+    app = FastAPI(title="cpwatch", version=__version__, lifespan=_close_clients)
     # The last added runs first: Host check, then token and body size, then the rate.
     app.add_middleware(RateLimit)
     app.add_middleware(BodyGuard)
@@ -49,10 +52,11 @@ def create_app() -> FastAPI:
         return {"status": "ok", "kafka": settings.kafka_bootstrap, "elasticsearch": es}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
+    def readyz(es: Annotated[Elasticsearch, Depends(es_client)]) -> JSONResponse:
         # For load balancers and Kubernetes: 503 while either engine is unreachable, so the
-        # pod leaves the Service instead of answering every search with an error.
-        checks = {"kafka": _kafka_reachable(settings), "elasticsearch": _es_reachable(settings)}
+        # pod leaves the Service instead of answering every search with an error. The probe
+        # asks through the client searches use (one connection pool per app).
+        checks = {"kafka": _kafka_reachable(settings), "elasticsearch": _es_reachable(es)}
         ready = all(checks.values())
         body = {"status": "ready" if ready else "unavailable", **checks}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -72,16 +76,24 @@ def _kafka_reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
     return False
 
 
-def _es_reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
-    kw = {**settings.es_client_kwargs(), "request_timeout": timeout_s}
-    es = Elasticsearch(**kw)  # type: ignore[arg-type]
+def _es_reachable(es: Elasticsearch, timeout_s: float = 2.0) -> bool:
     try:
         # Cluster health, not ping: the minimal distribution has no root ("/") endpoint.
-        return es.cluster.health().get("status") in ("green", "yellow")
+        health = es.options(request_timeout=timeout_s).cluster.health()
+        return health.get("status") in ("green", "yellow")
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
-    finally:
-        es.close()
+
+
+@asynccontextmanager
+async def _close_clients(app: FastAPI) -> AsyncIterator[None]:
+    """At shutdown, close the Elasticsearch clients the routes made on first use."""
+    yield
+    for name in ("search_es", "subscriptions_es"):
+        es = getattr(app.state, name, None)
+        if es is not None:
+            es.close()
+            setattr(app.state, name, None)
 
 
 def _check_secret_key(settings: Settings) -> None:

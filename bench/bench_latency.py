@@ -18,22 +18,19 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from pydantic import SecretStr
 
-from bench.bench_pipeline import ROOT
+from bench.children import Children, TopicWatch, namespace
 from cpwatch import topics
-from cpwatch.namespace import child_env, drop_namespace
+from cpwatch.namespace import drop_namespace
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.settings import Settings
 from cpwatch.topics import ensure_topics
@@ -183,61 +180,33 @@ class EsWatch(threading.Thread):
         self.es.close()
 
 
-class KafkaWatch(threading.Thread):
+class KafkaWatch(TopicWatch):
     """Arrival time per fingerprint on the alerts topic: splits the treasury stage from the
     sink and delivery stages downstream of it."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
+        super().__init__(settings, topics.ALERTS)
         self.seen: dict[str, float] = {}
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(
-            self.settings.topic(topics.ALERTS),
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            **self.settings.kafka_client_kwargs(),
-        )
-        try:
-            while not self.stop.is_set():
-                for msgs in consumer.poll(timeout_ms=100).values():
-                    now = time.time()
-                    for m in msgs:
-                        self.seen.setdefault(json.loads(m.value)["fingerprint"], now)
-        finally:
-            consumer.close()
+    def note(self, topic: str, doc: Any, now: float) -> None:
+        self.seen.setdefault(doc["fingerprint"], now)
 
 
 class Harness:
     """A namespace with a worker, a webhook subscription, an ES watch and a tick producer."""
 
     def __init__(self, tag: str, n_holders: int) -> None:
-        uid = f"bench-{tag}-{uuid.uuid4().hex[:8]}"
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"cpwatch-{uid}-"))
+        self.token = secrets.token_hex(16)
+        settings, self.tmp = namespace(f"bench-{tag}", api_tokens=SecretStr(self.token))
         rules = self.tmp / "rules.yaml"
         rule = {"id": "bench-level", "holder": "*", "type": "level", "threshold_usd": THRESHOLD_USD}
         rules.write_text(json.dumps({"rules": [rule]}))
-        self.token = secrets.token_hex(16)
-        self.settings = Settings().model_copy(
-            update={
-                "topic_prefix": f"{uid}-",
-                "es_index_prefix": uid,
-                "faust_data_dir": self.tmp / "faust",
-                "rules_file": rules,
-                "delivery_ssrf_allowlist": "127.0.0.1",
-                "metrics_port": 0,  # other workers on this machine may hold the default port
-                "api_tokens": SecretStr(self.token),
-            }
-        )
+        self.settings = settings.model_copy(update={"rules_file": rules})
         self.holdings = holdings(n_holders)
         self.ticks: list[PriceTick] = []
         self.sent_at: dict[datetime, float] = {}
-        self.log_path = self.tmp / "worker.log"
+        self.children = Children(self.settings, self.tmp)
+        self.log_path = self.children.log_path("worker")
         self.receiver = Receiver()
         self.watch = EsWatch(self.settings)
         self.kafka_watch = KafkaWatch(self.settings)
@@ -266,14 +235,7 @@ class Harness:
         for h in self.holdings:
             self.producer.send(topics.HOLDINGS, h.key, h)
         self.producer.flush()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"],
-                env=child_env(self.settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+        self.proc = self.children.start("worker")
         self.watch.start()
         self.kafka_watch.start()
 
@@ -285,19 +247,9 @@ class Harness:
         self.receiver.server.shutdown()
         if self.producer is not None:
             self.producer.close(timeout=10)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.children.stop()
         self.cleanup_problems = drop_namespace(self.settings)
-        self.worker_log_tail = (
-            self.log_path.read_text(errors="replace").splitlines()[-8:]
-            if self.log_path.exists()
-            else []
-        )
+        self.worker_log_tail = self.children.log_tail("worker")
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _subscribe(self) -> None:

@@ -28,13 +28,9 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,19 +41,12 @@ from pydantic import SecretStr
 
 from bench.bench_latency import Receiver, pct
 from bench.bench_percolation import subscriptions, vocabulary
-from bench.bench_pipeline import ROOT
+from bench.children import Children, TopicWatch, free_port, namespace
 from cpwatch import topics
-from cpwatch.namespace import child_env, drop_namespace
+from cpwatch.namespace import drop_namespace
 from cpwatch.settings import Settings
 from cpwatch.topics import ensure_topics
 from sinks.indices import ensure_indices
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 SUBSCRIPTIONS, ARTICLES, GAP_S = 100_000, 60, 0.3
 WARMUP_DEADLINE_S = 600.0  # the worker loads and indexes every subscription first
@@ -96,68 +85,40 @@ def article(rng: random.Random, vocab: list[str], k: int) -> dict[str, Any]:
     }
 
 
-class TopicWatch(threading.Thread):
+class StageWatch(TopicWatch):
     """First arrival per key on ``policy-events`` (article id) and ``deliveries``
     (subscription id): where between POST and webhook the time goes."""
 
+    POLL_MS = 50
+
     def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
+        super().__init__(settings, topics.POLICY_EVENTS, topics.DELIVERIES, fetch_max_wait_ms=10)
         self.events: dict[str, float] = {}
         self.deliveries: dict[str, float] = {}
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        from kafka import KafkaConsumer
-
-        s = self.settings
-        consumer = KafkaConsumer(
-            s.topic(topics.POLICY_EVENTS),
-            s.topic(topics.DELIVERIES),
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=10,
-            **s.kafka_client_kwargs(),
-        )
-        try:
-            while not self.stop.is_set():
-                for tp, msgs in consumer.poll(timeout_ms=50).items():
-                    now = time.time()
-                    seen = self.events if tp.topic == s.topic(topics.POLICY_EVENTS) else None
-                    for m in msgs:
-                        doc = json.loads(m.value)
-                        if seen is not None:
-                            seen.setdefault(str(doc.get("id")), now)
-                        else:
-                            self.deliveries.setdefault(str(doc.get("subscription")), now)
-        finally:
-            consumer.close()
+    def note(self, topic: str, doc: Any, now: float) -> None:
+        if topic == topics.POLICY_EVENTS:
+            self.events.setdefault(str(doc.get("id")), now)
+        else:
+            self.deliveries.setdefault(str(doc.get("subscription")), now)
 
 
 class Harness:
     """A namespace with N stored subscriptions, a worker, an API and a webhook receiver."""
 
     def __init__(self, n_subs: int, n_articles: int) -> None:
-        uid = f"bench-notify-{uuid.uuid4().hex[:8]}"
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"cpwatch-{uid}-"))
         self.token = secrets.token_hex(16)
-        self.settings = Settings().model_copy(
-            update={
-                "topic_prefix": f"{uid}-",
-                "es_index_prefix": uid,
-                "faust_data_dir": self.tmp / "faust",
-                "delivery_ssrf_allowlist": "127.0.0.1",
-                "metrics_port": 0,
-                "api_port": free_port(),
-                "api_tokens": SecretStr(self.token),
-                "max_subscriptions": max(n_subs + n_articles + 10, 1),
-            }
+        self.settings, self.tmp = namespace(
+            "bench-notify",
+            api_host="127.0.0.1",
+            api_port=free_port(),
+            api_tokens=SecretStr(self.token),
+            max_subscriptions=max(n_subs + n_articles + 10, 1),
         )
         self.n_subs, self.n_articles = n_subs, n_articles
         self.receiver = Receiver()
-        self.watch = TopicWatch(self.settings)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.watch = StageWatch(self.settings)
+        self.children = Children(self.settings, self.tmp)
         self.sub_ids: dict[int, str] = {}
         self.api = httpx.Client(
             base_url=f"http://127.0.0.1:{self.settings.api_port}",
@@ -183,28 +144,11 @@ class Harness:
             self.bulk_load_s = time.perf_counter() - t0
         finally:
             es.close()
-        env = child_env(self.settings)
-        self._spawn(
-            "api",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.server:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.settings.api_port),
-                "--log-level",
-                "warning",
-            ],
-            env,
-        )
+        self.children.start("api")
         self._wait_api()
         for k in range(self.n_articles + 1):  # 0: the warm-up article
             self.sub_ids[k] = self._subscribe(k)
-        self._spawn("worker", [sys.executable, "-m", "app.cli", "worker"], env)
+        self.children.start("worker")
         self.watch.start()
 
     def _bulk_subscriptions(self, es: Elasticsearch) -> None:
@@ -221,12 +165,6 @@ class Harness:
         )
         helpers.bulk(es, actions, chunk_size=2000)
         es.indices.refresh(index=self.settings.index("subscriptions"))
-
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
 
     def _wait_api(self) -> None:
         t0 = time.time()
@@ -269,7 +207,7 @@ class Harness:
             hits = self.receiver.hits(f"/t/{k}")
             if hits:
                 return hits[0][0]
-            worker = self.procs["worker"]
+            worker = self.children.procs["worker"]
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited with {worker.returncode}")
             time.sleep(0.005)
@@ -281,20 +219,9 @@ class Harness:
         self.watch.stop.set()
         self.receiver.server.shutdown()
         self.api.close()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.children.stop()
         self.cleanup_problems = drop_namespace(self.settings)
-        log = self.tmp / "worker.log"
-        self.worker_log_tail = (
-            log.read_text(errors="replace").splitlines()[-8:] if log.exists() else []
-        )
+        self.worker_log_tail = self.children.log_tail("worker")
         if not os.environ.get("CPWATCH_BENCH_KEEP"):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -335,7 +262,7 @@ def run(
         if h.arrival(0, WARMUP_DEADLINE_S) is None:
             raise RuntimeError(f"warm-up article not delivered within {WARMUP_DEADLINE_S}s")
         result["warm_up_s"] = round(time.time() - t0, 1)
-        worker_pid = h.procs["worker"].pid
+        worker_pid = h.children.procs["worker"].pid
         result["worker_after_load"] = rss_mb(worker_pid)
         spy = _py_spy(worker_pid, profile) if profile else None
         lat: list[float] = []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -43,3 +47,38 @@ class HttpReceiver:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+@dataclass
+class RecordingReceiver(HttpReceiver):
+    """Records every POST it answers 200; a path in ``failures`` answers 500 that many times
+    first (a flaky endpoint)."""
+
+    failures: dict[str, int] = field(default_factory=dict)
+    got: list[Received] = field(default_factory=list)  # 2xx answers only
+    tries: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hits(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.got if r.path == path]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        with self.lock:
+            n = self.tries[request.path] = self.tries.get(request.path, 0) + 1
+            if n <= self.failures.get(request.path, 0):
+                return web.Response(status=500)
+            self.got.append(Received(request.path, dict(request.headers), body, time.time()))
+        return web.Response(status=200, text="ok")

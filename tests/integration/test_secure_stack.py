@@ -26,8 +26,10 @@ from cpwatch.engine_errors import AuthError, es_errors, kafka_errors
 from cpwatch.records import NewsArticle
 from cpwatch.settings import Settings
 from deploy import certs
-from tests.conftest import EXTERNAL, ROOT, _cleanup, _unique, settings_env, wait_for
-from tests.integration.test_subscriptions_e2e import AUTH, TOKEN, Receiver, _hook, _sub, api_client
+from tests.api_client import AUTH, TOKEN, api_client, subscription, webhook
+from tests.conftest import EXTERNAL, ROOT, settings_env, wait_for
+from tests.receiver import RecordingReceiver
+from tests.worker import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +60,10 @@ ARTICLES = [
 
 
 @pytest.fixture(scope="session")
-def secure_stack() -> Iterator[Settings]:
+def stack() -> Iterator[Settings]:
     """The secured stack beside the plain one (ports = plain + PORT_OFFSET); reused when up,
-    stopped afterwards only if this session started it."""
+    stopped afterwards only if this session started it. It stands in for conftest's plain
+    ``stack`` in this module, so ``kafka_settings`` makes each test's namespace on it."""
     from deploy.secure_stack import SecureStack, secure_settings
 
     if EXTERNAL:
@@ -74,18 +77,9 @@ def secure_stack() -> Iterator[Settings]:
 
 
 @pytest.fixture
-def secure_settings(secure_stack: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    """Secured-stack settings in a namespace of this test's own."""
-    uid = _unique(request)
-    s = secure_stack.model_copy(
-        update={
-            "topic_prefix": f"{uid}-",
-            "es_index_prefix": uid,
-            "faust_data_dir": Path(f"/tmp/cpwatch-tests/{uid}"),
-        }
-    )
-    yield s
-    _cleanup(s)
+def secure_settings(kafka_settings: Settings) -> Settings:
+    """Secured-stack settings in a namespace of this test's own (topics created)."""
+    return kafka_settings
 
 
 def _cli(s: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -116,19 +110,13 @@ def test_sample_flow_on_secured_engines(secure_settings: Settings, tmp_path: Pat
 
     es = Elasticsearch(**s.es_client_kwargs())
     ensure_indices(es, s)
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     receiver.start()
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
-        env=settings_env(s),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+    worker = start_worker(s, tmp_path / "worker.log")
     try:
         with api_client(s) as client:  # the API's Elasticsearch client, over HTTPS
-            body = _sub("kenya licences", _hook(receiver, "/ke"), "licence", countries=["KE"])
+            channel = webhook(receiver, "/ke")
+            body = subscription("kenya licences", channel, "licence", countries=["KE"])
             resp = client.post("/api/subscriptions", json=body, headers=AUTH)
             assert resp.status_code == 201, resp.text
         news = tmp_path / "news.jsonl"
@@ -158,12 +146,7 @@ def test_sample_flow_on_secured_engines(secure_settings: Settings, tmp_path: Pat
         assert any("Kenya" in json.dumps(i) for i in items), items
         assert not any("Norway" in json.dumps(i) for i in items), items
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        stop_worker(worker)
         receiver.stop()
         es.close()
 

@@ -12,8 +12,6 @@ worker wrote. A record from a newer release must stop the worker, naming the tab
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +26,14 @@ from cpwatch import topics as t
 from cpwatch.records import NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from streams.alerts import iso_utc
-from streams.backtest import read_holdings, read_prices, run_backtest
 from streams.dedup import StoryClusterer
-from streams.rules import RuleEngine, load_rules
+from streams.rules import load_rules
 from streams.treasury_processor import TreasuryProcessor
-from tests.conftest import ROOT, settings_env, wait_for
+from tests.backtest_case import assert_same_alerts, backtest_case
+from tests.conftest import wait_for
 from tests.integration.test_news_stream import COPY_TEXT, SEED_TEXT
 from tests.integration.test_treasury_stream import HOLDINGS, RULES, _prices
+from tests.worker import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -90,24 +89,6 @@ def read_all(s: Settings, topic: str) -> list[Any]:
         c.close()
 
 
-def start_worker(s: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
-        env=settings_env(s),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-
-
-def stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-
-
 def article(i: int, title: str, text: str) -> NewsArticle:
     return NewsArticle(
         id=f"n{i}", source=f"wire-{i}", title=title, text=text, published="2025-05-28T12:00:00Z"
@@ -139,23 +120,14 @@ def partition_of(s: Settings, key: bytes) -> int:
 
 
 def test_old_state_is_restored_and_migrated(kafka_settings: Settings, tmp_path: Path) -> None:
-    (tmp_path / "rules.yaml").write_text(RULES)
-    (tmp_path / "holdings.csv").write_text(HOLDINGS)
-    _prices(tmp_path / "prices.csv")
-    s = kafka_settings.model_copy(update={"rules_file": tmp_path / "rules.yaml"})
-    errors: list[str] = []
-    prices = read_prices(tmp_path / "prices.csv", errors)
-    holdings = read_holdings(tmp_path / "holdings.csv", errors, [])
-    assert not errors
+    case = backtest_case(kafka_settings, tmp_path, RULES, HOLDINGS, _prices)
+    s, prices, holdings, every = case.settings, case.prices, case.holdings, case.alerts
     ticks = [
         PriceTick(venue="replay", symbol=SYMBOL, price=row.close, ts=row.ts, seq=i)
         for i, row in enumerate(prices)
     ]
     # What the stream owes after the upgrade: the backtest's alerts from the first new price.
     cut = iso_utc(ticks[SPLIT].ts)
-    every = [
-        a.to_dict() for a in run_backtest(prices, holdings, RuleEngine(load_rules(s.rules_file)))
-    ]
     expected = [a for a in every if a["ts"] >= cut]
     assert 3 <= len(expected) < len(every)
 
@@ -227,8 +199,7 @@ def test_old_state_is_restored_and_migrated(kafka_settings: Settings, tmp_path: 
 
         # (b) The migrated treasury state carried on exactly where the backtest is.
         alerts = [json.loads(m.value) for m in read_all(s, s.topic(t.ALERTS))]
-        got = [{k: a[k] for k in expected[0]} for a in alerts]
-        assert sorted(got, key=json.dumps) == sorted(expected, key=json.dumps)
+        assert_same_alerts(alerts, expected)
 
         # (a) The old position was honoured: news before it was not classified again.
         done = {m.key.decode() for m in read_all(s, s.topic(t.ARTICLES))}
@@ -241,7 +212,7 @@ def test_old_state_is_restored_and_migrated(kafka_settings: Settings, tmp_path: 
         }
         assert entries[f'"n{SKIPPED}"'.encode()]["v"] == 1  # new rows are written versioned
     finally:
-        stop(worker)
+        stop_worker(worker)
 
 
 def test_a_newer_record_stops_the_worker(kafka_settings: Settings, tmp_path: Path) -> None:
@@ -261,4 +232,4 @@ def test_a_newer_record_stops_the_worker(kafka_settings: Settings, tmp_path: Pat
         assert "upgrade the worker" in log
         assert not read_all(s, s.topic(t.ARTICLES))  # nothing was processed on a misread
     finally:
-        stop(worker)
+        stop_worker(worker)

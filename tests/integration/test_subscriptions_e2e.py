@@ -4,21 +4,15 @@ HTTP receiver (aiohttp) and a real SMTP server (aiosmtpd), all on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiosmtpd.controller import Controller
 from elasticsearch import Elasticsearch
-from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, KafkaProducer
 from pydantic import SecretStr
 
@@ -26,53 +20,18 @@ from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from tests.conftest import free_port, settings_env, wait_for
+from tests.api_client import AUTH, SECRET, TOKEN, api_client, subscription, webhook
+from tests.conftest import free_port, wait_for
 from tests.integration.test_news_stream import SEED_TEXT
-from tests.receiver import HttpReceiver
+from tests.receiver import RecordingReceiver
+from tests.worker import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "test-token-5f1e0c2a9b"
-SECRET = "s3cret-webhook-key-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RULES = """
 rules:
   - {id: sv-level, holder: SV, type: level, threshold_usd: 540000000, hysteresis: 0.0}
 """
-
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver(HttpReceiver):
-    """aiohttp on 127.0.0.1 in its own thread; ``/flaky`` answers 500 three times, then 200."""
-
-    got: list[Received] = field(default_factory=list)  # 2xx answers only
-    tries: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def hits(self, path: str) -> list[Received]:
-        with self.lock:
-            return [r for r in self.got if r.path == path]
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        with self.lock:
-            n = self.tries[request.path] = self.tries.get(request.path, 0) + 1
-            if request.path == "/flaky" and n <= 3:
-                return web.Response(status=500)
-            self.got.append(Received(request.path, dict(request.headers), body, time.time()))
-        return web.Response(status=200, text="ok")
 
 
 class Mailbox:
@@ -85,8 +44,8 @@ class Mailbox:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[RecordingReceiver]:
+    r = RecordingReceiver(failures={"/flaky": 3})  # ``/flaky`` answers 500 three times, then 200
     r.start()
     yield r
     r.stop()
@@ -99,32 +58,6 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     ctl.start()
     yield box, port
     ctl.stop()
-
-
-def api_client(settings: Settings) -> TestClient:
-    from api.routes_subscriptions import subscription_settings
-    from api.server import create_app
-
-    app = create_app()
-    app.dependency_overrides[subscription_settings] = lambda: settings
-    return TestClient(app)
-
-
-def _sub(
-    name: str, channel: dict[str, Any], query: str | None = None, **filters: list[str]
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "query": query,
-        "channel": channel,
-        "filters": filters,
-        "group_wait": "0s",
-        "group_interval": "1s",
-    }
-
-
-def _hook(receiver: Receiver, path: str) -> dict[str, Any]:
-    return {"type": "webhook", "url": receiver.url(path), "secret": SECRET}
 
 
 def _consume(settings: Settings, topic: str) -> list[dict[str, Any]]:
@@ -140,7 +73,7 @@ def _consume(settings: Settings, topic: str) -> list[dict[str, Any]]:
 
 
 def test_subscriptions_end_to_end(
-    kafka_settings: Settings, tmp_path: Path, receiver: Receiver, smtp: tuple[Mailbox, int]
+    kafka_settings: Settings, tmp_path: Path, receiver: RecordingReceiver, smtp: tuple[Mailbox, int]
 ) -> None:
     mailbox, smtp_port = smtp
     (tmp_path / "rules.yaml").write_text(RULES)
@@ -166,20 +99,24 @@ def test_subscriptions_end_to_end(
     client = api_client(s)
     ids: dict[str, str] = {}
     for name, body in {
-        "main": _sub("imf mining pk", _hook(receiver, "/main"), "IMF AND mining", countries=["PK"]),
-        "nomatch": _sub("ukraine etf", _hook(receiver, "/nomatch"), "Ukraine AND ETF"),
-        "wrong-country": _sub(
-            "imf mining br", _hook(receiver, "/br"), "IMF AND mining", countries=["BR"]
+        "main": subscription(
+            "imf mining pk", webhook(receiver, "/main"), "IMF AND mining", countries=["PK"]
         ),
-        "email": _sub("imf by mail", {"type": "email", "address": "ops@example.org"}, "IMF"),
-        "flaky": _sub("imf flaky", _hook(receiver, "/flaky"), "IMF AND mining"),
-        "dead": _sub(
+        "nomatch": subscription("ukraine etf", webhook(receiver, "/nomatch"), "Ukraine AND ETF"),
+        "wrong-country": subscription(
+            "imf mining br", webhook(receiver, "/br"), "IMF AND mining", countries=["BR"]
+        ),
+        "email": subscription(
+            "imf by mail", {"type": "email", "address": "ops@example.org"}, "IMF"
+        ),
+        "flaky": subscription("imf flaky", webhook(receiver, "/flaky"), "IMF AND mining"),
+        "dead": subscription(
             "imf dead",
             {"type": "webhook", "url": f"http://127.0.0.1:{dead_port}/x", "secret": SECRET},
             "IMF AND mining",
         ),
-        "treasury": _sub(
-            "sv level", _hook(receiver, "/treasury"), None, holders=["SV"], rule_types=["level"]
+        "treasury": subscription(
+            "sv level", webhook(receiver, "/treasury"), None, holders=["SV"], rule_types=["level"]
         ),
     }.items():
         resp = client.post("/api/subscriptions", json=body, headers=AUTH)
@@ -195,13 +132,7 @@ def test_subscriptions_end_to_end(
     wait_for(lambda: receiver.hits("/main"), timeout=10)
     receiver.got.clear()
 
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
-        env=settings_env(s),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(s, tmp_path / "worker.log")
     producer = KafkaProducer(**s.kafka_client_kwargs())
     try:
         # Warm-up: a non-event article; once it is indexed, the worker is consuming.
@@ -353,12 +284,7 @@ def test_subscriptions_end_to_end(
         assert acked.json()["acked_by"] == "env-1"  # the token's label, nothing of the token
     finally:
         producer.close()
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        stop_worker(worker)
         es.close()
 
 
@@ -370,7 +296,7 @@ def test_api_auth_ssrf_and_crud(kafka_settings: Settings) -> None:
     ensure_indices(es, s, ["subscriptions", "alerts"])
     es.close()
     client = api_client(s)
-    body = _sub(
+    body = subscription(
         "pub", {"type": "webhook", "url": "https://93.184.215.14/hook", "secret": SECRET}, "IMF"
     )
     assert client.post("/api/subscriptions", json=body).status_code == 401
@@ -386,7 +312,7 @@ def test_api_auth_ssrf_and_crud(kafka_settings: Settings) -> None:
         resp = client.post("/api/subscriptions", json=bad, headers=AUTH)
         assert resp.status_code == 422, (url, resp.text)
         assert "refused" in resp.json()["detail"]
-    slack = _sub("slack", {"type": "slack", "url": "http://169.254.169.254/services/x"})
+    slack = subscription("slack", {"type": "slack", "url": "http://169.254.169.254/services/x"})
     assert client.post("/api/subscriptions", json=slack, headers=AUTH).status_code == 422
     short = {**body, "channel": {**body["channel"], "secret": "short"}}
     assert client.post("/api/subscriptions", json=short, headers=AUTH).status_code == 422

@@ -16,8 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from cpwatch import topics as t
 from cpwatch.records import PriceTick
 from cpwatch.settings import Settings
-from streams.backtest import read_holdings, read_prices, run_backtest
-from streams.rules import RuleEngine, load_rules
+from tests.backtest_case import assert_same_alerts, backtest_case
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -51,21 +50,8 @@ def _prices(path: Path) -> None:
 def test_stream_alerts_equal_backtest(
     kafka_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    (tmp_path / "rules.yaml").write_text(RULES)
-    (tmp_path / "holdings.csv").write_text(HOLDINGS)
-    _prices(tmp_path / "prices.csv")
-    s = kafka_settings.model_copy(update={"rules_file": tmp_path / "rules.yaml"})
-
-    errors: list[str] = []
-    prices = read_prices(tmp_path / "prices.csv", errors)
-    holdings = read_holdings(tmp_path / "holdings.csv", errors, [])
-    assert not errors
-    expected = [
-        a.to_dict()
-        for a in run_backtest(
-            prices, holdings, RuleEngine(load_rules(s.rules_file))
-        )
-    ]
+    case = backtest_case(kafka_settings, tmp_path, RULES, HOLDINGS, _prices)
+    s, prices, holdings, expected = case.settings, case.prices, case.holdings, case.alerts
     assert len(expected) >= 8, "fixture should cross several rules"
 
     from tests.conftest import settings_env
@@ -104,8 +90,7 @@ def test_stream_alerts_equal_backtest(
         got.extend(json.loads(m.value) for m in consumer)  # anything extra would show here
         consumer.close()
         assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-        contract = [{k: a[k] for k in expected[0]} for a in got]
-        assert sorted(contract, key=json.dumps) == sorted(expected, key=json.dumps)
+        assert_same_alerts(got, expected)
 
         es = Elasticsearch(**s.es_client_kwargs())
 
