@@ -92,11 +92,13 @@ RULES = """rules:
 STARTUP_S, RUN_S, ES_S = 180.0, 600.0, 120.0
 
 
-def _t0() -> datetime:
-    # Recent event time: ticks may not be ahead of the wall clock, and valuation indices of
-    # months past retention would be pruned under the sink.
+def _t0(n: int = 0) -> datetime:
+    # Recent event time: ticks may not be ahead of the wall clock (the last of ``n`` ticks
+    # included: 10M ticks span 77 days), and valuation indices of months past retention would
+    # be pruned under the sink.
     now = datetime.now(UTC)
-    return datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=12)
+    span = STEP * -(-n // len(KEYS))
+    return datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=12) - span
 
 
 def _holdings(t0: datetime) -> list[HoldingUpdate]:
@@ -141,7 +143,7 @@ def _expected(rules: Path, n: int, t0: datetime) -> list[str]:
 class Run:
     """One namespace: settings, worker processes, and the group's view through the admin API."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, n: int = 0) -> None:
         from kafka import KafkaConsumer
         from kafka.admin import KafkaAdminClient
 
@@ -169,7 +171,7 @@ class Run:
         self.admin = KafkaAdminClient(**kw)
         self.ends = KafkaConsumer(group_id=None, allow_auto_create_topics=False, **kw)
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.t0 = _t0()  # once per run: expected alerts, holdings and ticks share it
+        self.t0 = _t0(n)  # once per run: expected alerts, holdings and ticks share it
 
     def spawn(self) -> subprocess.Popen[bytes]:
         if not self.procs:
@@ -444,7 +446,7 @@ def _btc_moved(
 def _rss_case(tmp: Path, n: int) -> dict[str, Any]:
     """Ticks in CHUNKS equal chunks; RSS is read once the worker has caught up with each, so
     buffered backlog is not mistaken for growth; a 1 s sampler catches the peaks in between."""
-    run = Run(tmp)
+    run = Run(tmp, n)
     res: dict[str, Any] = {"ticks": n, "chunks": CHUNKS}
     stop = threading.Event()
     try:
