@@ -155,9 +155,7 @@ def plan(
             f"story clustering runs on one partition; end to end news measured "
             f"{NEWS_END_TO_END_PER_S:,.0f} articles/s (docs/benchmarks.md)"
         )
-    return Plan(
-        workers, ticks_per_s, articles_per_s, utilisation, tuple(rows), tuple(warnings)
-    )
+    return Plan(workers, ticks_per_s, articles_per_s, utilisation, tuple(rows), tuple(warnings))
 
 
 def check_existing(p: Plan, existing: dict[str, int]) -> list[str]:

@@ -67,8 +67,9 @@ def host_of(url: str | None) -> str:
 
 
 _BLOCK_TAGS = frozenset(
-    "p br div li ul ol h1 h2 h3 h4 h5 h6 tr table blockquote section article header footer pre"
-    .split()
+    (
+        "p br div li ul ol h1 h2 h3 h4 h5 h6 tr table blockquote section article header footer pre"
+    ).split()
 )
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "iframe", "svg"})
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")

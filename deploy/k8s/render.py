@@ -50,7 +50,9 @@ def kustomize(install: bool = True) -> Path:
     env = {**os.environ, "GOBIN": str(target.parent), "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
     subprocess.run(  # noqa: S603 - fixed argv
         [go, "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"],
-        env=env, check=True, timeout=1800,
+        env=env,
+        check=True,
+        timeout=1800,
     )
     return target
 
@@ -59,7 +61,10 @@ def render(path: Path) -> list[dict[str, Any]]:
     """`kustomize build path`, parsed: one dict per object."""
     proc = subprocess.run(  # noqa: S603 - fixed argv
         [str(kustomize()), "build", str(path)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"kustomize build {path} failed:\n{proc.stderr}")

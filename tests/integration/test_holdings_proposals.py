@@ -48,7 +48,12 @@ BOUGHT = NewsArticle(
 def cli(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
-        env=settings_env(s), cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env=settings_env(s),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -40,9 +40,24 @@ Key = tuple[str, str, str, str]  # rule, holder, ts, direction
 def backtest(*extra: str, prices: Path = PRICES) -> list[Key]:
     """Alerts of `cpwatch backtest` on the sample files, one key per printed line."""
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "backtest", "--prices", str(prices),
-         "--holdings", str(HOLDINGS), "--rules", str(RULES), *extra],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "backtest",
+            "--prices",
+            str(prices),
+            "--holdings",
+            str(HOLDINGS),
+            "--rules",
+            str(RULES),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return [_key(json.loads(line)) for line in proc.stdout.splitlines() if line.strip()]
@@ -113,7 +128,10 @@ class MainJob:
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "run"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
             )
 
     def output(self) -> str:
@@ -182,7 +200,11 @@ def _produce(s: Settings, *args: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "app.cli", "produce", *args],
         env={**settings_env(s), "CPWATCH_PRODUCER_METRICS_PORT": "0"},
-        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -212,7 +234,10 @@ def test_holdings_after_half_the_prices_follow_the_late_rules(
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
     try:
         _produce(s, "prices", "--csv", str(first), "--speed", "0")

@@ -30,7 +30,6 @@ RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-
 @pytest.fixture
 def kafka_settings(kafka_settings: Settings) -> Settings:
     """This test's namespace, plus a free /metrics port for the worker fixture's process."""

@@ -68,7 +68,12 @@ def test_create_raise_and_refuse_to_lower(kafka_settings: Settings) -> None:
     env = settings_env(s)
     low = subprocess.run(
         [sys.executable, "-m", "app.cli", "topics", "create", "--partitions", "1"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert low.returncode == 2, low.stderr
     said = " ".join(low.stderr.split())  # rich wraps long lines
@@ -76,7 +81,12 @@ def test_create_raise_and_refuse_to_lower(kafka_settings: Settings) -> None:
     assert "Nothing was changed" in said
     up = subprocess.run(
         [sys.executable, "-m", "app.cli", "topics", "create", "--partitions", str(start + 3)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert up.returncode == 0, up.stderr
     said = " ".join(up.stderr.split())

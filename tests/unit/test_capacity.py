@@ -118,8 +118,10 @@ def test_plan_command_without_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_internal_topics_raised_with_the_rest_exist_in_the_worker() -> None:
     """topics.INTERNAL_SIZED names Faust topics by hand: each must still be declared."""
     sources = "".join(
-        p.read_text(encoding="utf-8") for d in ("streams", "notify", "cpwatch")
-        for p in (ROOT / d).glob("*.py") if p.name != "topics.py"
+        p.read_text(encoding="utf-8")
+        for d in ("streams", "notify", "cpwatch")
+        for p in (ROOT / d).glob("*.py")
+        if p.name != "topics.py"
     )
     for name in t.INTERNAL_SIZED:
         base = name.removesuffix("-changelog")

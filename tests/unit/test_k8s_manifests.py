@@ -53,8 +53,11 @@ _LABEL_SELECTOR = {
     "properties": {"matchLabels": _STR_MAP, "matchExpressions": {"type": "array"}},
     "additionalProperties": False,
 }
-_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
-             r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_DURATION = {
+    "type": "string",
+    "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
+    r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+}
 
 
 def _crd(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +175,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
 
 
 def objects(rendered: dict[str, list[dict[str, Any]]], kind: str | None = None) -> list[Any]:
-    return [
-        (name, o) for name, objs in rendered.items() for o in objs if kind in (None, o["kind"])
-    ]
+    return [(name, o) for name, objs in rendered.items() for o in objs if kind in (None, o["kind"])]
 
 
 def pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -280,12 +281,14 @@ def test_pdbs_cover_worker_and_api(rendered: dict[str, Any], overlay: str) -> No
     objs = rendered[overlay]
     pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
     for component in ("worker", "api"):
-        (deploy,) = [o for o in objs if o["metadata"]["name"] == f"cpwatch-{component}"
-                     and o["kind"] == "Deployment"]
+        (deploy,) = [
+            o
+            for o in objs
+            if o["metadata"]["name"] == f"cpwatch-{component}" and o["kind"] == "Deployment"
+        ]
         labels = deploy["spec"]["template"]["metadata"]["labels"]
         covering = [
-            p for p in pdbs
-            if p["spec"]["selector"]["matchLabels"].items() <= labels.items()
+            p for p in pdbs if p["spec"]["selector"]["matchLabels"].items() <= labels.items()
         ]
         assert len(covering) == 1, component
         assert covering[0]["spec"].get("maxUnavailable") == 1
@@ -295,8 +298,9 @@ def test_pdbs_cover_worker_and_api(rendered: dict[str, Any], overlay: str) -> No
 def test_workers_fit_the_partitions(rendered: dict[str, Any], overlay: str) -> None:
     """More workers than partitions would idle (docs/operations.md, `cpwatch topics plan`)."""
     objs = rendered[overlay]
-    (worker,) = [o for o in objs if o["kind"] == "Deployment"
-                 and o["metadata"]["name"] == "cpwatch-worker"]
+    (worker,) = [
+        o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "cpwatch-worker"
+    ]
     assert worker["spec"]["replicas"] <= int(env_config(objs)["CPWATCH_TOPIC_PARTITIONS"])
 
 

@@ -51,7 +51,6 @@ class Capture:
         return "250 OK"
 
 
-
 def smtp_server(handler: Capture, **kw: Any) -> Iterator[int]:
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kw)

@@ -27,14 +27,22 @@ def facts(text: str, title: str = "A title") -> list[tuple[str, str, float]]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("El Salvador's reserve has grown; its holdings now total about 6,240 BTC.",
-         [("El Salvador", "total", 6240)]),
+        (
+            "El Salvador's reserve has grown; its holdings now total about 6,240 BTC.",
+            [("El Salvador", "total", 6240)],
+        ),
         ("Bhutan moved 400 BTC to an exchange on Monday.", [("Bhutan", "sold", 400)]),
-        ("MicroStrategy bought 5,000 bitcoin last week, bringing its holdings to 250,000 BTC.",
-         [("Strategy (MicroStrategy)", "bought", 5000),
-          ("Strategy (MicroStrategy)", "total", 250_000)]),
-        ("The Salvadoran government purchased 21 BTC on Bitcoin Day.",
-         [("El Salvador", "bought", 21)]),
+        (
+            "MicroStrategy bought 5,000 bitcoin last week, bringing its holdings to 250,000 BTC.",
+            [
+                ("Strategy (MicroStrategy)", "bought", 5000),
+                ("Strategy (MicroStrategy)", "total", 250_000),
+            ],
+        ),
+        (
+            "The Salvadoran government purchased 21 BTC on Bitcoin Day.",
+            [("El Salvador", "bought", 21)],
+        ),
         ("Tesla sold 10,000 bitcoin in the quarter.", [("Tesla", "sold", 10_000)]),
         # Finland is not in the registry: proposed under its gazetteer name.
         ("Finland currently holds 1,500 bitcoin seized by customs.", [("Finland", "total", 1500)]),
@@ -85,7 +93,12 @@ def test_proposals_are_deterministic_and_become_holdings_rows() -> None:
     bought, total = made
     assert (bought.holder_kind, bought.country) == ("state", "BT")
     row = total.to_update(None)
-    assert (row.holder, row.btc, row.as_of, row.source) == ("Bhutan", 12_000, DAY, "https://x.test/a")
+    assert (row.holder, row.btc, row.as_of, row.source) == (
+        "Bhutan",
+        12_000,
+        DAY,
+        "https://x.test/a",
+    )
     assert bought.to_update(11_900).btc == 12_000
     with pytest.raises(ValueError, match="no earlier holding"):
         bought.to_update(None)
