@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, StrictBool
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     rules_file: Path | None = None  # None: the packaged cpwatch/data/rules.yaml
     price_staleness_s: float = Field(default=120.0, gt=0)
     price_divergence_pct: float = Field(default=2.0, gt=0)
+    # the treasury's per-batch engine: numpy columns, or the tick-by-tick reference
+    treasury_engine: Literal["columnar", "scalar"] = "columnar"
     # at_least_once + deterministic ids is exactly-once in effect. faust-streaming 0.15.3 in
     # exactly_once mode left some transactions uncommitted on a single broker (23 of 32 alerts
     # reached read_committed consumers in tests/integration/test_treasury_stream.py), so it is

@@ -1,6 +1,6 @@
 """Price ticks (JSON, one per line) decoded once per batch into columns.
 
-orjson parses the batch as one JSON array; fields become numpy columns and are validated with
+orjson parses each line; fields become numpy columns and are validated with
 vectorised checks. The fast path accepts only the canonical spelling the producers and
 route-ticks write (``PriceTick.to_bytes``: a number price, ``...Z`` timestamp); any row it does
 not accept is handed to ``PriceTick.parse``, the reference validator, which either accepts it
@@ -69,20 +69,20 @@ class TickColumns:
         return {s: self.take(np.asarray(ix, np.intp)) for s, ix in out.items()}
 
 
-def _docs(lines: Sequence[bytes]) -> list[Any]:
+def _load(line: bytes) -> Any:
     try:
-        docs = orjson.loads(b"[" + b",".join(lines) + b"]")
-        if len(docs) == len(lines):  # a line holding "1,2" would shift the rest
-            return list(docs)
+        return orjson.loads(line)
     except orjson.JSONDecodeError:
-        pass
-    out: list[Any] = []
-    for line in lines:
-        try:
-            out.append(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            out.append(None)  # PriceTick.parse reports it
-    return out
+        return None  # PriceTick.parse reports it
+
+
+def _docs(lines: Sequence[bytes]) -> list[Any]:
+    # Line by line, not as one joined array: there, two invalid lines such as '{tick},[0' and
+    # '1]' parse as two values, the first a valid tick, and route-ticks forwards lines as-is.
+    try:
+        return list(map(orjson.loads, lines))  # no Python frame per line
+    except orjson.JSONDecodeError:
+        return [_load(line) for line in lines]
 
 
 def _str_ok(x: Any, limit: int) -> bool:

@@ -4,6 +4,10 @@ One ``SymbolState`` per symbol holds the reference price, the holdings timeline 
 state; its ``to_record``/``from_record`` are the Faust table's record (versioned). The agent in
 ``streams/treasury_agent.py`` only reads batches, calls ``TreasuryProcessor.process`` and sends
 what it returns, so everything here is testable with plain lists.
+
+Two engines give the same outputs and the same records (tests/unit/test_columnar_equivalence.py):
+``columnar`` decodes a batch once and runs it through the numpy engine (streams/columnar*.py);
+``scalar`` goes tick by tick and is the reference.
 """
 
 from __future__ import annotations
@@ -11,12 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.state_versions import StateVersionError
 from streams.alerts import Alert, iso_utc
+from streams.columnar import ColumnarBook, ColumnarEngine, from_us
+from streams.columnar_refprice import ColumnarReferencePrice
+from streams.columnar_stream import process_ticks
+from streams.columnar_ticks import decode_ticks
 from streams.holdings import HoldingsTimeline, value_usd
 from streams.refprice import ReferencePrice, VenueEvent
 from streams.rules import Rule, RuleEngine
@@ -24,6 +34,8 @@ from streams.treasury import Applied, TreasuryBook
 
 ASSET_SYMBOL = "BTC-USD"  # holdings are BTC: they are valued at this symbol's reference price
 STATE_VERSION = 1
+Engine = Literal["columnar", "scalar"]
+_MINUTE_US = 60_000_000
 
 
 @dataclass
@@ -53,6 +65,8 @@ class BatchOutput:
     alerts: list[Alert] = field(default_factory=list)
     valuations: dict[str, dict[str, Any]] = field(default_factory=dict)  # by document id
     rejected: list[tuple[bytes, str]] = field(default_factory=list)  # (tick, reason)
+    # for each rejected tick, its index in the ``ticks`` of the ``process`` call that read it
+    rejected_at: list[int] = field(default_factory=list)
     venue_events: list[VenueEvent] = field(default_factory=list)
     late: list[tuple[HoldingUpdate, bool]] = field(default_factory=list)  # (row, rebased)
     late_seen_until: datetime | None = None  # last price valued before the late rows came
@@ -61,10 +75,19 @@ class BatchOutput:
 class TreasuryProcessor:
     """Pure treasury logic shared by the stream and tests; holds no per-symbol state itself."""
 
-    def __init__(self, rules: Sequence[Rule], staleness: timedelta, divergence_pct: float) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        staleness: timedelta,
+        divergence_pct: float,
+        engine: Engine = "columnar",
+    ) -> None:
+        if engine not in ("columnar", "scalar"):
+            raise ValueError(f"unknown treasury engine {engine!r} (columnar or scalar)")
         self.rules = tuple(rules)
         self.staleness = staleness
         self.divergence_pct = divergence_pct
+        self.engine: Engine = engine
 
     def new_state(self, symbol: str) -> SymbolState:
         return self.from_record(symbol, None)
@@ -78,19 +101,18 @@ class TreasuryProcessor:
                 f"treasury-state of {symbol} is version {version}; this worker reads up to "
                 f"{STATE_VERSION} (upgrade the worker)"
             )
-        engine = (
-            RuleEngine.from_dict(self.rules, rec["engine"])
-            if rec.get("engine")
-            else RuleEngine(self.rules)
-        )
         timeline = HoldingsTimeline.from_dict(rec["holdings"]) if rec.get("holdings") else None
         where = rec.get("input") or [None, None]
-        return SymbolState(
-            ref=ReferencePrice(self.staleness, self.divergence_pct, state=rec.get("ref")),
-            book=TreasuryBook(engine, timeline, symbol),
-            partition=where[0],
-            next_offset=where[1],
-        )
+        ref: ReferencePrice
+        book: TreasuryBook
+        # the same record either way: a table written by one engine is read by the other
+        if self.engine == "columnar":
+            ref = ColumnarReferencePrice(self.staleness, self.divergence_pct, state=rec.get("ref"))
+            book = ColumnarBook(ColumnarEngine(self.rules, rec.get("engine")), timeline, symbol)
+        else:
+            ref = ReferencePrice(self.staleness, self.divergence_pct, state=rec.get("ref"))
+            book = TreasuryBook(RuleEngine(self.rules, rec.get("engine")), timeline, symbol)
+        return SymbolState(ref=ref, book=book, partition=where[0], next_offset=where[1])
 
     def process(
         self,
@@ -104,14 +126,74 @@ class TreasuryProcessor:
         so far (append-only); rows past ``state.synced`` are applied before the first tick.
         Ticks older than the state's event time change nothing, so a replay is harmless."""
         out = out if out is not None else BatchOutput()
-        for body in ticks:
-            if symbol == ASSET_SYMBOL and state.synced < len(holdings):
-                self._apply_holdings(state, symbol, holdings, out)
+        if not ticks:
+            return out
+        if symbol == ASSET_SYMBOL and state.synced < len(holdings):
+            self._apply_holdings(state, symbol, holdings, out)
+        if self.engine == "columnar":
+            self._columnar(state, symbol, ticks, out)
+            return out
+        for i, body in enumerate(ticks):
             try:
-                self._tick(state, symbol, PriceTick.parse(body), out)
+                tick = PriceTick.parse(body)
+                if tick.symbol != symbol:
+                    raise _wrong_symbol(tick.symbol, symbol)
+                self._tick(state, symbol, tick, out)
             except (RecordError, ValueError, KeyError) as exc:
                 out.rejected.append((body, repr(exc)))
+                out.rejected_at.append(i)
         return out
+
+    def _columnar(
+        self, st: SymbolState, symbol: str, ticks: Sequence[bytes], out: BatchOutput
+    ) -> None:
+        """``_tick`` for every tick of the batch at once; the same outputs in the same order."""
+        ref, book = st.ref, st.book
+        assert isinstance(ref, ColumnarReferencePrice) and isinstance(book, ColumnarBook)
+        cols = decode_ticks(ticks)
+        reasons = {b.index: repr(RecordError(b.reason, field=b.field)) for b in cols.bad}
+        if any(s != symbol for s in cols.symbol):  # never from route-ticks; as the scalar path
+            keep = [i for i, s in enumerate(cols.symbol) if s == symbol]
+            for i, s in enumerate(cols.symbol):
+                if s != symbol:
+                    reasons[int(cols.row[i])] = repr(_wrong_symbol(s, symbol))
+            cols = cols.take(np.asarray(keep, np.intp))
+        out.rejected.extend((ticks[i], reasons[i]) for i in sorted(reasons))
+        out.rejected_at.extend(sorted(reasons))
+        previous = ref.price(symbol)
+        res = process_ticks(ref, {symbol: book}, cols)
+        out.venue_events.extend(ev for _, ev in res.events)
+        out.alerts.extend(res.alerts)
+        # Valuations where the reference price changed; per holder and minute only the last
+        # one is kept, so only each minute's last changed price is valued, in the order the
+        # scalar path first writes each document.
+        priced = np.flatnonzero(~np.isnan(res.price))
+        if not len(priced):
+            return
+        price = res.price[priced]
+        before = np.empty_like(price)
+        before[0] = np.nan if previous is None else previous  # NaN: any price is a change
+        before[1:] = price[:-1]
+        changed = priced[price != before]
+        if not len(changed):
+            return
+        now_us, price = res.now_us[changed], res.price[changed]  # the clock never goes back
+        minute = now_us // _MINUTE_US
+        ends = np.flatnonzero(np.diff(minute, append=minute[-1] + 1))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        runs = book.runs(now_us)
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            ts, px = from_us(int(now_us[hi])), float(price[hi])
+            # a holder in force at some price of the minute is in force at its last one; the
+            # scalar path writes holders in id order per price, from the first price each is in
+            first: list[tuple[int, int, HoldingUpdate]] = []
+            for rank, run in enumerate(runs):
+                row = int(run.which[hi])
+                if row >= 0:
+                    at = max(lo, int(np.searchsorted(run.which, 0, side="left")))
+                    first.append((at, rank, run.rows[row]))
+            for _, _, h in sorted(first, key=lambda f: (f[0], f[1])):
+                _valuation(out.valuations, h, symbol, ts, px)
 
     def _tick(self, st: SymbolState, symbol: str, tick: PriceTick, out: BatchOutput) -> None:
         if st.ref.is_repeat(tick):
@@ -143,6 +225,10 @@ class TreasuryProcessor:
             held = st.book.timeline.at(holder, as_of)
             if held is not None:
                 _valuation(out.valuations, held, symbol, as_of, price)
+
+
+def _wrong_symbol(got: str, want: str) -> RecordError:
+    return RecordError(f"price-tick: symbol {got!r} in a batch of {want!r}", field="symbol")
 
 
 def _valuation(

@@ -3,6 +3,7 @@
 A crash can hit between sending a batch's outputs and saving its state, so the stream
 restarts from the last saved record and sees the batch again. These tests drive that with
 plain lists: the outputs must equal the backtest's, and a replayed batch must change nothing.
+Every test runs on both engines (columnar and the scalar reference).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
 from streams.backtest import PriceRow, run_backtest
 from streams.rules import DrawdownRule, LevelRule, PctMoveRule, RuleEngine
-from streams.treasury_processor import ASSET_SYMBOL, BatchOutput, TreasuryProcessor
+from streams.treasury_processor import ASSET_SYMBOL, BatchOutput, Engine, TreasuryProcessor
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 RULES = (
@@ -34,9 +35,15 @@ HOLDINGS = [
 ]
 
 
-def processor() -> TreasuryProcessor:
+@pytest.fixture(params=["columnar", "scalar"])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    name: Engine = request.param
+    return name
+
+
+def processor(engine: Engine) -> TreasuryProcessor:
     # Staleness longer than the series: one venue's last tick is the reference price.
-    return TreasuryProcessor(RULES, timedelta(days=30), 2.0)
+    return TreasuryProcessor(RULES, timedelta(days=30), 2.0, engine=engine)
 
 
 def tick(i: int, close: float, venue: str = "v1") -> bytes:
@@ -58,8 +65,8 @@ def backtest_keys() -> list[tuple[str, str, str, str]]:
     return [(a.holder, a.rule, a.direction, a.ts.isoformat()) for a in alerts]
 
 
-def test_one_batch_equals_the_backtest() -> None:
-    p = processor()
+def test_one_batch_equals_the_backtest(engine: Engine) -> None:
+    p = processor(engine)
     out = p.process(p.new_state(ASSET_SYMBOL), ASSET_SYMBOL, ticks(), HOLDINGS)
     assert alert_keys(out) == backtest_keys()
     assert len(out.alerts) >= 3  # the series crosses several rules: the check has teeth
@@ -67,8 +74,8 @@ def test_one_batch_equals_the_backtest() -> None:
 
 
 @pytest.mark.parametrize("cut", [1, 3, 5, 8])
-def test_batches_split_anywhere_give_the_same_alerts(cut: int) -> None:
-    p = processor()
+def test_batches_split_anywhere_give_the_same_alerts(cut: int, engine: Engine) -> None:
+    p = processor(engine)
     st = p.new_state(ASSET_SYMBOL)
     first = p.process(st, ASSET_SYMBOL, ticks()[:cut], HOLDINGS)
     saved = json.loads(json.dumps(st.to_record()))  # what the changelog keeps
@@ -79,8 +86,10 @@ def test_batches_split_anywhere_give_the_same_alerts(cut: int) -> None:
 
 
 @pytest.mark.parametrize("cut", [2, 4, 7])
-def test_crash_before_the_save_replays_the_batch_to_the_same_outputs(cut: int) -> None:
-    p = processor()
+def test_crash_before_the_save_replays_the_batch_to_the_same_outputs(
+    cut: int, engine: Engine
+) -> None:
+    p = processor(engine)
     st = p.new_state(ASSET_SYMBOL)
     p.process(st, ASSET_SYMBOL, ticks()[:cut], HOLDINGS)
     saved = json.loads(json.dumps(st.to_record()))
@@ -90,8 +99,8 @@ def test_crash_before_the_save_replays_the_batch_to_the_same_outputs(cut: int) -
     assert again.valuations == sent.valuations
 
 
-def test_a_replayed_batch_changes_nothing() -> None:
-    p = processor()
+def test_a_replayed_batch_changes_nothing(engine: Engine) -> None:
+    p = processor(engine)
     st = p.new_state(ASSET_SYMBOL)
     p.process(st, ASSET_SYMBOL, ticks(), HOLDINGS)
     before = st.to_record()
@@ -103,18 +112,44 @@ def test_a_replayed_batch_changes_nothing() -> None:
     assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
 
 
-def test_a_bad_tick_is_rejected_with_its_reason_and_the_rest_flows() -> None:
-    p = processor()
+def test_a_bad_tick_is_rejected_with_its_reason_and_the_rest_flows(engine: Engine) -> None:
+    p = processor(engine)
     bad = b'{"venue": "v1", "symbol": "BTC-USD", "price": -3, "ts": "2024-01-02T00:00:00Z"}'
     body = [*ticks()[:3], bad, *ticks()[3:]]
     out = p.process(p.new_state(ASSET_SYMBOL), ASSET_SYMBOL, body, HOLDINGS)
     assert [b for b, _ in out.rejected] == [bad]
     assert "price" in out.rejected[0][1]
+    assert out.rejected_at == [3]  # where it was in the call's ticks: the agent's dead letter
     assert alert_keys(out) == backtest_keys()
 
 
-def test_a_late_holding_is_reported_and_valued_from_the_next_price() -> None:
-    p = processor()
+def test_rejected_ticks_carry_their_index_in_each_call(engine: Engine) -> None:
+    """The agent runs a symbol's consecutive messages as one call and dead-letters each bad
+    tick against its own message, by this index; it restarts with every call."""
+    p = processor(engine)
+    st, out = p.new_state(ASSET_SYMBOL), BatchOutput()
+    bad = b"{not json"
+    p.process(st, ASSET_SYMBOL, [bad, *ticks()[:4], bad], HOLDINGS, out)
+    p.process(st, ASSET_SYMBOL, [*ticks()[4:6], bad, *ticks()[6:]], HOLDINGS, out)
+    assert out.rejected_at == [0, 5, 2]
+    assert [b for b, _ in out.rejected] == [bad, bad, bad]
+    assert alert_keys(out) == backtest_keys()
+
+
+def test_a_tick_of_another_symbol_is_rejected(engine: Engine) -> None:
+    """route-ticks keys each tick by its own symbol; a batch holding another symbol's tick is
+    not the treasury's to value (it would be priced as this symbol)."""
+    p = processor(engine)
+    eth = PriceTick(venue="v1", symbol="ETH-USD", price=3_000.0, ts=T0 + timedelta(days=2))
+    body = [*ticks()[:3], eth.to_bytes(), *ticks()[3:]]
+    out = p.process(p.new_state(ASSET_SYMBOL), ASSET_SYMBOL, body, HOLDINGS)
+    assert [b for b, _ in out.rejected] == [eth.to_bytes()]
+    assert "symbol" in out.rejected[0][1]
+    assert alert_keys(out) == backtest_keys()
+
+
+def test_a_late_holding_is_reported_and_valued_from_the_next_price(engine: Engine) -> None:
+    p = processor(engine)
     st = p.new_state(ASSET_SYMBOL)
     p.process(st, ASSET_SYMBOL, ticks()[:6], HOLDINGS[:1])
     out = p.process(st, ASSET_SYMBOL, ticks()[6:], HOLDINGS)  # sv's day-4 row comes on day 6
@@ -123,8 +158,8 @@ def test_a_late_holding_is_reported_and_valued_from_the_next_price() -> None:
     assert any(v["holder"] == "sv" for v in out.valuations.values())
 
 
-def test_state_records_are_versioned() -> None:
-    p = processor()
+def test_state_records_are_versioned(engine: Engine) -> None:
+    p = processor(engine)
     st = p.new_state(ASSET_SYMBOL)
     st.partition, st.next_offset = 2, 41
     record = st.to_record()
