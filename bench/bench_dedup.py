@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams import dedup
+from streams.story_processor import MAX_STORIES  # the news agent's store size
 
-MAX_STORIES = 5_000  # streams/news_agent.py
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 

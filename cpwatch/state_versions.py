@@ -16,7 +16,7 @@ kind               record
 positions          ``news-positions`` / ``match-positions``, partition → next offset ``int``
                    (runtime/position_table.py); v1 ``{"v": 1, "offset": int}``
 story-entry        ``story-entries``, article id → ``{"id", "cluster", "sig", "ts"}``
-                   (streams/news_agent.py, ``StoryClusterer.entry_dict``)
+                   (streams/story_processor.py, ``StoryState.row``)
 lifecycle          ``alert-lifecycle``, ``b"lifecycle"`` → ``LifecycleTracker.to_dict()``
                    (``{"version": 1, "seen", "incidents"}``: its own format number, kept)
 digest-group       ``alert-lifecycle``, ``digest␟sub␟labels`` → ``DigestGrouper.snapshot``
@@ -108,12 +108,26 @@ def migrate(kind: str, payload: Any) -> Any:
     return out
 
 
+def fields(kind: str, payload: Any) -> Any:
+    """``payload`` migrated (``migrate``) and without its version key: the record's own
+    fields, as the code that reads it wants them. ``None`` stays ``None``; a record that is
+    not an object after migration is returned as it is."""
+    record = migrate(kind, payload)
+    if not isinstance(record, dict):
+        return record
+    return {k: v for k, v in record.items() if k != VERSION_KEY}
+
+
 def lifecycle_kind(key: bytes | str) -> str:
     """The kind of a record of the ``alert-lifecycle`` table, from its key."""
     text = key.decode() if isinstance(key, bytes) else key
     prefix = text.partition(SEP)[0]
-    found = {"lifecycle": "lifecycle", "digest": "digest-group", "sent": "digest-sent",
-             "outbox": "digest-outbox"}.get(prefix)
+    found = {
+        "lifecycle": "lifecycle",
+        "digest": "digest-group",
+        "sent": "digest-sent",
+        "outbox": "digest-outbox",
+    }.get(prefix)
     if found is None:
         raise StateVersionError(f"alert-lifecycle key of no known kind: {text[:60]!r}")
     return found

@@ -6,7 +6,8 @@
   ``cluster_id``) are sent once per subscriber (bounded memory of what was sent).
 * Who gets what: a subscription with a query or event filters gets events; one with a
   rule-type filter gets alerts; one with neither, or with holders only, gets both (a policy
-  event carries the holders it concerns) (``wants_events``/``wants_alerts``).
+  event carries the holders it concerns) (``notify.alert_processor.wants_events`` /
+  ``wants_alerts``).
 * Treasury alerts are matched by filters only (``Subscription.matches_alert``) inside the
   ``LifecycleTracker`` (firing, re-alert, resolved). They are re-keyed onto a one-partition
   internal topic so one tracker sees all holders; its state lives in a Faust table
@@ -17,6 +18,8 @@
 
 Digest groups, the story memory and an outbox of digests being sent live in the lifecycle
 table (``notify.digest_store``), written before a batch is acknowledged: a restart resumes them.
+What to notify and what to write is decided by ``notify.alert_processor`` (pure); the agents
+here read, call it, dead-letter, write the table in the order it says and send.
 Elasticsearch errors while matching are waited out (``notify.es_retry``), never raised: Faust
 would ack the batch of an agent that raised.
 """
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,11 +39,19 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.records import dumps
 from cpwatch.settings import Settings
-from cpwatch.state_versions import VERSION_KEY, StateVersionError, current, migrate
+from cpwatch.state_versions import StateVersionError
+from notify.alert_processor import (
+    STATE_KEY,
+    AlertProcessor,
+    LifecycleState,
+    SubscriptionSets,
+    add_matches,
+    parse_events,
+)
 from notify.delivery import Item, delivery_id_for, item_dict
 from notify.digest_store import DigestStore
 from notify.es_retry import retry_es
-from notify.lifecycle import DigestGrouper, LifecycleTracker, Notification
+from notify.lifecycle import DigestGrouper, Notification
 from notify.matcher import EventMatcher, SubscriptionCache
 from notify.subscriptions import Subscription
 from runtime.deadletter import dead_letter
@@ -49,7 +59,6 @@ from runtime.elasticsearch import async_client
 from runtime.faust_app import Topics
 from runtime.position_table import PositionTable
 from runtime.table_state import stop_worker
-from streams.alerts import Alert
 from streams.rules import load_rules
 
 log = logging.getLogger(__name__)
@@ -63,28 +72,6 @@ WITHIN_S = 0.05
 FLUSH_S = 0.2
 TICK_S = 5.0
 MAX_SENT_MEMORY = 100_000
-STATE_KEY = b"lifecycle"
-
-
-def _lifecycle_state(stored: Any) -> dict[str, Any] | None:
-    """The tracker's record upgraded from what an older release wrote (None: none yet)."""
-    if stored is None:
-        return None
-    state = migrate("lifecycle", stored)
-    return {k: v for k, v in state.items() if k != VERSION_KEY}
-
-
-def wants_events(sub: Subscription) -> bool:
-    """A rule-type filter can never match a policy event; a holder filter can (events carry
-    the holders they concern), so a holder-only subscription gets both kinds."""
-    return not sub.filters.rule_types
-
-
-def wants_alerts(sub: Subscription) -> bool:
-    """A query or an event-only filter (category, country, org, severity) means the
-    subscriber asked for policy events; treasury alerts match by holder and rule type only."""
-    f = sub.filters
-    return not (sub.query or f.categories or f.countries or f.orgs or f.min_severity > 0)
 
 
 def delivery_message(sub_id: str, items: list[Item]) -> dict[str, Any]:
@@ -103,15 +90,15 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     es = async_client(settings)
     cache = SubscriptionCache(es, settings)
     matcher = EventMatcher(es, settings)
-    subs_now: dict[str, Subscription] = {}
+    subs = SubscriptionSets()
     grouper: DigestGrouper[Item] = DigestGrouper(
         lambda sid: (
             (s.group_wait, s.group_interval)
-            if (s := subs_now.get(sid))
+            if (s := subs.all.get(sid))
             else (timedelta(0), timedelta(seconds=1))
         )
     )
-    rule_types = {r.id: r.type for r in load_rules(settings.rules_path)}
+    processor = AlertProcessor({r.id: r.type for r in load_rules(settings.rules_path)})
     alert_input = app.topic(
         f"{settings.topic_prefix}{settings.faust_app_id}-lifecycle-input",
         key_serializer="raw",
@@ -122,11 +109,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     state_table = app.Table(
         "alert-lifecycle", default=None, partitions=1, key_type=bytes, use_partitioner=True
     )
-    trackers: dict[str, LifecycleTracker] = {}
     # The next policy-events offset per partition whose matches are durable: after a restart
     # the agent reads again what Faust committed past without processing (streams/positions;
     # the kill test lost matches to such a jump).
     positions = PositionTable(app, "match-positions", settings, "match-subscriptions")
+    dlq = topics[t.DEAD_LETTER]
 
     async def send_delivery(sid: str, msg: dict[str, Any]) -> None:
         await (await topics[t.DELIVERIES].send(key=sid.encode(), value=dumps(msg)))
@@ -135,43 +122,25 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     digests = DigestStore(
         state_table,
         grouper,
-        subs_now,
+        subs.all,
         compose=delivery_message,
         send=send_delivery,
         flush_producer=lambda: app.producer.flush(),
         max_sent=MAX_SENT_MEMORY,
     )
+    lifecycle_now = LifecycleTable(processor, state_table, digests)
 
-    async def subscriptions() -> dict[str, Subscription]:
-        subs = await cache.get()
-        if subs is not subs_seen.get("all"):  # a reload: recompute once, not per batch
-            subs_now.clear()
-            subs_now.update(subs)
-            subs_seen["all"] = subs
-            subs_seen["events"] = {k: v for k, v in subs.items() if wants_events(v)}
-            freeze["due"] = True
+    async def subscriptions() -> SubscriptionSets:
+        subs.update(await cache.get())  # a reload: recomputed once, not per batch
         return subs
-
-    # The event subscriptions stay the same object between reloads: the matcher syncs its
-    # candidate index only when handed a new one.
-    subs_seen: dict[str, dict[str, Subscription]] = {}
-    freeze = {"due": False}
 
     def freeze_if_due() -> None:
         """After a reload and the sync it causes. With 100,000 subscriptions held (~800,000
         tracked objects) one full collection of the cyclic GC took 2-3 s on this box, a pause
         of every agent of the worker. Frozen objects are left out of collections; a replaced
         set is still freed by reference counting (subscriptions hold no cycles)."""
-        if freeze["due"]:
-            freeze["due"] = False
+        if subs.take_freeze():
             gc.freeze()
-
-    async def event_subscriptions() -> dict[str, Subscription]:
-        await subscriptions()
-        return subs_seen["events"]
-
-    async def alert_subscriptions() -> list[Subscription]:
-        return [s for s in (await subscriptions()).values() if wants_alerts(s)]
 
     async def flush() -> None:
         await digests.flush(datetime.now(UTC))
@@ -189,36 +158,22 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         if not batch:
             return
         metrics.count_in("match-subscriptions", t.POLICY_EVENTS, len(batch))
-        docs: list[dict[str, Any]] = []
-        for event in batch:
-            try:
-                doc = json.loads(event.value)
-                if not isinstance(doc, dict) or not doc.get("id"):
-                    raise ValueError("event without id")
-                docs.append(doc)
-            except ValueError as exc:
-                await dead_letter(
-                    topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
-                )
-        subs = await event_subscriptions()
-        if not docs or not subs:
+        parsed = parse_events([event.value for event in batch])
+        for i, reason in parsed.rejected:
+            await dead_letter(dlq, "match-subscriptions", reason, batch[i], batch[i].value)
+        events = (await subscriptions()).events
+        if not parsed.docs or not events:
             return
-        match = functools.partial(matcher.match, docs, subs)
         try:
+            match = functools.partial(matcher.match, parsed.docs, events)
             matches = await retry_es(match, "match-subscriptions")
             freeze_if_due()
         except Exception as exc:  # noqa: BLE001 - refused for good: dead letters, no crash
             for event in batch:
-                await dead_letter(
-                    topics[t.DEAD_LETTER], "match-subscriptions", repr(exc), event, event.value
-                )
+                await dead_letter(dlq, "match-subscriptions", repr(exc), event, event.value)
             return
-        now = datetime.now(UTC)
         await load_digests()
-        for sub, doc in matches:
-            if not sub.silenced(now):
-                digests.add_event(sub, doc, now)
-        digests.persist()
+        digests.write(add_matches(digests.book, matches, datetime.now(UTC)))
         await flush()
 
     @app.agent(topics[t.ALERTS], name="route-alerts", concurrency=1)
@@ -232,46 +187,27 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         except StateVersionError as exc:  # a newer worker's state: stop, never misread
             await stop_worker(app, exc)
 
-    def tracker() -> LifecycleTracker:
-        digests.load()
-        if "t" not in trackers:
-            trackers["t"] = LifecycleTracker(
-                [s for s in subs_now.values() if wants_alerts(s)],
-                rule_types,
-                state=_lifecycle_state(state_table.get(STATE_KEY)),
-                max_seen=20_000,
-            )
-        return trackers["t"]
-
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
-        trackers.clear()
+        lifecycle_now.drop()
         digests.clear()
         positions.revoked()
 
     @app.agent(alert_input, name="alert-lifecycle", concurrency=1)  # stateful: never more than 1
     async def lifecycle(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            alerts = (await subscriptions()).alerts
             try:
-                alert = Alert.from_dict(json.loads(event.value))
-            except (ValueError, KeyError, TypeError) as exc:
-                await dead_letter(
-                    topics[t.DEAD_LETTER], "alert-lifecycle", repr(exc), event, event.value
-                )
-                continue
-            subs = await alert_subscriptions()
-            try:
-                tr = tracker()
+                state = lifecycle_now.get(alerts)
             except StateVersionError as exc:  # a newer worker's state: stop, never misread
                 await stop_worker(app, exc)
-            tr.set_subscriptions(subs)
             now = datetime.now(UTC)
-            for n in tr.observe(alert, now):
-                digests.add_notification(n, now)
-            tr.drain_suppressed()
-            digests.persist()  # before the tracker's state: it must not outlive its items
-            state_table[STATE_KEY] = {**tr.to_dict(), VERSION_KEY: current("lifecycle")}
-            await flush()
+            out = processor.process(state, digests.book, [event.value], alerts, now)
+            for _, reason in out.rejected:
+                await dead_letter(dlq, "alert-lifecycle", reason, event, event.value)
+            if out.writes:
+                digests.write(out.writes)  # digests before the tracker's state (its items)
+                await flush()
 
     def owns_state() -> bool:
         """After recovery, with the lifecycle partition (and so its table) assigned here."""
@@ -290,19 +226,32 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.timer(interval=TICK_S)
     async def realert() -> None:
-        if "t" not in trackers:
+        if lifecycle_now.state is None:
             return
-        tr = trackers["t"]
-        tr.set_subscriptions(await alert_subscriptions())
-        now = datetime.now(UTC)
-        due = tr.tick(now)
-        for n in due:
-            digests.add_notification(n, now)
-        if due:
-            digests.persist()
-            state_table[STATE_KEY] = {**tr.to_dict(), VERSION_KEY: current("lifecycle")}
+        alerts = (await subscriptions()).alerts
+        out = processor.tick(lifecycle_now.state, digests.book, alerts, datetime.now(UTC))
+        if out.writes:
+            digests.write(out.writes)  # digests before the tracker's state
             await flush()
 
     @app.on_before_shutdown.connect
     def _close(app: faust.App, **_: Any) -> None:
         app.loop.create_task(es.close())
+
+
+class LifecycleTable:
+    """The tracker's state over the ``alert-lifecycle`` table: decoded on first use (after the
+    digests, which share the table), dropped when partitions are revoked."""
+
+    def __init__(self, processor: AlertProcessor, table: Any, digests: DigestStore) -> None:
+        self.processor, self.table, self.digests = processor, table, digests
+        self.state: LifecycleState | None = None
+
+    def get(self, subs: list[Subscription]) -> LifecycleState:
+        self.digests.load()
+        if self.state is None:
+            self.state = self.processor.from_record(self.table.get(STATE_KEY), subs)
+        return self.state
+
+    def drop(self) -> None:
+        self.state = None

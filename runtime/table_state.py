@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, NoReturn
 
 import faust
@@ -67,3 +67,12 @@ def arm_watchdog(
         timer.start()
         _watchdog.append(timer)
     return _watchdog[0]
+
+
+def apply_writes(table: MutableMapping[Any, Any], writes: Iterable[tuple[Any, Any]]) -> None:
+    """Apply a processor's table writes in their order; a ``None`` record deletes the key."""
+    for key, record in writes:
+        if record is None:
+            table.pop(key, None)
+        else:
+            table[key] = record

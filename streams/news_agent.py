@@ -9,10 +9,10 @@ all (news volumes are small; classification, the costly part, stays parallel).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -27,9 +27,8 @@ from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.position_table import PositionTable
-from runtime.table_state import read_record, stop_worker, versioned
+from runtime.table_state import apply_writes, read_record, stop_worker
 from streams.classifier import classify
-from streams.dedup import StoryClusterer
 from streams.holder_links import HolderLinker
 from streams.holdings_news import (
     HolderNames,
@@ -37,11 +36,10 @@ from streams.holdings_news import (
     extract_holdings,
     proposals,
 )
+from streams.story_processor import KIND, StoryProcessor, StoryState, TableOp
 
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"
-MAX_STORIES = 5_000
-STORY_WINDOW = timedelta(days=3)
 BATCH, WITHIN_S = 200, 0.05
 
 
@@ -114,13 +112,13 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         internal=True,
     )
     # One row per remembered article (small writes); the clusterer is rebuilt from it on start.
-    entries = app.Table("story-entries", default=None, partitions=1)
-    state: dict[str, StoryClusterer] = {}
+    story_table = StoryTable(app.Table("story-entries", default=None, partitions=1))
     # The holders known by name (by default the packaged registry the sample producer sends):
     # which holders an event concerns, and whose holdings an article states.
     registry = settings.holdings_registry_path.read_text(encoding="utf-8")
     linker = HolderLinker.from_csv_text(registry)
     names = HolderNames.from_csv_text(registry)
+    clustering = StoryProcessor(linker)
 
     # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
     # agent reads again anything Faust committed past without processing (streams/positions).
@@ -151,50 +149,48 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         metrics.count_out(STAGE, t.HOLDINGS_PROPOSALS, out.proposals)
         metrics.PROCESSING.labels(STAGE).observe(time.perf_counter() - t0)
 
-    def clusterer() -> StoryClusterer:
-        if "c" not in state:
-            # Rows of any older version are upgraded; a newer one raises StateVersionError.
-            found = (read_record("story-entries", "story-entry", k, v) for k, v in entries.items())
-            rows = sorted((r for r in found if r), key=lambda r: r["ts"] or 0)
-            state["c"] = StoryClusterer.from_dict(
-                {
-                    "version": 1,
-                    "max_entries": MAX_STORIES,
-                    "window_s": STORY_WINDOW.total_seconds(),
-                    "threshold": 0.25,
-                    "entries": rows,
-                }
-            )
-        return state["c"]
-
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
-        state.clear()
+        story_table.drop()
         positions.revoked()
 
     @app.agent(stories, name="cluster-stories", concurrency=1)
     async def cluster_stories(stream: faust.StreamT) -> None:
+        dlq = topics[t.DEAD_LETTER]
         async for event in stream.events():
             try:
-                NewsArticle.parse(event.value)  # the article part must still be valid
-                doc: dict[str, Any] = json.loads(event.value)
-                c = clusterer()
-                published = (
-                    datetime.fromisoformat(doc["published"]) if doc.get("published") else None
-                )
-                cluster, _, members = c.assign(doc["id"], doc["title"], doc["text"], published)
-                for gone in c.take_evicted():
-                    entries.pop(gone, None)
-                if doc["id"] in c:
-                    entries[doc["id"]] = versioned("story-entry", c.entry_dict(doc["id"]))
+                out = clustering.process(story_table.state(), [event.value])
             except StateVersionError as exc:  # a newer worker's state: stop, never misread
                 await stop_worker(app, exc)
-            except (RecordError, ValueError, KeyError) as exc:
-                await dead_letter(
-                    topics[t.DEAD_LETTER], "cluster-stories", repr(exc), event, event.value
-                )
+            except (RecordError, ValueError, KeyError) as exc:  # an unreadable stored row
+                await dead_letter(dlq, "cluster-stories", repr(exc), event, event.value)
                 continue
-            holders = linker.link(doc.get("countries") or (), doc["title"], doc["text"])
-            out = {**doc, "cluster_id": cluster, "members": members, "holders": holders}
-            await topics[t.POLICY_EVENTS].send(key=cluster.encode(), value=dumps(out))
-            metrics.count_out("cluster-stories", t.POLICY_EVENTS)
+            story_table.write(out.table)  # evictions, then the article's row
+            for _, reason in out.rejected:
+                await dead_letter(dlq, "cluster-stories", reason, event, event.value)
+            for key, value in out.events:
+                await topics[t.POLICY_EVENTS].send(key=key, value=value)
+                metrics.count_out("cluster-stories", t.POLICY_EVENTS)
+
+
+class StoryTable:
+    """The clustering state over the ``story-entries`` table: rebuilt from its rows on first
+    use, kept in step with the processor's writes, dropped when partitions are revoked (the
+    next owner rebuilds it from the table)."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self._state: StoryState | None = None
+
+    def state(self) -> StoryState:
+        if self._state is None:
+            # Rows of any older version are upgraded; a newer one raises StateVersionError.
+            rows = (read_record("story-entries", KIND, k, v) for k, v in self.table.items())
+            self._state = StoryState.from_rows(rows)
+        return self._state
+
+    def write(self, ops: Iterable[TableOp]) -> None:
+        apply_writes(self.table, ops)
+
+    def drop(self) -> None:
+        self._state = None

@@ -121,7 +121,7 @@ def test_event_and_alert_matching() -> None:
 
 
 def test_holder_filter_matches_events_linked_to_the_holder() -> None:
-    from notify.match_agent import wants_alerts, wants_events
+    from notify.alert_processor import wants_alerts, wants_events
     from notify.matcher import subscription_query
 
     s = sub(filters={"holders": ["El Salvador"]})
