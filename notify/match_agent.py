@@ -58,7 +58,7 @@ from runtime.deadletter import dead_letter
 from runtime.elasticsearch import async_client
 from runtime.faust_app import Topics
 from runtime.position_table import PositionTable
-from runtime.table_state import stop_worker
+from runtime.table_state import changelog_ready, stop_worker
 from streams.rules import load_rules
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             gc.freeze()
 
     async def flush() -> None:
+        await changelog_ready(app, state_table)  # the outbox is written there
         await digests.flush(datetime.now(UTC))
 
     @app.agent(topics[t.POLICY_EVENTS], name="match-subscriptions", concurrency=1)
@@ -182,6 +183,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             await alert_input.send(key=b"alerts", value=event.value)
 
     async def load_digests() -> None:
+        await changelog_ready(app, state_table)  # before the writes that follow a load
         try:
             digests.load()
         except StateVersionError as exc:  # a newer worker's state: stop, never misread
@@ -196,6 +198,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     @app.agent(alert_input, name="alert-lifecycle", concurrency=1)  # stateful: never more than 1
     async def lifecycle(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            await changelog_ready(app, state_table)
             alerts = (await subscriptions()).alerts
             try:
                 state = lifecycle_now.get(alerts)
@@ -229,6 +232,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         if lifecycle_now.state is None:
             return
         alerts = (await subscriptions()).alerts
+        await changelog_ready(app, state_table)
         out = processor.tick(lifecycle_now.state, digests.book, alerts, datetime.now(UTC))
         if out.writes:
             digests.write(out.writes)  # digests before the tracker's state

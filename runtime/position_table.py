@@ -12,7 +12,7 @@ from cpwatch import state_versions as sv
 from cpwatch.settings import Settings
 from runtime.positions import InputPositions, admit
 from runtime.range_reader import RangeReader
-from runtime.table_state import read_record, stop_worker, versioned
+from runtime.table_state import changelog_ready, read_record, stop_worker, versioned
 
 KIND = "positions"  # cpwatch/state_versions.py: v0 a bare next offset, v1 {"v": 1, "offset"}
 
@@ -45,6 +45,7 @@ class PositionTable:
 
     async def admit(self, batch: Sequence[Any]) -> list[Any]:
         if self._reload:
+            await changelog_ready(self.app, self.table)  # save() writes without an event
             try:
                 self.positions.reset(self.load())
             except sv.StateVersionError as exc:

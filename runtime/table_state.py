@@ -76,3 +76,15 @@ def apply_writes(table: MutableMapping[Any, Any], writes: Iterable[tuple[Any, An
             table.pop(key, None)
         else:
             table[key] = record
+
+
+async def changelog_ready(app: faust.App, table: Any) -> None:
+    """Call before writing a table whose changelog partition the producer picks
+    (``use_partitioner``). Faust computes that partition synchronously from the producer's
+    cached metadata, and a changelog topic the producer has not looked up yet makes the write
+    raise TypeError inside the agent, which then stops (seen at worker start under load).
+    Waits for that topic's metadata once per table."""
+    if not getattr(table, "_cpwatch_changelog_known", False):
+        topic = table.changelog_topic.get_topic_name()
+        await app.producer._ensure_producer().partitions_for(topic)
+        table._cpwatch_changelog_known = True

@@ -36,7 +36,7 @@ from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.positions import InputPositions, admit
 from runtime.range_reader import RangeReader
-from runtime.table_state import stop_worker
+from runtime.table_state import changelog_ready, stop_worker
 from streams import tick_router
 from streams.holdings_table import HoldingsTable
 from streams.rules import load_rules
@@ -120,6 +120,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     async def treasury_batch(batch: list[Any]) -> None:
         t0 = time.perf_counter()
+        await changelog_ready(app, state_table)  # states.save writes without an event
         states.reload_if_pending()
         await holdings_table.catch_up()  # holdings before ticks, see the module docstring
         fresh = await admit(batch, states.positions, read=read, stage="treasury", enabled=guard)

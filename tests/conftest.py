@@ -99,10 +99,21 @@ def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Pope
 def wait_for(
     predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25
 ) -> object:
-    """Poll until ``predicate`` returns a truthy value; fail the test with a clear message."""
+    """Poll until ``predicate`` returns a truthy value; fail the test with a clear message.
+
+    Elasticsearch answers 503 ("all shards failed") for an index whose shards are still
+    starting, e.g. just after a sink auto-created it: that counts as "not yet", not a failure.
+    """
+    from elasticsearch import ApiError
+
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except ApiError as exc:
+            if exc.meta.status != 503:
+                raise
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:

@@ -215,15 +215,38 @@ def test_a_step_registers_once() -> None:
 # ------------------------------------------------- the agents' edge (runtime/table_state.py)
 
 
-class FakeApp:
-    """What PositionTable and stop_worker use of a Faust app: a dict for a table, crash()."""
+class FakeTable(dict[Any, Any]):
+    """A table: its rows, and the name of its changelog topic."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.changelog_topic = type("Topic", (), {"get_topic_name": lambda _: f"{name}-log"})()
+
+
+class FakeProducer:
+    """The aiokafka producer's metadata wait, recorded."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, dict[Any, Any]] = {}
+        self.looked_up: list[str] = []
+
+    def _ensure_producer(self) -> FakeProducer:
+        return self
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        self.looked_up.append(topic)
+        return {0}
+
+
+class FakeApp:
+    """What PositionTable and stop_worker use of a Faust app: tables, the producer, crash()."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, FakeTable] = {}
+        self.producer = FakeProducer()
         self.crashed: BaseException | None = None
 
-    def Table(self, name: str, **_: Any) -> dict[Any, Any]:  # noqa: N802 - Faust's name
-        return self.tables.setdefault(name, {})
+    def Table(self, name: str, **_: Any) -> FakeTable:  # noqa: N802 - Faust's name
+        return self.tables.setdefault(name, FakeTable(name))
 
     async def crash(self, reason: BaseException) -> None:
         self.crashed = reason
@@ -257,6 +280,20 @@ def test_position_rows_of_both_versions_are_honoured_and_saved_as_v1() -> None:
         b"0": {"v": 1, "offset": 5},
         b"1": {"v": 1, "offset": 2},
     }
+    # Faust picks a use_partitioner table's changelog partition from the producer's metadata:
+    # the changelog was looked up before the first write.
+    assert "news-positions-log" in app.producer.looked_up
+
+
+def test_changelog_metadata_is_awaited_once_per_topic() -> None:
+    app = FakeApp()
+
+    async def three_writes() -> None:
+        for name in ("a", "a", "b"):
+            await table_state.changelog_ready(app, app.Table(name))  # type: ignore[arg-type]
+
+    asyncio.run(three_writes())
+    assert app.producer.looked_up == ["a-log", "b-log"]
 
 
 @pytest.fixture
