@@ -24,6 +24,7 @@ from cpwatch.records import HoldingsProposal
 from streams import gazetteer as gz
 from streams.amounts import scan_amounts
 from streams.holder_links import ALIASES, COMMON_WORDS
+from streams.name_pattern import alternation
 
 Kind = Literal["total", "bought", "sold"]
 
@@ -128,8 +129,7 @@ class HolderNames:
                 for name in joined.split("|"):
                     holder_of.setdefault(name, state)
         state_ids = frozenset(h for h, (kind, _) in info.items() if kind == "state")
-        names = sorted(holder_of, key=len, reverse=True)
-        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")(?:['’]s)?\b")
+        pattern = re.compile(r"\b(?:" + alternation(holder_of) + r")(?:['’]s)?\b")
         return cls(pattern, holder_of, state_ids, info)
 
     def find(self, text: str) -> list[tuple[int, str]]:
