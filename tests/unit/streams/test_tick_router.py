@@ -1,0 +1,118 @@
+"""route-ticks without engines: what it forwards per symbol and what it dead-letters equal
+what ``PriceTick.parse`` accepts and refuses, tick by tick, in input order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cpwatch.exceptions import RecordError
+from cpwatch.internal_topics import TickBatch
+from cpwatch.records import PriceTick
+from streams import tick_router
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+@dataclass
+class Rec:
+    """The fields of an aiokafka ConsumerRecord that the router reads."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str = "price-ticks"
+    partition: int = 0
+    offset: int = 0
+
+
+class Topic:
+    """Records what is sent to it; each send resolves at once, as an acknowledged one would."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append((key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _route(records: list[Rec]) -> tuple[Topic, Topic]:
+    by_symbol, dlq = Topic(), Topic()
+
+    async def go() -> None:
+        pending = await tick_router.route_batch(records, by_symbol, dlq)  # type: ignore[arg-type]
+        await asyncio.gather(*pending)
+
+    asyncio.run(go())
+    return by_symbol, dlq
+
+
+def _expected(records: list[Rec]) -> tuple[dict[str, list[PriceTick]], list[tuple[int, str]]]:
+    forwarded: dict[str, list[PriceTick]] = {}
+    refused: list[tuple[int, str]] = []
+    for r in records:
+        try:
+            tick = PriceTick.parse(r.value)
+        except RecordError as exc:
+            refused.append((r.offset, str(exc)))
+            continue
+        forwarded.setdefault(tick.symbol, []).append(tick)
+    return forwarded, refused
+
+
+tick_dicts = st.fixed_dictionaries(
+    {
+        "venue": st.sampled_from(["kraken", " coinbase ", "", "x" * 70]),
+        "symbol": st.sampled_from(["BTC-USD", "ETH-USD", "btc-usd"]),
+        "price": st.one_of(
+            st.floats(min_value=-1, max_value=1e6),
+            st.sampled_from([float("nan"), float("inf")]),
+            st.integers(-5, 10**6),
+        ),
+        "ts": st.one_of(
+            st.integers(-3600, 3600).map(lambda s: (T0 + timedelta(seconds=s)).isoformat()),
+            st.just("2999-01-01T00:00:00Z"),
+            st.just("yesterday"),
+        ),
+    },
+    optional={"size": st.floats(0, 10), "seq": st.integers(-1, 5), "extra": st.just("x")},
+)
+values = st.one_of(
+    tick_dicts.map(lambda d: json.dumps(d).encode()),
+    st.just(b"not json"),
+    st.just(b"[1, 2]"),
+    st.none(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values, max_size=40))
+def test_forwards_and_refuses_exactly_what_the_record_type_does(raw: list[bytes | None]) -> None:
+    records = [Rec(b"k", v, offset=i) for i, v in enumerate(raw)]
+    by_symbol, dlq = _route(records)
+    want, refused = _expected(records)
+    got: dict[str, list[PriceTick]] = {}
+    for key, value in by_symbol.sent:
+        got.setdefault(key.decode(), []).extend(
+            PriceTick.parse(t) for t in TickBatch.decode(value).ticks
+        )
+    assert got == want
+    letters = [json.loads(v) for _, v in dlq.sent]
+    assert sorted((d["offset"], d["reason"]) for d in letters) == sorted(refused)
+    assert all(d["stage"] == "route-ticks" and d["topic"] == "price-ticks" for d in letters)
+
+
+def test_forwarded_ticks_are_compact_single_lines() -> None:
+    tick = PriceTick(venue="kraken", symbol="BTC-USD", price=100.0, ts=T0)
+    compact = tick.to_bytes()
+    spaced = json.dumps(tick.to_dict(), indent=1).encode()  # valid, but would break the frame
+    by_symbol, dlq = _route([Rec(b"k", compact), Rec(b"k", spaced, offset=1)])
+    assert dlq.sent == []
+    assert TickBatch.decode(by_symbol.sent[0][1]).ticks == (compact, compact)
