@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from importlib import resources
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.holder_links import HolderLinker
 
@@ -59,3 +63,25 @@ def test_rows_without_holder_or_country_are_ignored() -> None:
     linker = HolderLinker.from_rows(rows)
     assert dict(linker.by_country) == {"AT": ("Atlantis Treasury",)}
     assert linker.link(["AT", "AT"], "", "") == ["Atlantis Treasury"]
+
+
+_WORDS = ["Strategy", "Block", "MSTR", "Tesla", "MARA", "Inc", "bought", "bitcoin", "the", "IBIT"]
+_WORDS += ["MicroStrategy", "Block Inc", "Riot Blockchain"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(_WORDS + ["MicroStrategy", "Block Inc", "Riot Blockchain"]), max_size=14
+    ),
+    st.sampled_from([" ", ", ", ". ", "'s ", "-"]),
+    st.booleans(),
+)
+def test_the_any_name_search_changes_no_result(words: list[str], sep: str, headline: bool) -> None:
+    """The one-search shortcut must give what the per-name patterns alone give."""
+    linker = HolderLinker.from_csv_text(REGISTRY)
+    every = replace(linker, any_name=re.compile(""))  # always searches name by name
+    text = sep.join(words)
+    assert linker.link([], text if headline else "", text) == every.link(
+        [], text if headline else "", text
+    )
