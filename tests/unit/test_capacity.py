@@ -27,25 +27,25 @@ def test_every_group_consumed_topic_gets_at_least_one_partition_per_worker() -> 
 
 
 def test_rate_sets_the_count_when_it_needs_more_than_the_workers() -> None:
-    # 100,000 ticks/s at half a core of 30,368 ticks/s: ceil(100000 / 15184) = 7 partitions.
-    p = plan(2, ticks_per_s=100_000, utilisation=0.5)
+    # 200,000 ticks/s at half a core of 50,908 ticks/s: ceil(200000 / 25454) = 8 partitions.
+    p = plan(2, ticks_per_s=200_000, utilisation=0.5)
     row = p.get(t.PRICE_TICKS)
-    assert row.by_rate == math.ceil(100_000 / (capacity.TICKS_PER_CORE * 0.5)) == 7
-    assert row.needed == 7
+    assert row.by_rate == math.ceil(200_000 / (capacity.TICKS_PER_CORE * 0.5)) == 8
+    assert row.needed == 8
     assert row.per_partition() <= capacity.TICKS_PER_CORE * 0.5
-    assert "ceil(100,000 / (30,368 x 0.5)) = 7" in row.why
-    assert p.partitions == 7
+    assert "ceil(200,000 / (50,908 x 0.5)) = 8" in row.why
+    assert p.partitions == 8
 
 
 def test_news_rate_spreads_over_the_classifier_capacity() -> None:
     p = plan(1, ticks_per_s=0, articles_per_s=5_000, utilisation=1.0)
-    assert p.get(t.NEWS).needed == math.ceil(5_000 / capacity.CLASSIFIER_ARTICLES_PER_CORE) == 3
-    # the sinks take 23,257 docs/s per core: one partition holds 5,000 articles/s
+    assert p.get(t.NEWS).needed == math.ceil(5_000 / capacity.CLASSIFIER_ARTICLES_PER_CORE) == 5
+    # the sinks take 28,573 docs/s per core: one partition holds 5,000 articles/s
     assert p.get(t.ARTICLES).by_rate == 1
 
 
 def test_warnings_name_the_limits_no_partition_count_lifts() -> None:
-    p = plan(4, ticks_per_s=20_000, articles_per_s=300)
+    p = plan(4, ticks_per_s=30_000, articles_per_s=400)
     text = " ".join(p.warnings)
     assert "one partition" in text and "story clustering" in text
     assert plan(4, ticks_per_s=1_000, articles_per_s=10).warnings == ()
