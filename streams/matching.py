@@ -13,11 +13,11 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from streams import gazetteer as gz
 from streams.amounts import Amount, scan_amounts
 from streams.lexicon import ACRONYMS, LEXICON, MULTILATERAL
+from streams.name_pattern import alternation
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _SEP = re.compile(r"[\s\-]+")
@@ -48,29 +48,6 @@ def key_of(phrase: str, fold: bool) -> str:
     return key.lower() if fold else key
 
 
-def _trie_pattern(keys: Iterable[str]) -> str:
-    trie: dict[str, Any] = {}
-    for key in keys:
-        node = trie
-        for ch in key:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        alts = [
-            (r"[\s\-]+" if ch == " " else re.escape(ch)) + emit(child)
-            for ch, child in sorted(node.items())
-            if ch
-        ]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        # Greedy optional group: the longest phrase wins, shorter ones on backtracking.
-        return f"(?:{body})?" if "" in node else body
-
-    return emit(trie)
-
-
 @dataclass(frozen=True, slots=True)
 class Hit:
     start: int
@@ -99,7 +76,8 @@ class PhraseMatcher:
                     own.update(tags.get(" ".join(words[i : i + n]), ()))
         self._fold = fold
         self._tags = {k: tuple(sorted(v)) for k, v in tags.items() if k}
-        pattern = r"(?<!\w)(?:" + _trie_pattern(self._tags) + r")(?!\w)"
+        # One trie-shaped regex over every phrase; a space in a phrase matches blanks or hyphens.
+        pattern = r"(?<!\w)(?:" + alternation(self._tags, space=r"[\s\-]+") + r")(?!\w)"
         self._re = re.compile(pattern, re.IGNORECASE if fold else 0)
 
     def finditer(self, text: str) -> Iterator[Hit]:

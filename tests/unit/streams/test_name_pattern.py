@@ -52,3 +52,11 @@ def test_no_names_matches_nothing_and_an_empty_name_is_refused() -> None:
     assert re.compile(alternation([])).search("anything") is None
     with pytest.raises(ValueError, match="empty name"):
         alternation(["a", ""])
+
+
+def test_a_space_pattern_stands_for_each_space_of_a_name() -> None:
+    pattern = re.compile(alternation(["bitcoin reserve"], space=r"[\s\-]+"))
+    assert pattern.findall("a bitcoin-reserve, a bitcoin  reserve, a bitcoinreserve") == [
+        "bitcoin-reserve",
+        "bitcoin  reserve",
+    ]
