@@ -76,6 +76,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return child_env(settings)
 
 
+def run_cli(
+    settings: Settings, *args: str, stdin: str | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``cpwatch <args>`` as a child process on ``settings``; its exit code is the caller's to
+    check."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=settings_env(settings),
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture
 def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A real Faust worker process (`cpwatch worker`) on this test's topics and indices."""

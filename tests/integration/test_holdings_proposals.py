@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle
 from cpwatch.settings import Settings
 from producers.kafka import Producer
-from tests.conftest import ROOT, settings_env, wait_for
+from tests.conftest import run_cli, wait_for
 from tests.faults.conftest import Worker, read_topic
 
 pytestmark = pytest.mark.integration
@@ -46,15 +45,7 @@ BOUGHT = NewsArticle(
 
 
 def cli(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=settings_env(s),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(s, *args, timeout=120)
 
 
 def holdings(s: Settings) -> list[HoldingUpdate]:

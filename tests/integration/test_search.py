@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from cpwatch.settings import Settings
 from sinks.indices import ensure_indices
-from tests.conftest import ROOT, search_api, settings_env
+from tests.conftest import run_cli, search_api
 
 pytestmark = pytest.mark.integration
 
@@ -266,14 +265,7 @@ def test_bad_requests_are_400_naming_the_parameter(
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "search", *args],
-        cwd=ROOT,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(settings, "search", *args, timeout=60)
 
 
 def test_cli_json_contract_and_errors(indexed: Settings) -> None:

@@ -8,7 +8,6 @@ api/search.py's parser. Each test works in its own index namespace.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from cpwatch.settings import Settings
 from sinks.indices import ENGLISH, TEMPLATE_VERSION, ensure_indices, has_english, migrate
-from tests.conftest import EXTERNAL, ROOT, search_api, settings_env
+from tests.conftest import EXTERNAL, run_cli, search_api
 
 pytestmark = pytest.mark.integration
 
@@ -159,14 +158,7 @@ def test_unsupported_syntax_is_a_400_naming_the_parameter(
 
 def test_cli_or_and_fuzzy(english_settings: Settings) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", "search", *args],
-            cwd=ROOT,
-            env=settings_env(english_settings),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_cli(english_settings, "search", *args, timeout=60)
 
     import json
 

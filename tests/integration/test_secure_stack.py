@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from cpwatch.records import NewsArticle
 from cpwatch.settings import Settings
 from deploy import certs
 from tests.api_client import AUTH, TOKEN, api_client, subscription, webhook
-from tests.conftest import EXTERNAL, ROOT, settings_env, wait_for
+from tests.conftest import EXTERNAL, run_cli, wait_for
 from tests.receiver import RecordingReceiver
 from tests.worker import start_worker, stop_worker
 
@@ -83,16 +82,7 @@ def secure_settings(kafka_settings: Settings) -> Settings:
 
 
 def _cli(s: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=settings_env(s),
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_cli(s, *args, stdin=stdin, timeout=180)
 
 
 def test_sample_flow_on_secured_engines(secure_settings: Settings, tmp_path: Path) -> None:

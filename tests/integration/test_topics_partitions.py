@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -16,7 +13,7 @@ from cpwatch.topics import (
     partition_counts,
     raise_partitions,
 )
-from tests.conftest import ROOT, settings_env, wait_for
+from tests.conftest import run_cli, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -65,29 +62,12 @@ def test_create_raise_and_refuse_to_lower(kafka_settings: Settings) -> None:
     assert set(counts(s, [*cpwatch_topics, valuation_input]).values()) == {start + 2}
 
     # The command line says the same and exits 2; raising prints what it means for keyed state.
-    env = settings_env(s)
-    low = subprocess.run(
-        [sys.executable, "-m", "app.cli", "topics", "create", "--partitions", "1"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    low = run_cli(s, "topics", "create", "--partitions", "1", timeout=120)
     assert low.returncode == 2, low.stderr
     said = " ".join(low.stderr.split())  # rich wraps long lines
     assert "refusing to lower partitions to 1" in said
     assert "Nothing was changed" in said
-    up = subprocess.run(
-        [sys.executable, "-m", "app.cli", "topics", "create", "--partitions", str(start + 3)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    up = run_cli(s, "topics", "create", "--partitions", str(start + 3), timeout=120)
     assert up.returncode == 0, up.stderr
     said = " ".join(up.stderr.split())
     assert f"{s.topic(t.PRICE_TICKS)}: {start + 2} -> {start + 3}" in said
