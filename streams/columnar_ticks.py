@@ -6,15 +6,19 @@ route-ticks write (``PriceTick.to_bytes``: a number price, ``...Z`` timestamp); 
 not accept is handed to ``PriceTick.parse``, the reference validator, which either accepts it
 (another valid spelling) or names the field. So a row is valid here exactly when it is valid
 for the scalar path, and a bad row comes back with its index and reason for the dead letter.
+
+route-ticks decodes each poll here once and forwards the valid ticks as binary columns
+(``to_frame``, cpwatch/internal_topics.py); the treasury reads them back with ``from_frame``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -22,12 +26,17 @@ import orjson
 from numpy.typing import NDArray
 
 from cpwatch.exceptions import RecordError
+from cpwatch.internal_topics import TickColumnsFrame
 from cpwatch.records import PriceTick
-from streams.columnar import to_us
+from streams.columnar import from_us, to_us
 
 # hours, minutes and seconds in range here; numpy checks the calendar date
-_CANON_TS = re.compile(r"[1-9]\d{3}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?Z")
+_CANON = r"[1-9]\d{3}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?Z"
+_CANON_TS = re.compile(_CANON)
+_FIELDS = ("venue", "symbol", "price", "ts")
+_CANON_TS_LINES = re.compile(f"(?:{_CANON}\n)*{_CANON}")  # newline-joined stamps
 _SKEW = timedelta(minutes=5)  # the TickTime limit of cpwatch.records
+_US_RANGE = (to_us(datetime.min.replace(tzinfo=UTC)), to_us(datetime.max.replace(tzinfo=UTC)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +70,37 @@ class TickColumns:
             self.t_us[idx],
         )
 
+    @classmethod
+    def concat(cls, parts: Sequence[TickColumns], sizes: Sequence[int]) -> TickColumns:
+        """Consecutive batches as one; ``sizes`` are their input lengths, so each ``row`` stays
+        the input index, counted over all the inputs in turn."""
+        starts = np.cumsum([0, *sizes[:-1]], dtype=np.intp)
+        return cls(
+            np.concatenate([p.row + at for p, at in zip(parts, starts.tolist(), strict=True)]),
+            [v for p in parts for v in p.venue],
+            [s for p in parts for s in p.symbol],
+            np.concatenate([p.price for p in parts]),
+            np.concatenate([p.t_us for p in parts]),
+        )
+
+    def line(self, i: int) -> bytes:
+        """Tick ``i`` as a JSON line, for a dead letter (size and seq are not kept)."""
+        tick = PriceTick.model_construct(
+            venue=self.venue[i],
+            symbol=self.symbol[i],
+            price=float(self.price[i]),
+            ts=from_us(int(self.t_us[i])),
+        )
+        return tick.to_bytes()
+
     def by_symbol(self) -> dict[str, TickColumns]:
         """One ``TickColumns`` per symbol, each in input order (symbols are independent)."""
+        if len(self.symbol) and len(set(self.symbol)) == 1:  # route-ticks' usual batch
+            return {
+                self.symbol[0]: TickColumns(
+                    self.row, self.venue, self.symbol, self.price, self.t_us
+                )
+            }
         out: dict[str, list[int]] = {}
         for i, s in enumerate(self.symbol):
             out.setdefault(s, []).append(i)
@@ -93,6 +131,66 @@ def _size_ok(x: Any) -> bool:
     return x is None or (type(x) is float and math.isfinite(x) and x >= 0)
 
 
+def _types(xs: Iterable[Any]) -> set[type]:
+    return set(map(type, xs))
+
+
+def _rows_ok(
+    docs: list[Any], venue: list[Any], symbol: list[Any], price: list[Any], ts: list[Any]
+) -> NDArray[np.bool_]:
+    """Per row: does the fast path accept it (the price's value aside)."""
+    return np.array(
+        [
+            type(d) is dict
+            and _str_ok(v, 64)
+            and _str_ok(s, 32)
+            and type(p) is float  # ints (and bools) go to the reference path
+            and type(t) is str
+            and _CANON_TS.fullmatch(t) is not None
+            and _size_ok(d.get("size"))
+            and type(d.get("seq", 0)) is int
+            and d.get("seq", 0) >= 0
+            and d.get("schema_version", 1) == 1
+            for d, v, s, p, t in zip(docs, venue, symbol, price, ts, strict=True)
+        ],
+        dtype=np.bool_,
+    )
+
+
+def _canonical(docs: list[Any]) -> tuple[list[Any], ...] | None:
+    """The venue, symbol, price and ts columns when every row passes the fast path's checks
+    (``_rows_ok``), checked a column at a time: C loops rather than Python code per row. The
+    usual batch; any other goes row by row."""
+    if not docs or _types(docs) != {dict}:
+        return None
+    # column by column (no tuple per row: those are garbage-collector work, dicts of plain
+    # values are not tracked), with the defaults ``_rows_ok`` gives absent fields
+    columns: list[list[Any]] = [list(map(dict.get, docs, repeat(k))) for k in _FIELDS]
+    venue, symbol, price, ts = columns
+    size = list(map(dict.get, docs, repeat("size")))
+    seq = list(map(dict.get, docs, repeat("seq"), repeat(0)))
+    version = list(map(dict.get, docs, repeat("schema_version"), repeat(1)))
+    if _types(venue) != {str} or _types(symbol) != {str} or _types(price) != {float}:
+        return None
+    if not all(_str_ok(v, 64) for v in set(venue)) or not all(_str_ok(s, 32) for s in set(symbol)):
+        return None
+    if _types(ts) != {str}:
+        return None
+    lines = "\n".join(ts)
+    if lines.count("\n") != len(ts) - 1 or _CANON_TS_LINES.fullmatch(lines) is None:
+        return None
+    size_types = _types(size)
+    if not size_types <= {type(None), float}:
+        return None
+    if float in size_types:
+        given = np.array([x for x in size if x is not None], np.float64)
+        if not bool(np.all(np.isfinite(given) & (given >= 0))):
+            return None
+    if _types(seq) != {int} or min(seq) < 0 or _types(version) - {int, bool, float}:
+        return None
+    return (venue, symbol, price, ts) if set(version) == {1} else None  # as ``v == 1`` per row
+
+
 def _parse_stamps(stamps: NDArray[np.str_], ok: NDArray[np.bool_]) -> NDArray[np.int64]:
     """Naive ISO stamps (the Z stripped) -> microseconds; an impossible date clears ``ok``."""
     if not len(stamps):
@@ -114,33 +212,27 @@ def decode_ticks(lines: Sequence[bytes], now: datetime | None = None) -> TickCol
     ``now`` (tests) is the wall clock of the fast path's future check; rows it refuses go to
     ``PriceTick.parse``, which always uses the real clock."""
     docs = _docs(lines)
-    get: list[dict[str, Any]] = [d if type(d) is dict else {} for d in docs]
-    venue: list[Any] = [d.get("venue") for d in get]
-    symbol: list[Any] = [d.get("symbol") for d in get]
-    price_raw: list[Any] = [d.get("price") for d in get]
-    ts_raw: list[Any] = [d.get("ts") for d in get]
-    ok = np.array(
-        [
-            type(d) is dict
-            and _str_ok(v, 64)
-            and _str_ok(s, 32)
-            and type(p) is float  # ints (and bools) go to the reference path
-            and type(ts) is str
-            and _CANON_TS.fullmatch(ts) is not None
-            and _size_ok(d.get("size"))
-            and type(d.get("seq", 0)) is int
-            and d.get("seq", 0) >= 0
-            and d.get("schema_version", 1) == 1
-            for d, v, s, p, ts in zip(docs, venue, symbol, price_raw, ts_raw, strict=True)
-        ],
-        dtype=np.bool_,
-    )
-    price = np.array([p if k else 1.0 for p, k in zip(price_raw, ok, strict=True)], np.float64)
+    canonical = _canonical(docs)
+    if canonical is not None:
+        venue, symbol, price_raw, ts_raw = canonical
+        ok = np.ones(len(docs), np.bool_)
+        price = np.array(price_raw, np.float64)
+        stamps = np.array([ts[:-1] for ts in ts_raw])
+    else:
+        get: list[dict[str, Any]] = [d if type(d) is dict else {} for d in docs]
+        venue = [d.get("venue") for d in get]
+        symbol = [d.get("symbol") for d in get]
+        price_raw = [d.get("price") for d in get]
+        ts_raw = [d.get("ts") for d in get]
+        ok = _rows_ok(docs, venue, symbol, price_raw, ts_raw)
+        price = np.array([p if k else 1.0 for p, k in zip(price_raw, ok, strict=True)], np.float64)
+        stamps = np.array([t[:-1] if k else "1970-01-01" for t, k in zip(ts_raw, ok, strict=True)])
     ok &= np.isfinite(price) & (price > 0)
-    stamps = np.array([ts[:-1] if k else "1970-01-01" for ts, k in zip(ts_raw, ok, strict=True)])
     t_us = _parse_stamps(stamps, ok)
     limit = to_us((now or datetime.now(UTC)) + _SKEW)
     ok &= t_us <= limit
+    if ok.all():
+        return TickColumns(np.arange(len(ok), dtype=np.intp), venue, symbol, price, t_us)
     # rows the fast path did not accept: the reference validator decides
     bad: list[BadRow] = []
     venue_out, symbol_out = list(venue), list(symbol)
@@ -163,3 +255,40 @@ def decode_ticks(lines: Sequence[bytes], now: datetime | None = None) -> TickCol
         bad,
     )
     return cols
+
+
+def to_frame(symbol: str, cols: TickColumns) -> TickColumnsFrame:
+    """One symbol's ticks (all of ``cols``) as the binary frame route-ticks sends."""
+    venues = list(dict.fromkeys(cols.venue))  # first-seen order
+    if len(venues) == 1:
+        idx = np.zeros(len(cols), "<u2")
+    else:
+        code = {v: i for i, v in enumerate(venues)}
+        idx = np.array([code[v] for v in cols.venue], "<u2")
+    return TickColumnsFrame(
+        symbol,
+        tuple(venues),
+        idx.tobytes(),
+        cols.t_us.astype("<i8", copy=False).tobytes(),
+        cols.price.astype("<f8", copy=False).tobytes(),
+    )
+
+
+def from_frame(frame: TickColumnsFrame) -> TickColumns:
+    """The frame's columns, checked as far as the engine relies on them: a venue index out of
+    range, a price that is not finite and positive or a time outside the calendar is refused
+    (``RecordError`` naming the field), not turned into a wrong price."""
+    idx = np.frombuffer(frame.venue_idx, "<u2").astype(np.intp)
+    t_us = np.frombuffer(frame.t_us, "<i8").astype(np.int64)
+    price = np.frombuffer(frame.price, "<f8").astype(np.float64)
+    if len(idx) and int(idx.max()) >= len(frame.venues):
+        raise RecordError("tick columns frame: venue index out of range", field="venue")
+    if not bool(np.all(np.isfinite(price) & (price > 0))):
+        raise RecordError("tick columns frame: a price is not finite and positive", field="price")
+    if len(t_us) and (int(t_us.min()) < _US_RANGE[0] or int(t_us.max()) > _US_RANGE[1]):
+        raise RecordError("tick columns frame: a time is out of range", field="ts")
+    names = frame.venues
+    venue = [names[0]] * len(idx) if len(names) == 1 else [names[i] for i in idx.tolist()]
+    return TickColumns(
+        np.arange(len(idx), dtype=np.intp), venue, [frame.symbol] * len(idx), price, t_us
+    )

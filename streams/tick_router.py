@@ -7,6 +7,9 @@ already-fetched ticks and committed past them. Routing needs no state, so it rea
 consumer group, sends the batch's re-keyed messages, and commits the polled offsets only once
 Kafka acknowledged them. A crash replays the batch; the treasury state ignores ticks older than
 the ones it has applied, so a replay changes nothing.
+
+Each poll is validated once, columnwise (``decode_ticks``: the reason of a dead letter is the one
+``PriceTick.parse`` gives), and forwarded as binary columns, so the treasury parses no JSON.
 """
 
 from __future__ import annotations
@@ -19,40 +22,32 @@ import faust
 
 from cpwatch import metrics
 from cpwatch import topics as t
-from cpwatch.exceptions import RecordError
-from cpwatch.internal_topics import TickBatch
-from cpwatch.records import PriceTick
 from cpwatch.settings import Settings
 from runtime.consumers import commit_polled, group_consumer
 from runtime.deadletter import dead_letter
 from runtime.range_reader import Message, Replayed
+from streams.columnar_ticks import decode_ticks, to_frame
 
 STAGE = "route-ticks"
-BATCH = 2_000  # ~300 kB of ticks per symbol message at most: well under Kafka's 1 MB
+BATCH = 10_000  # ticks per poll: a symbol message of at most ~180 kB (18 bytes a tick)
 WITHIN_MS = 50
 
 
 async def route_batch(
     records: list[Any], by_symbol: faust.TopicT, dlq: faust.TopicT
 ) -> list[Awaitable[Any]]:
-    """Send one message per symbol (its ticks, compact, newline-separated); bad ticks are
+    """Send one message per symbol (its valid ticks, as binary columns); bad ticks are
     dead-lettered. Returns the delivery futures to await before committing."""
-    per_symbol: dict[str, list[bytes]] = {}
-    venues: set[str] = set()
+    cols = decode_ticks([r.value for r in records])
     pending: list[Awaitable[Any]] = []
-    for r in records:
-        try:
-            tick = PriceTick.parse(r.value)
-        except RecordError as exc:
-            where = Replayed(r.key, r.value, Message(r.topic, r.partition, r.offset))
-            pending.append(await dead_letter(dlq, STAGE, str(exc), where, r.value or b""))
-            continue
-        per_symbol.setdefault(tick.symbol, []).append(tick.to_bytes())
-        venues.add(tick.venue)
-    for venue in venues:
+    for bad in cols.bad:
+        r = records[bad.index]
+        where = Replayed(r.key, r.value, Message(r.topic, r.partition, r.offset))
+        pending.append(await dead_letter(dlq, STAGE, bad.reason, where, r.value or b""))
+    for venue in set(cols.venue):
         metrics.tick_seen(venue)
-    for symbol, ticks in per_symbol.items():
-        value = TickBatch.of(ticks).encode()
+    for symbol, part in cols.by_symbol().items():
+        value = to_frame(symbol, part).encode()
         pending.append(await by_symbol.send(key=symbol.encode(), value=value))
     return pending
 

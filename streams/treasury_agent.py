@@ -11,6 +11,8 @@ follows the late-holding rules of streams/treasury.py, as the backtest does.
 Within a batch, a symbol's consecutive messages go to the processor as one call of at least
 ``CHUNK`` ticks (route-ticks sends a message per poll, often of one tick), and the loop runs
 between calls: the columnar engine's fixed cost per call is paid per chunk, not per message.
+A chunk holds one frame kind (cpwatch/internal_topics.py): decoded columns from route-ticks, or
+JSON lines from messages an earlier worker wrote.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import json
 import logging
 import time
 from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +32,7 @@ import faust
 from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
-from cpwatch.internal_topics import VALUATION_INPUT, TickBatch, internal_topic
+from cpwatch.internal_topics import VALUATION_INPUT, TickBatch, decode_tick_message, internal_topic
 from cpwatch.records import HoldingUpdate, dumps
 from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
@@ -38,6 +42,7 @@ from runtime.positions import InputPositions, admit
 from runtime.range_reader import RangeReader
 from runtime.table_state import changelog_ready, stop_worker
 from streams import tick_router
+from streams.columnar_ticks import TickColumns, from_frame
 from streams.holdings_table import HoldingsTable
 from streams.rules import load_rules
 from streams.treasury_processor import BatchOutput, SymbolState, TreasuryProcessor
@@ -127,12 +132,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         out, sent = BatchOutput(), []
         for symbol, events in _by_symbol(fresh).items():
             st = states.get(symbol)
-            chunk: list[bytes] = []
-            owners: list[tuple[int, Any]] = []  # (first tick's index in chunk, its event)
+            chunk = _Chunk()
             for i, event in enumerate(events):
                 st.partition = event.message.partition
                 try:
-                    ticks = TickBatch.decode(event.value).ticks
+                    ticks = _ticks_of(event.value)
                 except RecordError as exc:
                     reason, body = str(exc), event.value or b""
                     out.rejected.append((body, reason))
@@ -140,12 +144,14 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     dlq = topics[t.DEAD_LETTER]
                     sent.append(await dead_letter(dlq, "treasury", reason, event, body))
                     ticks = ()
-                if ticks:
-                    owners.append((len(chunk), event))
-                    chunk.extend(ticks)
-                if chunk and (len(chunk) >= CHUNK or i == len(events) - 1):
-                    sent += await run_chunk(st, symbol, chunk, owners, out)
-                    chunk, owners = [], []
+                if len(ticks) and not chunk.takes(ticks):  # the frame kind changed
+                    sent += await run_chunk(st, symbol, chunk, out)
+                    chunk = _Chunk()
+                if len(ticks):
+                    chunk.add(ticks, event)
+                if chunk.size and (chunk.size >= CHUNK or i == len(events) - 1):
+                    sent += await run_chunk(st, symbol, chunk, out)
+                    chunk = _Chunk()
                     # Let the loop run between chunks (heartbeats of the plain consumer
                     # groups, Faust's timers): one call never holds it for long.
                     await asyncio.sleep(0)
@@ -160,23 +166,18 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         states.save({e.message.partition for e in batch})
         metrics.PROCESSING.labels("treasury").observe(time.perf_counter() - t0)
 
-    async def run_chunk(
-        st: SymbolState,
-        symbol: str,
-        ticks: list[bytes],
-        owners: list[tuple[int, Any]],
-        out: BatchOutput,
-    ) -> list[Any]:
+    async def run_chunk(st: SymbolState, symbol: str, chunk: _Chunk, out: BatchOutput) -> list[Any]:
         """One processor call over consecutive messages of one symbol: the engine's per-call
         cost is paid once, not per message (the columnar engine's is a few ms per holder and
         rule). Cutting a symbol's ticks anywhere gives the same outputs, so this equals a call
         per message; each rejected tick is dead-lettered against the message it came in."""
         alerts_before, rejected_before = len(out.alerts), len(out.rejected)
-        processor.process(st, symbol, ticks, holdings_table.rows, out)
+        processor.process(st, symbol, chunk.ticks(), holdings_table.rows, out)
         sent = []
         for alert in out.alerts[alerts_before:]:
             msg = dumps(alert.to_message())
             sent.append(await topics[t.ALERTS].send(key=alert.holder.encode(), value=msg))
+        owners = chunk.owners
         starts = [first for first, _ in owners]
         new = out.rejected[rejected_before:], out.rejected_at[rejected_before:]
         for (body, reason), at in zip(*new, strict=True):
@@ -226,6 +227,41 @@ class SymbolStates:
             self.table[symbol.encode()] = st.to_record()
             if (price := st.ref.price(symbol)) is not None:
                 metrics.set_reference_price(symbol, price)
+
+
+def _ticks_of(value: bytes | None) -> Sequence[bytes] | TickColumns:
+    """A ``valuation-input`` message's ticks: columns, or an earlier worker's JSON lines."""
+    frame = decode_tick_message(value)
+    return frame.ticks if isinstance(frame, TickBatch) else from_frame(frame)
+
+
+@dataclass
+class _Chunk:
+    """Consecutive messages of one symbol for one processor call, all of one frame kind."""
+
+    lines: list[bytes] = field(default_factory=list)
+    columns: list[TickColumns] = field(default_factory=list)
+    owners: list[tuple[int, Any]] = field(default_factory=list)  # (first tick's index, event)
+    size: int = 0
+
+    def takes(self, ticks: Sequence[bytes] | TickColumns) -> bool:
+        """Empty, or holding the same frame kind as ``ticks``."""
+        return not self.size or bool(self.columns) == isinstance(ticks, TickColumns)
+
+    def add(self, ticks: Sequence[bytes] | TickColumns, event: Any) -> None:
+        self.owners.append((self.size, event))
+        if isinstance(ticks, TickColumns):
+            self.columns.append(ticks)
+        else:
+            self.lines.extend(ticks)
+        self.size += len(ticks)
+
+    def ticks(self) -> Sequence[bytes] | TickColumns:
+        if not self.columns:
+            return self.lines
+        if len(self.columns) == 1:
+            return self.columns[0]
+        return TickColumns.concat(self.columns, [len(c) for c in self.columns])
 
 
 def _by_symbol(events: list[Any]) -> dict[str, list[Any]]:

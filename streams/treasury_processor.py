@@ -26,7 +26,7 @@ from streams.alerts import Alert, iso_utc
 from streams.columnar import ColumnarBook, ColumnarEngine, from_us
 from streams.columnar_refprice import ColumnarReferencePrice
 from streams.columnar_stream import process_ticks
-from streams.columnar_ticks import decode_ticks
+from streams.columnar_ticks import TickColumns, decode_ticks
 from streams.holdings import HoldingsTimeline, value_usd
 from streams.refprice import ReferencePrice, VenueEvent
 from streams.rules import Rule, RuleEngine
@@ -118,13 +118,14 @@ class TreasuryProcessor:
         self,
         state: SymbolState,
         symbol: str,
-        ticks: Sequence[bytes],
+        ticks: Sequence[bytes] | TickColumns,
         holdings: Sequence[HoldingUpdate] = (),
         out: BatchOutput | None = None,
     ) -> BatchOutput:
-        """Apply one symbol's ticks in order. ``holdings`` is the whole holdings table as read
-        so far (append-only); rows past ``state.synced`` are applied before the first tick.
-        Ticks older than the state's event time change nothing, so a replay is harmless."""
+        """Apply one symbol's ticks in order: JSON lines, or columns already decoded (route-ticks'
+        frames). ``holdings`` is the whole holdings table as read so far (append-only); rows
+        past ``state.synced`` are applied before the first tick. Ticks older than the state's
+        event time change nothing, so a replay is harmless."""
         out = out if out is not None else BatchOutput()
         if not ticks:
             return out
@@ -132,6 +133,9 @@ class TreasuryProcessor:
             self._apply_holdings(state, symbol, holdings, out)
         if self.engine == "columnar":
             self._columnar(state, symbol, ticks, out)
+            return out
+        if isinstance(ticks, TickColumns):
+            self._scalar_columns(state, symbol, ticks, out)
             return out
         for i, body in enumerate(ticks):
             try:
@@ -144,13 +148,32 @@ class TreasuryProcessor:
                 out.rejected_at.append(i)
         return out
 
+    def _scalar_columns(
+        self, st: SymbolState, symbol: str, cols: TickColumns, out: BatchOutput
+    ) -> None:
+        """The scalar path over decoded columns: each row as the ``PriceTick`` it was."""
+        for i, row in enumerate(cols.row.tolist()):
+            tick = PriceTick.model_construct(
+                venue=cols.venue[i],
+                symbol=cols.symbol[i],
+                price=float(cols.price[i]),
+                ts=from_us(int(cols.t_us[i])),
+            )
+            try:
+                if tick.symbol != symbol:
+                    raise _wrong_symbol(tick.symbol, symbol)
+                self._tick(st, symbol, tick, out)
+            except (RecordError, ValueError, KeyError) as exc:
+                out.rejected.append((cols.line(i), repr(exc)))
+                out.rejected_at.append(row)
+
     def _columnar(
-        self, st: SymbolState, symbol: str, ticks: Sequence[bytes], out: BatchOutput
+        self, st: SymbolState, symbol: str, ticks: Sequence[bytes] | TickColumns, out: BatchOutput
     ) -> None:
         """``_tick`` for every tick of the batch at once; the same outputs in the same order."""
         ref, book = st.ref, st.book
         assert isinstance(ref, ColumnarReferencePrice) and isinstance(book, ColumnarBook)
-        cols = decode_ticks(ticks)
+        cols = given = ticks if isinstance(ticks, TickColumns) else decode_ticks(ticks)
         reasons = {b.index: repr(RecordError(b.reason, field=b.field)) for b in cols.bad}
         if any(s != symbol for s in cols.symbol):  # never from route-ticks; as the scalar path
             keep = [i for i, s in enumerate(cols.symbol) if s == symbol]
@@ -158,7 +181,7 @@ class TreasuryProcessor:
                 if s != symbol:
                     reasons[int(cols.row[i])] = repr(_wrong_symbol(s, symbol))
             cols = cols.take(np.asarray(keep, np.intp))
-        out.rejected.extend((ticks[i], reasons[i]) for i in sorted(reasons))
+        out.rejected.extend((_body(ticks, given, i), reasons[i]) for i in sorted(reasons))
         out.rejected_at.extend(sorted(reasons))
         previous = ref.price(symbol)
         res = process_ticks(ref, {symbol: book}, cols)
@@ -225,6 +248,14 @@ class TreasuryProcessor:
             held = st.book.timeline.at(holder, as_of)
             if held is not None:
                 _valuation(out.valuations, held, symbol, as_of, price)
+
+
+def _body(ticks: Sequence[bytes] | TickColumns, cols: TickColumns, row: int) -> bytes:
+    """Input tick ``row`` as bytes, for its dead letter (columns hold valid ticks only)."""
+    if not isinstance(ticks, TickColumns):
+        return ticks[row]
+    at = int(np.searchsorted(cols.row, row))
+    return cols.line(at) if at < len(cols) and cols.row[at] == row else b""
 
 
 def _wrong_symbol(got: str, want: str) -> RecordError:

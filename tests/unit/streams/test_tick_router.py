@@ -1,5 +1,6 @@
 """route-ticks without engines: what it forwards per symbol and what it dead-letters equal
-what ``PriceTick.parse`` accepts and refuses, tick by tick, in input order."""
+what ``PriceTick.parse`` accepts and refuses, tick by tick, in input order; what it forwards
+is the ticks' venue, symbol, price and time as columns (the treasury reads no more)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpwatch.exceptions import RecordError
-from cpwatch.internal_topics import TickBatch
+from cpwatch.internal_topics import TickColumnsFrame
 from cpwatch.records import PriceTick
 from streams import tick_router
+from streams.columnar import from_us
+from streams.columnar_ticks import from_frame
+
+Seen = tuple[str, str, float, datetime]  # what a forwarded tick keeps: venue, symbol, price, ts
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -54,8 +59,23 @@ def _route(records: list[Rec]) -> tuple[Topic, Topic]:
     return by_symbol, dlq
 
 
-def _expected(records: list[Rec]) -> tuple[dict[str, list[PriceTick]], list[tuple[int, str]]]:
-    forwarded: dict[str, list[PriceTick]] = {}
+def _forwarded(sent: list[tuple[bytes, bytes]]) -> dict[str, list[Seen]]:
+    got: dict[str, list[Seen]] = {}
+    for key, value in sent:
+        frame = TickColumnsFrame.decode(value)
+        assert frame.symbol == key.decode()
+        cols = from_frame(frame)
+        got.setdefault(key.decode(), []).extend(
+            (v, s, p, from_us(t))
+            for v, s, p, t in zip(
+                cols.venue, cols.symbol, cols.price.tolist(), cols.t_us.tolist(), strict=True
+            )
+        )
+    return got
+
+
+def _expected(records: list[Rec]) -> tuple[dict[str, list[Seen]], list[tuple[int, str]]]:
+    forwarded: dict[str, list[Seen]] = {}
     refused: list[tuple[int, str]] = []
     for r in records:
         try:
@@ -63,7 +83,7 @@ def _expected(records: list[Rec]) -> tuple[dict[str, list[PriceTick]], list[tupl
         except RecordError as exc:
             refused.append((r.offset, str(exc)))
             continue
-        forwarded.setdefault(tick.symbol, []).append(tick)
+        forwarded.setdefault(tick.symbol, []).append((tick.venue, tick.symbol, tick.price, tick.ts))
     return forwarded, refused
 
 
@@ -98,21 +118,18 @@ def test_forwards_and_refuses_exactly_what_the_record_type_does(raw: list[bytes 
     records = [Rec(b"k", v, offset=i) for i, v in enumerate(raw)]
     by_symbol, dlq = _route(records)
     want, refused = _expected(records)
-    got: dict[str, list[PriceTick]] = {}
-    for key, value in by_symbol.sent:
-        got.setdefault(key.decode(), []).extend(
-            PriceTick.parse(t) for t in TickBatch.decode(value).ticks
-        )
-    assert got == want
+    assert _forwarded(by_symbol.sent) == want
     letters = [json.loads(v) for _, v in dlq.sent]
     assert sorted((d["offset"], d["reason"]) for d in letters) == sorted(refused)
     assert all(d["stage"] == "route-ticks" and d["topic"] == "price-ticks" for d in letters)
 
 
-def test_forwarded_ticks_are_compact_single_lines() -> None:
+def test_a_valid_tick_in_another_spelling_is_forwarded_as_the_same_tick() -> None:
     tick = PriceTick(venue="kraken", symbol="BTC-USD", price=100.0, ts=T0)
     compact = tick.to_bytes()
-    spaced = json.dumps(tick.to_dict(), indent=1).encode()  # valid, but would break the frame
+    spaced = json.dumps(tick.to_dict(), indent=1).encode()  # valid, multi-line
     by_symbol, dlq = _route([Rec(b"k", compact), Rec(b"k", spaced, offset=1)])
     assert dlq.sent == []
-    assert TickBatch.decode(by_symbol.sent[0][1]).ticks == (compact, compact)
+    assert len(by_symbol.sent) == 1
+    seen = ("kraken", "BTC-USD", 100.0, T0)
+    assert _forwarded(by_symbol.sent) == {"BTC-USD": [seen, seen]}
