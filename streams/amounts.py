@@ -76,5 +76,19 @@ def scan_amounts(text: str) -> list[tuple[int, Amount]]:
     return out
 
 
+def scan_btc(text: str) -> list[tuple[int, Amount]]:
+    """The ``BTC`` amounts of ``scan_amounts(text)``, without looking for the other units."""
+    if "BTC" not in text and "itcoin" not in text:
+        return []
+    out: list[tuple[int, Amount]] = []
+    seen: set[float] = set()
+    for m in _BTC.finditer(text):
+        value = _num(m.group(1) or m.group(2))
+        if value not in seen:
+            seen.add(value)
+            out.append((m.start(), Amount(value, "BTC", m.group().strip())))
+    return out
+
+
 def extract_amounts(text: str) -> list[Amount]:
     return [a for _, a in scan_amounts(text)]

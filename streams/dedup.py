@@ -12,9 +12,11 @@ State layout (what ``to_dict`` writes, and how a Faust table can hold it):
 - ``entries``: article id -> ``{"cluster", "sig", "ts"}``, oldest first. At most
   ``max_entries``; the oldest are evicted first, and entries older than ``window`` before the
   newest article are dropped.
-- ``buckets``: band key (``"<band>:<hex>"``) -> article ids. Buckets are derived from entries,
-  so a table keyed by band key (value: the bucket's entries with their signatures) shards the
-  same state by band; ``band_keys`` gives the keys an article needs to read and write.
+- ``buckets``: band -> the slots of the entries whose signature has that band's values.
+  Buckets are derived from entries, so a table keyed by band key (``"<band>:<hex>"``, value: the
+  bucket's entries with their signatures) shards the same state by band; ``band_keys`` gives the
+  keys an article needs to read and write. In memory a band is keyed by its values themselves
+  (``(band, v1, v2)``): the same buckets without hashing 32 strings per article.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ _STOP = frozenset(
 
 def _h64(data: str) -> int:
     return int.from_bytes(hashlib.blake2b(data.encode(), digest_size=8).digest(), "big")
+
+
+# Shingle -> its blake2b digest. Words and common bigrams recur from article to article, and a
+# lookup costs a tenth of a hash; cleared when full, so memory stays bounded (~10 MB).
+_DIGESTS: dict[str, bytes] = {}
+_DIGESTS_MAX = 65_536
 
 
 # Fixed permutation parameters derived from their index: identical on every worker.
@@ -110,8 +118,15 @@ def shingle_hashes(title: str, text: str) -> U64s:
     found = shingles(title, text)
     if not found:
         return np.zeros(1, dtype=np.uint64)
-    blob = b"".join([hashlib.blake2b(s.encode(), digest_size=8).digest() for s in found])
-    return np.frombuffer(blob, dtype=">u8").astype(np.uint64)
+    if len(_DIGESTS) + len(found) > _DIGESTS_MAX:
+        _DIGESTS.clear()
+    get, parts = _DIGESTS.get, []
+    for s in found:
+        d = get(s)
+        if d is None:
+            d = _DIGESTS[s] = hashlib.blake2b(s.encode(), digest_size=8).digest()
+        parts.append(d)
+    return np.frombuffer(b"".join(parts), dtype=">u8").astype(np.uint64)
 
 
 def signature_array(title: str, text: str) -> U64s:
@@ -147,6 +162,15 @@ def band_keys(sig: list[int]) -> list[str]:
     return keys
 
 
+BandKey = tuple[int, int, int]  # (band, its ROWS = 2 values): a bucket's key in memory
+
+
+def _bands(sig: list[int]) -> list[BandKey]:
+    """The in-memory bucket keys of a signature: equal exactly when ``band_keys`` are equal
+    (short of a 48-bit hash collision, which the string keys allow and these do not)."""
+    return list(zip(range(BANDS), sig[0::ROWS], sig[1::ROWS], strict=True))
+
+
 def similarity(a: list[int], b: list[int]) -> float:
     """MinHash estimate of the Jaccard similarity of two shingle sets."""
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
@@ -166,7 +190,7 @@ class _Entry:
     sig: list[int]
     ts: float | None  # POSIX seconds of `published`, when known
     slot: int  # row in StoryClusterer._sigs / _ts
-    keys: list[str]  # band keys, kept so eviction does not recompute them
+    keys: list[BandKey]  # bucket keys, kept so eviction does not recompute them
 
 
 class StoryClusterer:
@@ -174,6 +198,8 @@ class StoryClusterer:
 
     Signatures also live as rows of one uint64 matrix (a slot per entry, reused after
     eviction), so the candidates an article's buckets yield are scored in one numpy pass.
+    Buckets hold slots (ints), so candidates are gathered as one set union and only the best
+    scoring ones are looked up by id.
     """
 
     def __init__(
@@ -188,8 +214,7 @@ class StoryClusterer:
         self.window = window
         self.threshold = threshold
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        # band key -> article ids; a dict as an ordered set, so eviction removes in O(1)
-        self._buckets: dict[str, dict[str, None]] = {}
+        self._buckets: dict[BandKey, set[int]] = {}  # band -> slots of its entries
         self._clusters: dict[str, list[str]] = {}  # cluster id -> member ids, oldest first
         self._newest: float | None = None
         # Grown by doubling up to max_entries + 1 (an add precedes its eviction).
@@ -197,6 +222,7 @@ class StoryClusterer:
         self._sigs = np.zeros((cap, NUM_PERM), dtype=np.uint64)
         self._ts = np.full(cap, np.nan)  # NaN: published unknown
         self._free: list[int] = list(range(cap - 1, -1, -1))
+        self._slot_ids: list[str] = [""] * cap  # slot -> article id of its entry
         self._evicted: list[str] = []
 
     def __len__(self) -> int:
@@ -215,29 +241,31 @@ class StoryClusterer:
         ts = published.timestamp() if published is not None else None
         row = signature_array(title, text)
         sig = row.tolist()
-        keys = band_keys(sig)
+        keys = _bands(sig)
         best = self._best_cluster(row, ts, keys)
         cluster = best or article_id
         self._add(article_id, cluster, sig, row, ts, keys)
         return cluster, best is None, self.members(cluster)
 
     def _best_cluster(
-        self, row: npt.NDArray[np.uint64], ts: float | None, keys: list[str]
+        self, row: npt.NDArray[np.uint64], ts: float | None, keys: list[BandKey]
     ) -> str | None:
         """The cluster of the most similar candidate within the window reaching the threshold;
         ties go to the smallest article id (the order the scalar loop visited them in)."""
         buckets = [b for b in map(self._buckets.get, keys) if b]
         if not buckets:
             return None
-        cands = sorted(set().union(*buckets))
-        entries = [self._entries[c] for c in cands]
-        slots = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
-        sims = (self._sigs[slots] == row).sum(axis=1) / NUM_PERM
+        cands = set().union(*buckets)
+        slots = np.fromiter(cands, dtype=np.intp, count=len(cands))
+        sims = (self._sigs[slots] == row).sum(axis=1)  # equal values out of NUM_PERM
         if ts is not None:
             with np.errstate(invalid="ignore"):  # NaN (no ts) compares False: kept
-                sims[np.abs(ts - self._ts[slots]) > self.window.total_seconds()] = -1.0
-        i = int(np.argmax(sims))  # the first of the maxima
-        return entries[i].cluster if sims[i] >= self.threshold else None
+                sims[np.abs(ts - self._ts[slots]) > self.window.total_seconds()] = -NUM_PERM
+        top = int(sims.max())
+        if top / NUM_PERM < self.threshold:
+            return None
+        best = min(map(self._slot_ids.__getitem__, slots[sims == top].tolist()))
+        return self._entries[best].cluster
 
     def ids(self) -> set[str]:
         """Article ids currently held (after eviction)."""
@@ -262,6 +290,7 @@ class StoryClusterer:
             cap = min(2 * old, self.max_entries + 1)
             self._sigs = np.concatenate([self._sigs, np.zeros((cap - old, NUM_PERM), np.uint64)])
             self._ts = np.concatenate([self._ts, np.full(cap - old, np.nan)])
+            self._slot_ids.extend([""] * (cap - old))
             self._free = list(range(cap - 1, old - 1, -1))
         return self._free.pop()
 
@@ -272,15 +301,16 @@ class StoryClusterer:
         sig: list[int],
         row: npt.NDArray[np.uint64],
         ts: float | None,
-        keys: list[str],
+        keys: list[BandKey],
     ) -> None:
         slot = self._slot()
         self._sigs[slot] = row
         self._ts[slot] = np.nan if ts is None else ts
+        self._slot_ids[slot] = article_id
         self._entries[article_id] = _Entry(cluster, sig, ts, slot, keys)
         self._clusters.setdefault(cluster, []).append(article_id)
         for k in keys:
-            self._buckets.setdefault(k, {})[article_id] = None
+            self._buckets.setdefault(k, set()).add(slot)
         if ts is not None:
             self._newest = max(self._newest or ts, ts)
         self._evict()
@@ -302,7 +332,7 @@ class StoryClusterer:
             for k in oldest.keys:
                 bucket = self._buckets.get(k)
                 if bucket is not None:
-                    bucket.pop(oldest_id, None)
+                    bucket.discard(oldest.slot)
                     if not bucket:
                         del self._buckets[k]
 
@@ -334,6 +364,6 @@ class StoryClusterer:
             except ValueError as exc:
                 raise ValueError(f"entry {row['id']}: {exc}") from None
             ts = None if row["ts"] is None else float(row["ts"])
-            self._add(str(row["id"]), str(row["cluster"]), sig, arr, ts, band_keys(sig))
+            self._add(str(row["id"]), str(row["cluster"]), sig, arr, ts, _bands(sig))
         self._evicted.clear()  # restoring is not news to the caller
         return self

@@ -75,6 +75,10 @@ class HolderLinker:
         """Holder ids the event concerns, sorted: states of its countries, named companies."""
         found = {h for cc in countries for h in self.by_country.get(cc, ())}
         for part, headline in ((title, True), (text, False)):
+            # A name a sentence holds matches in the whole part too (sentence ends are not word
+            # characters), so one search rules out most parts at once.
+            if self.any_name.search(part) is None:
+                continue
             for sent in _SENTENCE.finditer(part):
                 found.update(self._named(sent.group(), headline))
         return sorted(found)

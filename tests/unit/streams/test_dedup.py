@@ -242,3 +242,48 @@ def test_evicted_ids_are_reported_once_and_slots_reused() -> None:
     assert sc.take_evicted() == [f"n{i}" for i in range(7)]
     assert sc.take_evicted() == []
     assert len(sc._sigs) <= 4  # noqa: SLF001 - capacity stays max_entries + 1
+
+
+def _string_key_decisions(stream: list[tuple[str, str, str, datetime | None]], n: int) -> list[str]:
+    """Cluster ids as the clusterer chose them with the hashed ``band_keys`` buckets and the
+    candidates visited in sorted id order (the previous ``_best_cluster``)."""
+    old = _ScalarClusterer(n, timedelta(hours=12), 0.25)
+    return [old.assign(aid, title, text, when) for aid, title, text, when in stream]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), max_entries=st.integers(1, 60))
+def test_many_exact_copies_tie_to_the_smallest_id_as_before(seed: int, max_entries: int) -> None:
+    # Re-sent copies of a few stories under random ids: every copy ties with all the others,
+    # and eviction frees slots that later copies reuse.
+    rnd = random.Random(seed)
+    stories = [_words(rnd, rnd.randint(5, 80)) for _ in range(4)]
+    stream = []
+    for i in range(120):
+        words = rnd.choice(stories)
+        if rnd.random() < 0.2:
+            words = _variant(rnd, words, 0.3)
+        when = None if rnd.random() < 0.1 else T0 + timedelta(hours=rnd.uniform(0, 30) + i / 8)
+        stream.append((f"id{rnd.randrange(10**4):04d}", "t", " ".join(words), when))
+    new = StoryClusterer(max_entries, timedelta(hours=12))
+    got = [new.assign(aid, title, text, when)[0] for aid, title, text, when in stream]
+    assert got == _string_key_decisions(stream, max_entries)
+
+
+@given(
+    a=st.lists(st.integers(0, 3), min_size=dedup.NUM_PERM, max_size=dedup.NUM_PERM),
+    b=st.lists(st.integers(0, 3), min_size=dedup.NUM_PERM, max_size=dedup.NUM_PERM),
+)
+def test_in_memory_band_keys_match_where_the_string_keys_match(a: list[int], b: list[int]) -> None:
+    same = [x == y for x, y in zip(dedup._bands(a), dedup._bands(b), strict=True)]
+    assert same == [x == y for x, y in zip(band_keys(a), band_keys(b), strict=True)]
+
+
+def test_signature_is_the_same_when_the_digest_cache_is_cleared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dedup, "_DIGESTS_MAX", 50)  # cleared before nearly every article
+    monkeypatch.setattr(dedup, "_DIGESTS", {})
+    for story in (STORY_A, STORY_B, STORY_A_REWORDED, STORY_A):
+        assert signature(*story) == dedup._reference_signature(*story)
+        assert len(dedup._DIGESTS) <= max(50, len(dedup.shingles(*story)))

@@ -85,3 +85,17 @@ def test_the_any_name_search_changes_no_result(words: list[str], sep: str, headl
     assert linker.link([], text if headline else "", text) == every.link(
         [], text if headline else "", text
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_WORDS), max_size=14),
+    st.lists(st.sampled_from([" ", ".", "!", "?", "\n", "", "_", "'", ". \n"]), min_size=1),
+)
+def test_a_part_naming_no_holder_is_skipped_as_a_whole(words: list[str], seps: list[str]) -> None:
+    """Sentence ends next to names, names glued to words: skipping a part whose whole text
+    names no holder changes no link."""
+    linker = HolderLinker.from_csv_text(REGISTRY)
+    every = replace(linker, any_name=re.compile(""))
+    text = "".join(w + seps[i % len(seps)] for i, w in enumerate(words))
+    assert linker.link([], text, text) == every.link([], text, text)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cpwatch.records import HoldingsProposal
-from streams.holdings_news import HolderNames, extract_holdings, proposals
+from streams import holdings_news as hn
+from streams.amounts import scan_amounts, scan_btc
+from streams.holdings_news import HolderNames, HoldingStatement, extract_holdings, proposals
 
 REGISTRY = """holder,kind,country,btc,as_of
 El Salvador,state,SV,1,2024-01-01
@@ -104,3 +109,71 @@ def test_proposals_are_deterministic_and_become_holdings_rows() -> None:
         bought.to_update(None)
     sold = HoldingsProposal.parse({**bought.to_dict(), "statement": "sold"})
     assert sold.to_update(50).btc == 0  # never below zero
+
+
+# --- the cheaper scan against the definition it replaced ------------------------------------
+
+_OLD_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _reference_extract(title: str, text: str) -> list[HoldingStatement]:
+    """``extract_holdings`` as it read before the shortcuts (every sentence, every unit)."""
+    as_of = DAY.date().isoformat()
+    last: dict[str | None, str] = {}
+    out: list[HoldingStatement] = []
+    seen: set[tuple[str, str, float]] = set()
+    for sentence in [title, *_OLD_SENTENCE.split(text)]:
+        sentence = sentence.strip()
+        if not sentence:
+            continue
+        holders = NAMES.find(sentence)
+        start = 0
+        for pos, amount in scan_amounts(sentence):
+            if amount.unit != "BTC":
+                continue
+            clause = sentence[start:pos]
+            start = pos + len(amount.text)
+            named = [h for p, h in holders if p < pos]
+            holder = named[-1] if named else hn._antecedent(sentence[:pos], last)
+            kind = hn._kind(clause, sentence[start:])
+            if holder is None or kind is None or hn._HEDGE.search(clause) or amount.value <= 0:
+                continue
+            if (holder, kind, amount.value) not in seen:
+                seen.add((holder, kind, amount.value))
+                evidence = sentence[: hn.EVIDENCE_CHARS]
+                out.append(HoldingStatement(holder, kind, amount.value, as_of, evidence))
+        for _, h in holders:
+            last[None] = last["state" if h in NAMES.states else "company"] = h
+    return out
+
+
+_FRAGMENTS = (
+    "El Salvador|Bhutan's|MicroStrategy|Tesla|the company|the country|its|it| holds| bought"
+    "| sold| moved| to an exchange| plans to buy| worth| 6,240 BTC| 21 bitcoin| BTC 2,195"
+    "| 1.5 bitcoins| 0 BTC| $7 billion| 300 MW| 12 dollars| and|,|.|. |! |?|\n|\n\n| \t|  "
+    "| Bitcoin| BTC|itcoin| now total| U.S.| United States"
+).split("|")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_FRAGMENTS), max_size=40),
+    st.lists(st.sampled_from(_FRAGMENTS), max_size=8),
+)
+def test_statements_equal_the_reference_scan(text: list[str], title: list[str]) -> None:
+    body, head = "".join(text), "".join(title)
+    assert extract_holdings(head, body, NAMES, DAY) == _reference_extract(head, body)
+
+
+@given(st.text(alphabet="ab .!?\n\t\r\u2028\x1c", max_size=60))
+def test_sentences_split_as_before_once_stripped(text: str) -> None:
+    def pieces(rx: re.Pattern[str]) -> list[str]:
+        return [p.strip() for p in rx.split(text) if p.strip()]
+
+    assert pieces(hn._SENTENCE) == pieces(_OLD_SENTENCE)
+
+
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=30))
+def test_scan_btc_is_the_btc_part_of_scan_amounts(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert scan_btc(text) == [(p, a) for p, a in scan_amounts(text) if a.unit == "BTC"]
