@@ -4,20 +4,24 @@ Each case runs in its own namespace (``bench-<uuid>-`` topics with PARTITIONS pa
 index prefix of its own), deleted afterwards. Input: ticks keyed ``venue:symbol`` for BTC-USD on
 one venue plus 7 other symbols on 2 venues each (15 keys), 10 s apart in event time, and 6
 holders with 7 holding updates. Holdings are BTC and routed to ``ASSET_SYMBOL`` only, so all
-holder valuations and rules run on the single BTC-USD partition of the by-symbol topic: that
-part cannot spread over workers. What can: route-ticks (one Faust message per tick, per
-``venue:symbol`` partition) and the per-symbol reference price of the other 7 symbols.
+holder valuations and rules run on the BTC-USD partition of the by-symbol topic; route-ticks
+(per ``venue:symbol`` partition) and the other symbols' reference prices spread over workers.
 
-(1) scale, three cases: 1 worker; 2 workers (both in the group before any tick); 1 worker with a
-    second one joining once 30 % of the ticks are committed (rebalance mid-stream). Workers
-    start, the group is stable, holdings are routed, then all ticks are produced at full speed
-    while the workers consume. Alerts in Elasticsearch and on the alerts topic are compared
-    with ``run_backtest`` over the BTC-USD ticks (one venue: reference price = tick price).
+(1) scale, three cases. Capacity (1 worker; 2 workers): the workers start on an empty topic,
+    the groups are stable, holdings are routed. Then, in chunks: the workers are stopped
+    (SIGSTOP) while ticks are produced for at most STOP_S (under the 10 s session timeout: no
+    rebalance ever), and resumed; time and CPU run from the resume until the group has
+    committed the chunk on both stages. Worker start-up and the producer are outside the
+    measurement, and each chunk is a backlog. Mid-stream join (an exactness test): 1 worker,
+    ticks produced live at full speed, a second worker joining once 30 % of the ticks are
+    committed. Alerts in Elasticsearch and on the alerts topic are compared with
+    ``run_backtest`` over the BTC-USD ticks (one venue: reference price = tick price).
 (2) rss: one worker, 1,000,000 ticks produced in 20 chunks; after each chunk the bench waits
     until the group has committed all of it (both stages), then reads the worker's VmRSS from
     /proc; a thread also reads it every second for the peak.
 
     .venv/bin/python -m bench.bench_scale [--ticks 400000] [--rss-ticks 1000000] [--only scale|rss]
+        [--cases one,two,join] [--profile DIR]  (py-spy of each worker over the window)
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ import json
 import math
 import random
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -50,18 +57,24 @@ from streams.rules import RuleEngine, load_rules
 from streams.treasury_processor import ASSET_SYMBOL
 
 METHOD = (
-    "ticks/s = (N - price-ticks offsets committed at the first poll that saw any) / (time from "
-    "that poll to the first poll where the group had committed all N price-ticks and all of the "
-    "internal valuation-input topic); committed offsets polled every 0.25 s with the admin API "
-    "(Faust commits every 1 s, so each end is uncertain by ~1 s); ticks produced at full speed "
-    "from this process after the group was stable and the holdings routed, so the producer "
-    "shares the 2 cores while it runs; ratio = 2-worker / 1-worker rate of the same run; worker "
-    "CPU from /proc/<pid>/stat over the same window, and ticks per CPU-second of the busiest "
-    "worker as the rate it could reach with a core of its own. Alerts: Elasticsearch ids and "
-    "alerts-topic fingerprints vs run_backtest over the BTC-USD ticks. RSS: /proc/<pid>/status "
-    "VmRSS of the worker once it has committed each 5 % chunk of the ticks on both stages (so "
-    "no backlog is buffered), plus every 1 s for the max; slope = least-squares MB per 100k "
-    "ticks over the caught-up points at >= 50 %"
+    "capacity cases (1 and 2 workers): the workers, started and idle in stable groups, are "
+    "stopped (SIGSTOP) while a chunk of ticks is produced (at most 6 s, inside the 10 s session "
+    "timeout, so the groups never rebalance: checked by member ids and partitions before and "
+    "after), then resumed; seconds and worker CPU (/proc/<pid>/stat) run from each resume to "
+    "the first poll where the group had committed every tick sent so far and all of the "
+    "internal valuation-input topic, summed over the chunks; ticks/s = N / seconds; committed "
+    "offsets polled every 0.2 s with the admin API (Faust commits every 1 s, so each chunk's "
+    "end is late by up to ~1 s: a bias against the rate, and a little idle CPU); ticks per "
+    "CPU-second of the busiest worker = N / its CPU, the rate it could reach with a core of its "
+    "own; ratio = 2-worker / 1-worker figure of the same run. Per-worker split: route-ticks "
+    "records in and the symbols whose reference price moved, from each worker's /metrics; "
+    "ticks per partition from the keys' murmur2 partitions. Mid-stream join case (an exactness "
+    "test): ticks produced live at full speed from this process while the workers consume, "
+    "timed from the first poll that saw a commit. Alerts: Elasticsearch ids and alerts-topic "
+    "fingerprints vs run_backtest over the BTC-USD ticks. RSS: /proc/<pid>/status VmRSS of the "
+    "worker once it has committed each 5 % chunk of the ticks on both stages (so no backlog is "
+    "buffered), plus every 1 s for the max; slope = least-squares MB per 100k ticks over the "
+    "caught-up points at >= 50 %"
 )
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 8
@@ -90,6 +103,9 @@ RULES = """rules:
   - {id: move, holder: "*", type: pct_move, window: 30m, pct: 3}
 """
 STARTUP_S, RUN_S, ES_S = 180.0, 600.0, 120.0
+# Stopped workers must not miss a session (10 s, heartbeats every 3 s): at most this long.
+STOP_S = 6.0
+POLL_S = 0.2  # committed offsets in the capacity window
 
 
 def _t0(n: int = 0) -> datetime:
@@ -171,6 +187,7 @@ class Run:
         self.admin = KafkaAdminClient(**kw)
         self.ends = KafkaConsumer(group_id=None, allow_auto_create_topics=False, **kw)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.ports: list[int] = []  # each worker's /metrics
         self.t0 = _t0(n)  # once per run: expected alerts, holdings and ticks share it
 
     def spawn(self) -> subprocess.Popen[bytes]:
@@ -181,6 +198,8 @@ class Run:
         i = len(self.procs)
         env = child_env(self.settings)
         env["CPWATCH_FAUST_DATA_DIR"] = str(self.tmp / f"faust-{i}")
+        self.ports.append(_free_port())
+        env["CPWATCH_METRICS_PORT"] = str(self.ports[-1])
         with open(self.tmp / f"worker-{i}.log", "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "worker"],
@@ -196,7 +215,7 @@ class Run:
         """member id -> assigned (topic, partition) of one group, or of both the worker's groups
         (Faust's and route-ticks'), while they are Stable; else {}."""
         out: dict[str, set[tuple[str, int]]] = {}
-        for g in [group] if group else [self.group, f"{self.group}-route-ticks"]:
+        for g in [group] if group else self.groups():
             try:
                 info = self.admin.describe_groups([g])[g]
             except Exception:  # noqa: BLE001 - the group does not exist yet
@@ -213,12 +232,28 @@ class Run:
 
     def wait_members(self, n: int) -> None:
         deadline = time.monotonic() + STARTUP_S
-        groups = (self.group, f"{self.group}-route-ticks")
-        while any(len(self.members(g)) != n for g in groups):
+        while any(len(self.members(g)) != n for g in self.groups()):
             self.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"groups not stable with {n} member(s) in {STARTUP_S}s")
             time.sleep(0.5)
+
+    def groups(self) -> tuple[str, str]:
+        """The two groups that consume ticks: Faust's (treasury) and route-ticks'."""
+        return self.group, f"{self.group}-route-ticks"
+
+    def signal(self, sig: int) -> None:
+        for p in self.procs:
+            p.send_signal(sig)
+
+    def scrape(self) -> list[dict[str, float]]:
+        """Each worker's route-ticks records in and reference prices, from its /metrics."""
+        out = []
+        for port in self.ports:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - local http only
+                out.append(_parse_metrics(r.read().decode()))
+        return out
 
     def check_alive(self) -> None:
         for i, p in enumerate(self.procs):
@@ -229,7 +264,7 @@ class Run:
     def committed(self) -> dict[str, int]:
         """Committed offsets per topic of the Faust group and of route-ticks' own group."""
         out: dict[str, int] = {}
-        for group in (self.group, f"{self.group}-route-ticks"):
+        for group in self.groups():
             try:
                 got = self.admin.list_group_offsets({group: None}).get(group, {})
             except Exception:  # noqa: BLE001 - coordinator moving during a rebalance: ask again
@@ -340,7 +375,9 @@ def _alerts(run: Run, n_expected: int) -> dict[str, Any]:
     return {"es": [h["_id"] for h in hits], "topic": fps}
 
 
-def _scale_case(tmp: Path, n: int, workers: int, join_at: float | None) -> dict[str, Any]:
+def _scale_case(
+    tmp: Path, n: int, workers: int, join_at: float | None, profile: Path | None = None
+) -> dict[str, Any]:
     run = Run(tmp)
     res: dict[str, Any] = {
         "workers_at_start": workers,
@@ -353,52 +390,10 @@ def _scale_case(tmp: Path, n: int, workers: int, join_at: float | None) -> dict[
             run.spawn()
         run.wait_members(workers)
         run.send_holdings()
-        owners_before = run.members()
-        thread, produced = run.produce(n)
-        first: tuple[float, int] | None = None
-        cpu0: dict[int, float] = {}
-        box0 = _box_busy()
-        deadline = time.monotonic() + RUN_S
-        while time.monotonic() < deadline:
-            run.check_alive()
-            now, c = time.perf_counter(), run.committed()
-            ticks_done = c.get(run.ticks_topic, 0)
-            if first is None and ticks_done:
-                first = (now, ticks_done)
-                cpu0 = {p.pid: _cpu_s(p.pid) for p in run.procs}
-                box0 = _box_busy()
-            if join_at is not None and len(run.procs) == 1 and ticks_done >= join_at * n:
-                res["joined_at_ticks"] = ticks_done
-                run.spawn()
-            if first and run.done(n, c):
-                break
-            time.sleep(0.25)
+        if join_at is None:
+            _capacity_window(run, n, res, profile)
         else:
-            raise RuntimeError(f"not done in {RUN_S}s: {run.committed()}")
-        thread.join()
-        assert first is not None
-        box1 = _box_busy()
-        cpu = [_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in run.procs]
-        res.update(
-            produce_s=produced.get("seconds"),
-            ticks_measured=n - first[1],
-            seconds=round(now - first[0], 2),
-            ticks_per_s=round((n - first[1]) / (now - first[0])),
-            worker_cpu_s=[round(c, 1) for c in cpu],
-            worker_cpu_us_per_tick=round(sum(cpu) / (n - first[1]) * 1e6),
-            # What the rate would be if each worker had a core of its own (the busiest bounds it).
-            ticks_per_busiest_worker_cpu_s=round((n - first[1]) / max(cpu)),
-            box_cpu_busy_pct=round(100 * (box1[0] - box0[0]) / max(1, box1[1] - box0[1])),
-        )
-        owners_after = run.members()
-        res["partitions_per_member"] = sorted(
-            n_ticks
-            for a in owners_after.values()
-            if (n_ticks := sum(1 for t, _ in a if t == run.ticks_topic))
-        )
-        if join_at is not None:
-            # Did the partitions that carry BTC-USD change owner in the rebalance?
-            res["btc_partitions_moved"] = _btc_moved(run, owners_before, owners_after)
+            _live_window(run, n, join_at, res)
         got = _alerts(run, len(expected))
         exp = set(expected)
         res["alerts"] = {
@@ -417,6 +412,12 @@ def _scale_case(tmp: Path, n: int, workers: int, join_at: float | None) -> dict[
         # them one document and one delivery.
         exact = set(got["es"]) == exp == set(got["topic"]) and len(got["es"]) == len(exp)
         res["alerts"]["exact"] = exact
+        if not exact:  # the namespace goes; its workers' logs stay for a look
+            keep = Path(tempfile.gettempdir()) / f"cpwatch-bench-scale-logs-{run.tmp.name}"
+            keep.mkdir()
+            for log in run.tmp.glob("worker-*.log"):
+                shutil.copy(log, keep / log.name)
+            res["alerts"]["worker_logs"] = str(keep)
     finally:
         problems = run.close()
         if problems:
@@ -424,17 +425,219 @@ def _scale_case(tmp: Path, n: int, workers: int, join_at: float | None) -> dict[
     return res
 
 
+def _capacity_window(run: Run, n: int, res: dict[str, Any], profile: Path | None) -> None:
+    """Drain backlogs with every worker in a group that never rebalances: the workers are
+    stopped (SIGSTOP) while a chunk of ticks is produced, for at most STOP_S so no session
+    expires, then resumed; time and CPU from each resume until the group has committed the
+    chunk on both stages are summed over the chunks."""
+    encoded = [(t.key, t.to_bytes()) for t in _ticks(n, run.t0)]  # before any timing
+    members0 = run.members()
+    m0 = run.scrape()
+    spies = []
+    if profile:
+        name = f"{len(run.procs)}w-worker"
+        spies = [_spy(p.pid, profile / f"{name}{i}.txt") for i, p in enumerate(run.procs)]
+    seconds, cpu, busy, total, chunks, sent = 0.0, [0.0] * len(run.procs), 0, 0, [], 0
+    with Producer(run.settings, client_id="bench-scale") as producer:
+        while sent < n:
+            run.signal(signal.SIGSTOP)
+            try:
+                stop = time.monotonic() + STOP_S - 1.5  # the flush must fit in STOP_S too
+                first = sent
+                while sent < n and (sent % 1000 or time.monotonic() < stop):
+                    producer.send(topics.PRICE_TICKS, *encoded[sent])
+                    sent += 1
+                producer.flush()
+                cpu0, box0 = [_cpu_s(p.pid) for p in run.procs], _box_busy()  # stopped: exact
+            finally:
+                run.signal(signal.SIGCONT)
+            resumed = time.perf_counter()
+            deadline = time.monotonic() + RUN_S
+            while not run.done(sent, run.committed()):
+                run.check_alive()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not done with {sent} ticks in {RUN_S}s")
+                time.sleep(POLL_S)
+            seconds += time.perf_counter() - resumed
+            box1 = _box_busy()
+            cpu = [c + _cpu_s(p.pid) - c0 for c, p, c0 in zip(cpu, run.procs, cpu0, strict=True)]
+            busy, total = busy + box1[0] - box0[0], total + box1[1] - box0[1]
+            chunks.append(sent - first)
+            time.sleep(1.0)  # a heartbeat of every consumer before the next stop
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(timeout=60)
+    members1 = run.members()
+    per_worker = _per_worker(m0, run.scrape(), cpu, n)
+    symbols = [s for w in per_worker for s in w["treasury_symbols"]]
+    res.update(
+        chunks=chunks,
+        ticks_measured=n,
+        seconds=round(seconds, 2),
+        ticks_per_s=round(n / seconds),
+        worker_cpu_s=[round(x, 1) for x in cpu],
+        worker_cpu_us_per_tick=round(sum(cpu) / n * 1e6),
+        # What the rate would be if each worker had a core of its own (the busiest bounds it).
+        ticks_per_busiest_worker_cpu_s=round(n / max(cpu)),
+        box_cpu_busy_pct=round(100 * busy / max(1, total)),
+        partitions_per_member=_partitions_per_member(members1, run.ticks_topic),
+        # Same member ids and partitions before and after: no rebalance at all.
+        rebalanced=members1 != members0,
+        symbols_valued_by_two_workers=sorted({s for s in symbols if symbols.count(s) > 1}),
+        split_by_assignment=_split(members1, run, n),
+        per_worker=per_worker,
+    )
+
+
+def _live_window(run: Run, n: int, join_at: float, res: dict[str, Any]) -> None:
+    """Ticks produced live while one worker consumes; a second joins at ``join_at`` of them."""
+    owners_before = run.members()
+    thread, produced = run.produce(n)
+    first: tuple[float, int] | None = None
+    cpu0: dict[int, float] = {}
+    box0 = _box_busy()
+    deadline = time.monotonic() + RUN_S
+    while time.monotonic() < deadline:
+        run.check_alive()
+        now, c = time.perf_counter(), run.committed()
+        ticks_done = c.get(run.ticks_topic, 0)
+        if first is None and ticks_done:
+            first = (now, ticks_done)
+            cpu0 = {p.pid: _cpu_s(p.pid) for p in run.procs}
+            box0 = _box_busy()
+        if len(run.procs) == 1 and ticks_done >= join_at * n:
+            res["joined_at_ticks"] = ticks_done
+            run.spawn()
+        if first and run.done(n, c):
+            break
+        time.sleep(0.25)
+    else:
+        raise RuntimeError(f"not done in {RUN_S}s: {run.committed()}")
+    thread.join()
+    assert first is not None
+    box1 = _box_busy()
+    cpu = [_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in run.procs]
+    res.update(
+        produce_s=produced.get("seconds"),
+        ticks_measured=n - first[1],
+        seconds=round(now - first[0], 2),
+        ticks_per_s=round((n - first[1]) / (now - first[0])),
+        worker_cpu_s=[round(c, 1) for c in cpu],
+        worker_cpu_us_per_tick=round(sum(cpu) / (n - first[1]) * 1e6),
+        ticks_per_busiest_worker_cpu_s=round((n - first[1]) / max(cpu)),
+        box_cpu_busy_pct=round(100 * (box1[0] - box0[0]) / max(1, box1[1] - box0[1])),
+    )
+    owners_after = run.members()
+    res["partitions_per_member"] = _partitions_per_member(owners_after, run.ticks_topic)
+    # Did the partitions that carry BTC-USD change owner in the rebalance?
+    res["btc_partitions_moved"] = _btc_moved(run, owners_before, owners_after)
+
+
+def _partitions_per_member(members: dict[str, set[tuple[str, int]]], topic: str) -> list[int]:
+    return sorted(k for a in members.values() if (k := sum(1 for t, _ in a if t == topic)))
+
+
+def _partition(key: str) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka's) gives ``key``."""
+    from kafka.partitioner.default import murmur2
+
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+
+
+def _ticks_per_key(n: int) -> dict[tuple[str, str], int]:
+    """Ticks per (venue, symbol) among the first ``n`` of ``_ticks`` (KEYS in turn)."""
+    return {k: n // len(KEYS) + (i < n % len(KEYS)) for i, k in enumerate(KEYS)}
+
+
+def _ticks_by_partition(n: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Ticks per partition of price-ticks (key ``venue:symbol``) and of the by-symbol
+    valuation-input topic (key ``symbol``)."""
+    ticks: dict[int, int] = {}
+    by_symbol: dict[int, int] = {}
+    for (venue, symbol), k in _ticks_per_key(n).items():
+        p = _partition(f"{venue}:{symbol}")
+        ticks[p] = ticks.get(p, 0) + k
+        by_symbol[_partition(symbol)] = by_symbol.get(_partition(symbol), 0) + k
+    return ticks, by_symbol
+
+
+def _split(members: dict[str, set[tuple[str, int]]], run: Run, n: int) -> dict[str, Any]:
+    """Per group member: its partitions of the topic and the ticks the key hash puts there."""
+    on_ticks, on_symbols = _ticks_by_partition(n)
+    out: dict[str, Any] = {}
+    for name, topic, ticks in (
+        ("route-ticks (price-ticks)", run.ticks_topic, on_ticks),
+        ("treasury (valuation-input)", run.internal, on_symbols),
+    ):
+        rows = []
+        for assigned in members.values():
+            parts = sorted(p for t, p in assigned if t == topic)
+            if parts:
+                rows.append({"partitions": parts, "ticks": sum(ticks.get(p, 0) for p in parts)})
+        out[name] = sorted(rows, key=lambda r: r["partitions"])
+    return out
+
+
+def _per_worker(
+    before: list[dict[str, float]], after: list[dict[str, float]], cpu: list[float], n: int
+) -> list[dict[str, Any]]:
+    """Per worker process: CPU, ticks it routed, and the symbols its treasury valued (their
+    reference price moved in the window) with their ticks."""
+    per_symbol: dict[str, int] = {}
+    for (_, symbol), k in _ticks_per_key(n).items():
+        per_symbol[symbol] = per_symbol.get(symbol, 0) + k
+    rows = []
+    for a, b, c in zip(before, after, cpu, strict=True):
+        symbols = sorted(k[4:] for k, v in b.items() if k.startswith("ref:") and v != a.get(k))
+        rows.append(
+            {
+                "cpu_s": round(c, 1),
+                "route_ticks": round(b["route_ticks"] - a["route_ticks"]),
+                "treasury_symbols": symbols,
+                "treasury_ticks": sum(per_symbol.get(s, 0) for s in symbols),
+            }
+        )
+    return rows
+
+
+def _parse_metrics(text: str) -> dict[str, float]:
+    """``route_ticks`` (records route-ticks consumed) and ``ref:<symbol>`` (reference prices)
+    from a worker's /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streams.tick_router import STAGE
+
+    out = {"route_ticks": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "cpwatch_records_in_total":
+                if sample.labels.get("stage") == STAGE:
+                    out["route_ticks"] += sample.value
+            elif sample.name == "cpwatch_reference_price_usd":
+                out[f"ref:{sample.labels['symbol']}"] = sample.value
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` (on-CPU samples only) to ``out`` until sent SIGINT."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [exe, "record", "--nonblocking", "-r", "100", "-f", "raw", "-o", str(out)]
+    return subprocess.Popen([*cmd, "--pid", str(pid)], stdout=subprocess.DEVNULL)  # noqa: S603
+
+
 def _btc_moved(
     run: Run, before: dict[str, set[tuple[str, int]]], after: dict[str, set[tuple[str, int]]]
 ) -> dict[str, bool]:
-    from kafka.partitioner.default import murmur2
-
-    def part(key: str) -> int:
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
-
     where = {
-        "route-ticks (v0:BTC-USD)": (run.ticks_topic, part(f"v0:{ASSET_SYMBOL}")),
-        "treasury (BTC-USD)": (run.internal, part(ASSET_SYMBOL)),
+        "route-ticks (v0:BTC-USD)": (run.ticks_topic, _partition(f"v0:{ASSET_SYMBOL}")),
+        "treasury (BTC-USD)": (run.internal, _partition(ASSET_SYMBOL)),
     }
 
     def owner(members: dict[str, set[tuple[str, int]]], tp: tuple[str, int]) -> str | None:
@@ -496,9 +699,18 @@ def _rss_case(tmp: Path, n: int) -> dict[str, Any]:
     return res
 
 
+CASES = ("one", "two", "join")
+
+
 def run(
-    n_ticks: int = N_TICKS, n_rss: int = N_RSS_TICKS, only: str | None = None
+    n_ticks: int = N_TICKS,
+    n_rss: int = N_RSS_TICKS,
+    only: str | None = None,
+    cases: tuple[str, ...] = CASES,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
+    """``cases`` other than all three (or ``profile``, py-spy files of each capacity case's
+    workers there) are for investigation: the ratios need "one" and "two"."""
     tmp = Path(tempfile.mkdtemp(prefix="cpwatch-bench-scale-"))
     result: dict[str, Any] = {
         "method": METHOD,
@@ -508,19 +720,20 @@ def run(
     }
     try:
         if only in (None, "scale"):
-            one = _scale_case(tmp, n_ticks, 1, None)
-            two = _scale_case(tmp, n_ticks, 2, None)
-            join = _scale_case(tmp, n_ticks, 1, JOIN_AT)
-            result["scale"] = {
-                "ticks": n_ticks,
-                "one_worker": one,
-                "two_workers": two,
-                "second_joins_mid_stream": join,
-                "ratio_two_vs_one": round(two["ticks_per_s"] / one["ticks_per_s"], 3),
-                "ratio_per_busiest_worker_cpu": round(
+            sc: dict[str, Any] = {"ticks": n_ticks}
+            if "one" in cases:
+                sc["one_worker"] = _scale_case(tmp, n_ticks, 1, None, profile)
+            if "two" in cases:
+                sc["two_workers"] = _scale_case(tmp, n_ticks, 2, None, profile)
+            if "join" in cases:
+                sc["second_joins_mid_stream"] = _scale_case(tmp, n_ticks, 1, JOIN_AT)
+            if "one_worker" in sc and "two_workers" in sc:
+                one, two = sc["one_worker"], sc["two_workers"]
+                sc["ratio_two_vs_one"] = round(two["ticks_per_s"] / one["ticks_per_s"], 3)
+                sc["ratio_per_busiest_worker_cpu"] = round(
                     two["ticks_per_busiest_worker_cpu_s"] / one["ticks_per_busiest_worker_cpu_s"], 3
-                ),
-            }
+                )
+            result["scale"] = sc
         if only in (None, "rss"):
             result["rss"] = _rss_case(tmp, n_rss)
     finally:
@@ -533,8 +746,14 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=N_TICKS)
     parser.add_argument("--rss-ticks", type=int, default=N_RSS_TICKS)
     parser.add_argument("--only", choices=("scale", "rss"))
+    parser.add_argument("--cases", default=",".join(CASES), help="of: " + ",".join(CASES))
+    parser.add_argument("--profile", type=Path, help="py-spy raw files of the workers here")
     args = parser.parse_args()
-    json.dump(run(args.ticks, args.rss_ticks, args.only), sys.stdout, indent=2)
+    cases = tuple(c for c in args.cases.split(",") if c)
+    if unknown := set(cases) - set(CASES):
+        parser.error(f"unknown case(s): {sorted(unknown)}")
+    result = run(args.ticks, args.rss_ticks, args.only, cases, args.profile)
+    json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

@@ -353,7 +353,8 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
         out.append(
             (
                 "… per CPU-second of the busiest worker (the rate each could reach on a core "
-                "of its own)",
+                "of its own; capacity cases drain backlogs, rebalanced: "
+                f"{'yes' if one.get('rebalanced') or two.get('rebalanced') else 'no'})",
                 _fmt(two["ticks_per_busiest_worker_cpu_s"]),
                 f"{_fmt(one['ticks_per_busiest_worker_cpu_s'])} (one worker)",
                 _fmt(sc["ratio_per_busiest_worker_cpu"]),

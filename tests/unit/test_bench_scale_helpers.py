@@ -1,0 +1,41 @@
+"""Pure helpers of bench/bench_scale.py: tick counts per key and partition, /metrics parsing."""
+
+from __future__ import annotations
+
+from bench import bench_scale as b
+
+
+def test_ticks_per_key_sums_to_n_with_a_partial_last_step() -> None:
+    per_key = b._ticks_per_key(31)  # two full steps of 15 keys and one tick of the first
+    assert sum(per_key.values()) == 31
+    assert per_key[b.KEYS[0]] == 3
+    assert all(k == 2 for key, k in per_key.items() if key != b.KEYS[0])
+
+
+def test_ticks_by_partition_covers_every_tick_on_both_topics() -> None:
+    on_ticks, on_symbols = b._ticks_by_partition(400_000)
+    assert sum(on_ticks.values()) == sum(on_symbols.values()) == 400_000
+    assert set(on_ticks) | set(on_symbols) <= set(range(b.PARTITIONS))
+
+
+def test_parse_metrics_reads_route_ticks_and_reference_prices() -> None:
+    text = (
+        "# TYPE cpwatch_records_in_total counter\n"
+        'cpwatch_records_in_total{stage="route-ticks",topic="price-ticks"} 1200.0\n'
+        'cpwatch_records_in_total{stage="treasury",topic="other"} 7.0\n'
+        "# TYPE cpwatch_reference_price_usd gauge\n"
+        'cpwatch_reference_price_usd{symbol="BTC-USD"} 101000.5\n'
+    )
+    assert b._parse_metrics(text) == {"route_ticks": 1200.0, "ref:BTC-USD": 101000.5}
+
+
+def test_per_worker_counts_only_symbols_whose_price_moved() -> None:
+    before = [{"route_ticks": 10.0, "ref:ETH-USD": 1.0}]
+    after = [{"route_ticks": 110.0, "ref:ETH-USD": 1.0, "ref:BTC-USD": 2.0}]
+    (row,) = b._per_worker(before, after, [3.14], 15)
+    assert row == {
+        "cpu_s": 3.1,
+        "route_ticks": 100,
+        "treasury_symbols": ["BTC-USD"],
+        "treasury_ticks": 1,
+    }
