@@ -10,11 +10,11 @@ Kafka gives each partition of a topic to one member of a consumer group at a tim
 The per-core figures are the ones measured in docs/benchmarks.md (2-core box shared with Kafka
 and Elasticsearch, so they are conservative for a dedicated core):
 
-* ticks: 50,908 ticks/s end to end through route-ticks and the treasury stage;
-* articles: 1,220 articles/s through the classifier on one core (synthetic set); the end-to-end
-  news path measured 310 articles/s, with story clustering on a single partition whatever the
+* ticks: 98,976 ticks/s end to end through route-ticks and the treasury stage;
+* articles: 1,009 articles/s through the classifier on one core (synthetic set); the end-to-end
+  news path measured 282 articles/s, with story clustering on a single partition whatever the
   partition count;
-* sink documents: 28,573 documents/s into Elasticsearch.
+* sink documents: 22,573 documents/s into Elasticsearch.
 
 needed = max(workers if the topic is read by a worker group else 1,
              ceil(rate / (per-core capacity x utilisation)))
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from cpwatch import topics as t
 
 # Measured per worker core (docs/benchmarks.md); names are the stages a topic feeds.
-TICKS_PER_CORE = 50_908.0
-CLASSIFIER_ARTICLES_PER_CORE = 1_220.0
-NEWS_END_TO_END_PER_S = 310.0  # story clustering runs on one partition: not spreadable
-SINK_DOCS_PER_CORE = 28_573.0
+TICKS_PER_CORE = 98_976.0
+CLASSIFIER_ARTICLES_PER_CORE = 1_009.0
+NEWS_END_TO_END_PER_S = 282.0  # story clustering runs on one partition: not spreadable
+SINK_DOCS_PER_CORE = 22_573.0
 DEFAULT_UTILISATION = 0.5  # plan each partition to run at half a core: bursts and rebalances
 
 # Topics a consumer group inside the worker reads (agents, sinks, route-ticks, delivery).

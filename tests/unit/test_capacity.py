@@ -27,20 +27,20 @@ def test_every_group_consumed_topic_gets_at_least_one_partition_per_worker() -> 
 
 
 def test_rate_sets_the_count_when_it_needs_more_than_the_workers() -> None:
-    # 200,000 ticks/s at half a core of 50,908 ticks/s: ceil(200000 / 25454) = 8 partitions.
+    # 200,000 ticks/s at half a core of 98,976 ticks/s: ceil(200000 / 49488) = 5 partitions.
     p = plan(2, ticks_per_s=200_000, utilisation=0.5)
     row = p.get(t.PRICE_TICKS)
-    assert row.by_rate == math.ceil(200_000 / (capacity.TICKS_PER_CORE * 0.5)) == 8
-    assert row.needed == 8
+    assert row.by_rate == math.ceil(200_000 / (capacity.TICKS_PER_CORE * 0.5)) == 5
+    assert row.needed == 5
     assert row.per_partition() <= capacity.TICKS_PER_CORE * 0.5
-    assert "ceil(200,000 / (50,908 x 0.5)) = 8" in row.why
-    assert p.partitions == 8
+    assert "ceil(200,000 / (98,976 x 0.5)) = 5" in row.why
+    assert p.partitions == 5
 
 
 def test_news_rate_spreads_over_the_classifier_capacity() -> None:
     p = plan(1, ticks_per_s=0, articles_per_s=5_000, utilisation=1.0)
     assert p.get(t.NEWS).needed == math.ceil(5_000 / capacity.CLASSIFIER_ARTICLES_PER_CORE) == 5
-    # the sinks take 28,573 docs/s per core: one partition holds 5,000 articles/s
+    # the sinks take 22,573 docs/s per core: one partition holds 5,000 articles/s
     assert p.get(t.ARTICLES).by_rate == 1
 
 
