@@ -11,7 +11,7 @@ import faust
 from cpwatch import state_versions as sv
 from cpwatch.settings import Settings
 from runtime.positions import InputPositions, admit
-from runtime.range_reader import RangeReader
+from runtime.range_reader import GroupStart, RangeReader
 from runtime.table_state import changelog_ready, read_record, stop_worker, versioned
 
 KIND = "positions"  # cpwatch/state_versions.py: v0 a bare next offset, v1 {"v": 1, "offset"}
@@ -37,6 +37,7 @@ class PositionTable:
         self.positions = InputPositions()
         self.enabled = settings.processing_guarantee == "at_least_once"
         self.read = RangeReader(settings)
+        self.start = GroupStart(settings, app.conf.id)
         self.stage = stage
         self._reload = True
 
@@ -52,7 +53,12 @@ class PositionTable:
                 await stop_worker(self.app, exc)
             self._reload = False
         return await admit(
-            batch, self.positions, read=self.read, stage=self.stage, enabled=self.enabled
+            batch,
+            self.positions,
+            read=self.read,
+            stage=self.stage,
+            enabled=self.enabled,
+            start=self.start,
         )
 
     def save(self, batch: Sequence[Any]) -> None:

@@ -5,6 +5,13 @@ Under rebalances and restarts its fetch loop can deliver such jumps over message
 saw (the kill -9 fault test caught ~1,900 ticks skipped that way). A stateful agent records,
 with its state, the next offset it expects per partition; anything older was applied already,
 anything newer means a hole, which the agent reads from the broker before going on.
+
+A partition with no recorded position starts where the group resumes it: its committed offset,
+or the first retained one when the group never committed there. Taking the first message that
+came as the start lost messages: on a rebalance Faust drops the events it had fetched, and
+aiokafka's seek to the committed offset leaves a partition with no commit where it was, so those
+events never come again (a worker frozen past its session while a new topic filled lost the
+topic's first messages that way).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ log = logging.getLogger(__name__)
 Verdict = Literal["apply", "seen", "hole"]
 # (topic, partition, start, end) -> the messages start <= offset < end still on the broker
 Reader = Callable[[str, int, int, int], Awaitable[Sequence[Any]]]
+# (topic, partition) -> the offset the group resumes that partition at
+Start = Callable[[str, int], Awaitable[int]]
 
 
 @dataclass
@@ -43,15 +52,24 @@ class InputPositions:
 
 
 async def admit(
-    batch: Sequence[Any], positions: InputPositions, *, read: Reader, stage: str, enabled: bool
+    batch: Sequence[Any],
+    positions: InputPositions,
+    *,
+    read: Reader,
+    stage: str,
+    enabled: bool,
+    start: Start | None = None,
 ) -> list[Any]:
     """The events of a ``take_events`` batch still to apply, in offset order per partition,
-    with any skipped range read in before the event that revealed it; each marked applied."""
+    with any skipped range read in before the event that revealed it; each marked applied.
+    ``start`` gives a partition with no recorded position its starting offset (see above)."""
     if not enabled:  # exactly_once: transaction markers make real holes
         return list(batch)
     fresh: list[Any] = []
     for event in batch:
         msg = event.message
+        if start is not None and msg.partition not in positions.expected:
+            positions.expected[msg.partition] = await start(msg.topic, msg.partition)
         verdict = positions.check(msg.partition, msg.offset)
         if verdict == "seen":
             continue  # already applied: a replay after a crash, or a late duplicate fetch

@@ -80,3 +80,31 @@ class RangeReader:
         finally:
             await consumer.stop()
         return out
+
+
+@dataclass
+class GroupStart:
+    """Where consumer group ``group`` resumes a partition: its committed offset, else the first
+    offset the broker still has (the group reads from the earliest). Asked once per partition
+    that has no recorded position (runtime/positions.py); the consumer only fetches offsets, it
+    never joins the group."""
+
+    settings: Settings
+    group: str
+
+    async def __call__(self, topic: str, partition: int) -> int:
+        tp = TopicPartition(topic, partition)
+        consumer = AIOKafkaConsumer(
+            group_id=self.group,
+            enable_auto_commit=False,
+            **self.settings.aiokafka_client_kwargs(),
+        )
+        await consumer.start()
+        try:
+            committed = await consumer.committed(tp)
+            if committed is not None and committed >= 0:
+                return int(committed)
+            first = await consumer.beginning_offsets([tp])
+            return int(first[tp])
+        finally:
+            await consumer.stop()

@@ -39,7 +39,7 @@ from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.positions import InputPositions, admit
-from runtime.range_reader import RangeReader
+from runtime.range_reader import GroupStart, RangeReader
 from runtime.table_state import changelog_ready, stop_worker
 from streams import tick_router
 from streams.columnar_ticks import TickColumns, from_frame
@@ -84,6 +84,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # Offsets are only checked in at-least-once mode: transaction markers make real holes.
     guard = settings.processing_guarantee == "at_least_once"
     read = RangeReader(settings)
+    start = GroupStart(settings, app.conf.id)
     holdings_table = HoldingsTable(settings)
 
     @app.on_partitions_revoked.connect
@@ -128,7 +129,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         await changelog_ready(app, state_table)  # states.save writes without an event
         states.reload_if_pending()
         await holdings_table.catch_up()  # holdings before ticks, see the module docstring
-        fresh = await admit(batch, states.positions, read=read, stage="treasury", enabled=guard)
+        fresh = await admit(
+            batch, states.positions, read=read, stage="treasury", enabled=guard, start=start
+        )
         out, sent = BatchOutput(), []
         for symbol, events in _by_symbol(fresh).items():
             st = states.get(symbol)

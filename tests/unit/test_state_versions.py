@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -238,9 +239,11 @@ class FakeProducer:
 
 
 class FakeApp:
-    """What PositionTable and stop_worker use of a Faust app: tables, the producer, crash()."""
+    """What PositionTable and stop_worker use of a Faust app: tables, the producer, crash(),
+    its id (the consumer group)."""
 
     def __init__(self) -> None:
+        self.conf = SimpleNamespace(id="cpwatch-test")
         self.tables: dict[str, FakeTable] = {}
         self.producer = FakeProducer()
         self.crashed: BaseException | None = None

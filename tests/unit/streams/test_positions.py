@@ -91,3 +91,35 @@ def test_reset_replaces_expectations_and_disabled_guard_passes_everything() -> N
     batch = [log.event(1, 1), log.event(1, 9)]
     assert offsets(run(batch, p, log, enabled=False)) == [(1, 1), (1, 9)]
     assert log.reads == [] and p.expected == {1: 3}
+
+
+def test_a_partition_without_a_position_starts_where_the_group_resumes() -> None:
+    """Faust can drop fetched events at a rebalance and not fetch them again (no commit yet):
+    the first event seen is then not the start, and what came before it is read in."""
+    log = Log()
+    asked: list[tuple[str, int]] = []
+
+    async def start(topic: str, partition: int) -> int:
+        asked.append((topic, partition))
+        return {0: 0, 1: 20}[partition]
+
+    p = InputPositions()
+    batch = [log.event(0, 3), log.event(1, 20), log.event(0, 4), log.event(1, 21)]
+    got = asyncio.run(admit(batch, p, read=log.read, stage="test", enabled=True, start=start))
+    assert offsets(got) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 20), (0, 4), (1, 21)]
+    assert log.reads == [(0, 0, 3)]
+    assert asked == [("news", 0), ("news", 1)]  # once per partition, not per event
+    assert p.expected == {0: 5, 1: 22}
+
+
+def test_a_recorded_position_is_not_asked_again() -> None:
+    log = Log()
+
+    async def start(topic: str, partition: int) -> int:
+        raise AssertionError("asked for a partition with a recorded position")
+
+    p = InputPositions({0: 7})
+    got = asyncio.run(
+        admit([log.event(0, 7)], p, read=log.read, stage="test", enabled=True, start=start)
+    )
+    assert offsets(got) == [(0, 7)]
