@@ -22,6 +22,7 @@ holder valuations and rules run on the BTC-USD partition of the by-symbol topic;
 
     .venv/bin/python -m bench.bench_scale [--ticks 400000] [--rss-ticks 1000000] [--only scale|rss]
         [--cases one,two,join] [--profile DIR]  (py-spy of each worker over the window)
+        [--stop-s S]  (S > 10: the frozen workers' sessions expire; alerts must stay exact)
 """
 
 from __future__ import annotations
@@ -742,13 +743,22 @@ def run(
 
 
 def main() -> int:
+    global STOP_S  # noqa: PLW0603 - read by _capacity_window; a CLI run sets it once
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=N_TICKS)
     parser.add_argument("--rss-ticks", type=int, default=N_RSS_TICKS)
     parser.add_argument("--only", choices=("scale", "rss"))
     parser.add_argument("--cases", default=",".join(CASES), help="of: " + ",".join(CASES))
     parser.add_argument("--profile", type=Path, help="py-spy raw files of the workers here")
+    parser.add_argument(
+        "--stop-s",
+        type=float,
+        default=STOP_S,
+        help="how long the capacity cases freeze the workers per chunk; past the 10 s session "
+        "(e.g. 16) every group expires and rejoins with a backlog: a fault test, not a rate",
+    )
     args = parser.parse_args()
+    STOP_S = args.stop_s
     cases = tuple(c for c in args.cases.split(",") if c)
     if unknown := set(cases) - set(CASES):
         parser.error(f"unknown case(s): {sorted(unknown)}")
