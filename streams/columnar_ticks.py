@@ -83,15 +83,18 @@ class TickColumns:
             np.concatenate([p.t_us for p in parts]),
         )
 
-    def line(self, i: int) -> bytes:
-        """Tick ``i`` as a JSON line, for a dead letter (size and seq are not kept)."""
-        tick = PriceTick.model_construct(
+    def tick(self, i: int) -> PriceTick:
+        """Tick ``i`` as the ``PriceTick`` it was (validated already; size and seq not kept)."""
+        return PriceTick.model_construct(
             venue=self.venue[i],
             symbol=self.symbol[i],
             price=float(self.price[i]),
             ts=from_us(int(self.t_us[i])),
         )
-        return tick.to_bytes()
+
+    def line(self, i: int) -> bytes:
+        """Tick ``i`` as a JSON line, for a dead letter."""
+        return self.tick(i).to_bytes()
 
     def by_symbol(self) -> dict[str, TickColumns]:
         """One ``TickColumns`` per symbol, each in input order (symbols are independent)."""

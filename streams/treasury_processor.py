@@ -153,12 +153,7 @@ class TreasuryProcessor:
     ) -> None:
         """The scalar path over decoded columns: each row as the ``PriceTick`` it was."""
         for i, row in enumerate(cols.row.tolist()):
-            tick = PriceTick.model_construct(
-                venue=cols.venue[i],
-                symbol=cols.symbol[i],
-                price=float(cols.price[i]),
-                ts=from_us(int(cols.t_us[i])),
-            )
+            tick = cols.tick(i)
             try:
                 if tick.symbol != symbol:
                     raise _wrong_symbol(tick.symbol, symbol)
