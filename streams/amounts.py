@@ -55,15 +55,12 @@ def scan_amounts(text: str) -> list[tuple[int, Amount]]:
     found: list[tuple[int, Amount]] = []
     # Cheap substring tests skip the number-led regexes, which scan every digit.
     usd = (_USD, _DOLLARS) if "dollars" in text else (_USD,)
-    btc = "BTC" in text or "itcoin" in text
     power = "W" in text or "watt" in text
     for rx in usd:
         for m in rx.finditer(text):
             value = _num(m.group(1)) * _SCALES.get((m.group(2) or "").lower(), 1.0)
             found.append((m.start(), Amount(value, "USD", m.group().strip())))
-    for m in _BTC.finditer(text) if btc else ():
-        raw = m.group(1) or m.group(2)
-        found.append((m.start(), Amount(_num(raw), "BTC", m.group().strip())))
+    found.extend(scan_btc(text))
     for m in _POWER.finditer(text) if power else ():
         value = _num(m.group(1)) * _POWER_SCALE[m.group(2)[0].lower()]
         found.append((m.start(), Amount(value, "MW", m.group().strip())))
@@ -76,9 +73,14 @@ def scan_amounts(text: str) -> list[tuple[int, Amount]]:
     return out
 
 
+def names_btc(text: str) -> bool:
+    """Whether ``text`` may hold a bitcoin amount: every ``_BTC`` match contains one of these."""
+    return "BTC" in text or "itcoin" in text
+
+
 def scan_btc(text: str) -> list[tuple[int, Amount]]:
     """The ``BTC`` amounts of ``scan_amounts(text)``, without looking for the other units."""
-    if "BTC" not in text and "itcoin" not in text:
+    if not names_btc(text):
         return []
     out: list[tuple[int, Amount]] = []
     seen: set[float] = set()

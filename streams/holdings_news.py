@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from cpwatch.records import HoldingsProposal
 from streams import gazetteer as gz
-from streams.amounts import scan_btc
+from streams.amounts import names_btc, scan_btc
 from streams.holder_links import ALIASES, COMMON_WORDS
 from streams.name_pattern import alternation
 
@@ -159,7 +159,7 @@ def extract_holdings(
     title: str, text: str, names: HolderNames, published: datetime | None = None
 ) -> list[HoldingStatement]:
     """Holdings statements in article order; one per (holder, kind, btc)."""
-    if not _names_btc(title) and not _names_btc(text):
+    if not names_btc(title) and not names_btc(text):
         return []  # no bitcoin amount anywhere: most articles
     as_of = published.date().isoformat() if published else None
     last: dict[str | None, str] = {}  # the holder named last: of any kind, state, company
@@ -167,7 +167,7 @@ def extract_holdings(
     seen: set[tuple[str, str, float]] = set()
     sentences = [s for s in (part.strip() for part in [title, *_SENTENCE.split(text)]) if s]
     # Holders named after the last sentence with an amount refer to nothing: not searched.
-    tail = next((i for i in range(len(sentences) - 1, -1, -1) if _names_btc(sentences[i])), -1)
+    tail = next((i for i in range(len(sentences) - 1, -1, -1) if names_btc(sentences[i])), -1)
     for sentence in sentences[: tail + 1]:
         holders = names.find(sentence)
         start = 0
@@ -222,11 +222,6 @@ def proposals(
             )
         )
     return out
-
-
-def _names_btc(text: str) -> bool:
-    """Whether ``text`` may hold a bitcoin amount (``scan_btc`` finds none otherwise)."""
-    return "BTC" in text or "itcoin" in text
 
 
 def _antecedent(before: str, last: dict[str | None, str]) -> str | None:
