@@ -45,8 +45,8 @@ class PositionTable:
         self._reload = True
 
     async def admit(self, batch: Sequence[Any]) -> list[Any]:
+        await changelog_ready(self.app, self.table)  # save() writes without an event
         if self._reload:
-            await changelog_ready(self.app, self.table)  # save() writes without an event
             try:
                 self.positions.reset(self.load())
             except sv.StateVersionError as exc:

@@ -80,11 +80,17 @@ def apply_writes(table: MutableMapping[Any, Any], writes: Iterable[tuple[Any, An
 
 async def changelog_ready(app: faust.App, table: Any) -> None:
     """Call before writing a table whose changelog partition the producer picks
-    (``use_partitioner``). Faust computes that partition synchronously from the producer's
-    cached metadata, and a changelog topic the producer has not looked up yet makes the write
-    raise TypeError inside the agent, which then stops (seen at worker start under load).
-    Waits for that topic's metadata once per table."""
-    if not getattr(table, "_cpwatch_changelog_known", False):
-        topic = table.changelog_topic.get_topic_name()
-        await app.producer._ensure_producer().partitions_for(topic)
-        table._cpwatch_changelog_known = True
+    (``use_partitioner``), before every batch that writes. Faust computes that partition
+    synchronously from the producer's cached metadata, and a changelog topic missing there makes
+    the write raise TypeError inside the agent, which then stops.
+
+    Looking the topic up once is not enough. aiokafka answers a lookup from its cache without
+    tracking the topic, and each metadata refresh asks only for tracked topics and replaces the
+    cache with the answer: an untracked changelog topic drops out at the next refresh (the news
+    agent stopped that way a few seconds after start, its next batch never classified). So the
+    topic is tracked (kept in every refresh) and the cache checked on each call."""
+    producer = app.producer._ensure_producer()
+    topic = table.changelog_topic.get_topic_name()
+    producer.client.add_topic(topic)  # tracked; a no-op once it is
+    if producer.client.cluster.partitions_for_topic(topic) is None:
+        await producer.partitions_for(topic)

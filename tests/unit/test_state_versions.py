@@ -224,17 +224,40 @@ class FakeTable(dict[Any, Any]):
         self.changelog_topic = type("Topic", (), {"get_topic_name": lambda _: f"{name}-log"})()
 
 
+class FakeCluster:
+    def __init__(self) -> None:
+        self.partitions: dict[str, set[int]] = {}
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.partitions.get(topic)
+
+
+class FakeClient:
+    """aiokafka's metadata: a refresh asks for the tracked topics only and replaces the cache."""
+
+    def __init__(self) -> None:
+        self.cluster, self.tracked = FakeCluster(), set[str]()
+
+    def add_topic(self, topic: str) -> None:
+        self.tracked.add(topic)
+
+    def refresh(self) -> None:
+        self.cluster.partitions = {t: {0} for t in self.tracked}
+
+
 class FakeProducer:
     """The aiokafka producer's metadata wait, recorded."""
 
     def __init__(self) -> None:
         self.looked_up: list[str] = []
+        self.client = FakeClient()
 
     def _ensure_producer(self) -> FakeProducer:
         return self
 
     async def partitions_for(self, topic: str) -> set[int]:
         self.looked_up.append(topic)
+        self.client.cluster.partitions[topic] = {0}
         return {0}
 
 
@@ -297,6 +320,27 @@ def test_changelog_metadata_is_awaited_once_per_topic() -> None:
 
     asyncio.run(three_writes())
     assert app.producer.looked_up == ["a-log", "b-log"]
+
+
+def test_a_changelog_topic_stays_in_the_producer_metadata() -> None:
+    """A topic the cache held from the start (never tracked) dropped out at the next refresh,
+    and the next table write raised TypeError in the agent: it is now tracked, and looked up
+    again if it is missing anyway."""
+    app = FakeApp()
+    client = app.producer.client
+    client.cluster.partitions["a-log"] = {0}  # known from the first, full metadata answer
+
+    async def ready() -> None:
+        await table_state.changelog_ready(app, app.Table("a"))  # type: ignore[arg-type]
+
+    asyncio.run(ready())
+    assert app.producer.looked_up == []  # in the cache: no wait
+    client.add_topic("other")
+    client.refresh()  # a refresh for the tracked topics only
+    assert client.cluster.partitions_for_topic("a-log") == {0}
+    client.cluster.partitions.clear()  # gone anyway (a failed refresh)
+    asyncio.run(ready())
+    assert app.producer.looked_up == ["a-log"]
 
 
 @pytest.fixture
