@@ -131,7 +131,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     lifecycle_now = LifecycleTable(processor, state_table, digests)
 
     async def subscriptions() -> SubscriptionSets:
-        subs.update(await cache.get())  # a reload: recomputed once, not per batch
+        # Until the set was loaded once, an unavailable cluster is waited out here: matching
+        # against no subscription would notify nobody and move on.
+        subs.update(await retry_es(cache.get, "subscriptions"))  # recomputed once per reload
         return subs
 
     def freeze_if_due() -> None:
@@ -162,10 +164,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         parsed = parse_events([event.value for event in batch])
         for i, reason in parsed.rejected:
             await dead_letter(dlq, "match-subscriptions", reason, batch[i], batch[i].value)
-        events = (await subscriptions()).events
-        if not parsed.docs or not events:
+        if not parsed.docs:
             return
         try:
+            events = (await subscriptions()).events
+            if not events:
+                return
             match = functools.partial(matcher.match, parsed.docs, events)
             matches = await retry_es(match, "match-subscriptions")
             freeze_if_due()
@@ -199,7 +203,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def lifecycle(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await changelog_ready(app, state_table)
-            alerts = (await subscriptions()).alerts
+            try:
+                alerts = (await subscriptions()).alerts
+            except Exception as exc:  # noqa: BLE001 - refused for good: a dead letter, no crash
+                await dead_letter(dlq, "alert-lifecycle", repr(exc), event, event.value)
+                continue
             try:
                 state = lifecycle_now.get(alerts)
             except StateVersionError as exc:  # a newer worker's state: stop, never misread
@@ -231,7 +239,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def realert() -> None:
         if lifecycle_now.state is None:
             return
-        alerts = (await subscriptions()).alerts
+        alerts = (await subscriptions()).alerts  # loaded once already: never raises now
         await changelog_ready(app, state_table)
         out = processor.tick(lifecycle_now.state, digests.book, alerts, datetime.now(UTC))
         if out.writes:

@@ -59,9 +59,13 @@ class SubscriptionCache:
         self.loads = 0  # full loads done (a period without writes costs none)
 
     async def get(self, *, force: bool = False) -> dict[str, Subscription]:
-        if force or time.monotonic() - self._loaded_at >= self.refresh_s:
-            # Stamped before loading: a failed reload waits a full period too, instead of
-            # sending every call back to an unavailable cluster.
+        """The set as loaded at most ``refresh_s`` ago. Until a first load succeeded, a failed
+        one raises: an empty set would match every event to nobody and lose its notifications
+        (the caller waits the cluster out, ``notify.es_retry``)."""
+        due = time.monotonic() - self._loaded_at >= self.refresh_s
+        if force or due or self.loads == 0:
+            # Stamped before loading: once a set is held, a failed reload waits a full period
+            # instead of sending every call back to an unavailable cluster.
             self._loaded_at = time.monotonic()
             try:
                 version = await self._version_or_none()
@@ -69,7 +73,9 @@ class SubscriptionCache:
                     self._subs = await self.load()
                     self.loads += 1
                     self._version = version
-            except Exception as exc:  # noqa: BLE001 - keep serving the last good set
+            except Exception as exc:
+                if self.loads == 0:
+                    raise
                 log.warning("subscriptions reload failed (%r); keeping %d", exc, len(self._subs))
         return self._subs
 
