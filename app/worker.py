@@ -63,6 +63,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
     from cpwatch.metrics import start_metrics_server
     from notify import delivery_agent, match_agent
+    from runtime import task_dump
     from runtime.faust_app import create_app
     from sinks import agents as sink_agents
     from streams import lag, news_agent, treasury_agent
@@ -79,6 +80,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     sink_agents.register(app, topics, settings)
     match_agent.register(app, topics, settings)
     delivery_agent.register(app, topics, settings)
+    task_dump.install(app)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner lowers the root logger to DEBUG so it can animate on every
     # record; every debug call in aiokafka then builds a LogRecord (~11% of the worker's CPU).

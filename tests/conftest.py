@@ -114,9 +114,13 @@ def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Pope
 
 
 def wait_for(
-    predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25
+    predicate: Callable[[], object],
+    timeout: float = 60.0,
+    interval: float = 0.25,
+    context: Callable[[], str] | None = None,
 ) -> object:
-    """Poll until ``predicate`` returns a truthy value; fail the test with a clear message.
+    """Poll until ``predicate`` returns a truthy value; fail the test with a clear message,
+    followed by what ``context`` reports (where the data stopped, a log's tail).
 
     Elasticsearch answers 503 ("all shards failed") for an index whose shards are still
     starting, e.g. just after a sink auto-created it: that counts as "not yet", not a failure.
@@ -134,7 +138,8 @@ def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {predicate.__name__}")
+            detail = f"\n{context()}" if context is not None else ""
+            pytest.fail(f"condition not met within {timeout}s: {predicate.__name__}{detail}")
         time.sleep(interval)
 
 

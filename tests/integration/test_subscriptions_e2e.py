@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydantic import SecretStr
 
 from cpwatch import topics as t
+from cpwatch.internal_topics import STORY_INPUT, internal_topic
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
@@ -70,6 +71,35 @@ def _consume(settings: Settings, topic: str) -> list[dict[str, Any]]:
     out = [json.loads(m.value) for m in c]
     c.close()
     return out
+
+
+def _trace(settings: Settings, marker: str, log: Path) -> str:
+    """Where ``marker`` (an article id) got to on its way to a delivery, and the worker log's
+    tail: what a failure of this test must say to be diagnosed from the CI output alone."""
+    topics = {
+        "news": settings.topic(t.NEWS),
+        "articles": settings.topic(t.ARTICLES),
+        "story-input": internal_topic(settings, STORY_INPUT),
+        "policy-events": settings.topic(t.POLICY_EVENTS),
+        "deliveries": settings.topic(t.DELIVERIES),
+        "dead-letter": settings.topic(t.DEAD_LETTER),
+    }
+    lines = []
+    for name, topic in topics.items():
+        try:
+            c = KafkaConsumer(
+                topic,
+                auto_offset_reset="earliest",
+                consumer_timeout_ms=1500,
+                **settings.kafka_client_kwargs(),
+            )
+            found = [f"p{m.partition}@{m.offset}" for m in c if marker.encode() in (m.value or b"")]
+            c.close()
+            lines.append(f"{name}: {marker} at {found or 'nowhere'}")
+        except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure
+            lines.append(f"{name}: not read ({exc!r})")
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no worker log)"
+    return "\n".join(lines) + "\nworker log tail:\n" + tail
 
 
 def test_subscriptions_end_to_end(
@@ -196,7 +226,11 @@ def test_subscriptions_end_to_end(
                 # warm-up: once valued, the crossings below take well under a second.
                 wait_for(valued, timeout=180)
 
-        main = wait_for(lambda: receiver.hits("/main"), timeout=90)
+        main = wait_for(
+            lambda: receiver.hits("/main"),
+            timeout=90,
+            context=lambda: _trace(s, "seed-a", tmp_path / "worker.log"),
+        )
         first = main[0]
         latency = first.at - produced_at
         print(f"\nproduction -> webhook receipt latency: {latency * 1000:.0f} ms")
