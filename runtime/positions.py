@@ -92,3 +92,31 @@ async def admit(
         positions.applied(msg.partition, msg.offset)
         fresh.append(event)
     return fresh
+
+
+@dataclass
+class StallWatch:
+    """Which input partitions stand still behind their end: a nudge is due for a partition
+    whose expected position has not moved for ``after_s`` while the broker holds more.
+
+    At a rebalance Faust drops the records its consumer fetched under the old generation, and
+    the fetch position has moved past them: the guard reads such a range in when the next
+    message reveals it, but a partition whose last messages were dropped has no next message
+    and stands still for good (the frozen-worker fault test left 2 tick frames unread). A
+    nudge, an empty message written to the partition, is that next message."""
+
+    after_s: float
+    since: dict[int, tuple[int, float]] = field(default_factory=dict)  # partition: (at, since)
+
+    def due(self, partition: int, at: int, end: int, now: float) -> bool:
+        if at >= end:
+            self.since.pop(partition, None)
+            return False
+        last = self.since.get(partition)
+        if last is None or last[0] != at:
+            self.since[partition] = (at, now)
+            return False
+        if now - last[1] < self.after_s:
+            return False
+        self.since[partition] = (at, now)  # at most one nudge per period
+        return True

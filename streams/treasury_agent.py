@@ -38,7 +38,7 @@ from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
-from runtime.positions import InputPositions, admit
+from runtime.positions import InputPositions, StallWatch, admit
 from runtime.range_reader import GroupStart, RangeReader
 from runtime.table_state import changelog_ready, stop_worker
 from streams import tick_router
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 BATCH = 2_000  # by-symbol messages per treasury batch (each carries up to 2,000 ticks)
 WITHIN_S = 0.05
 CHUNK = 2_000  # ticks per processor call at least, when a batch has that many for a symbol
+NUDGE_AFTER_S = 10.0  # a partition standing still behind its end this long is nudged
+NUDGE = TickBatch(()).encode()  # an empty tick batch: it only reveals a hole to the guard
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -94,6 +96,33 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # older state and save it over the first part's updates (kill -9 fault test).
         states.reload_pending = True
 
+    stalls = StallWatch(NUDGE_AFTER_S)
+
+    @app.timer(interval=NUDGE_AFTER_S / 2)
+    async def nudge_stalled() -> None:
+        """Write a nudge to each assigned partition standing still behind its end
+        (``runtime.positions.StallWatch``): the guard then reads the skipped range in."""
+        if not guard or app.rebalancing or not app.tables.recovery.completed.is_set():
+            return
+        name = by_symbol.get_topic_name()
+        try:
+            tps = {tp for tp in app.consumer.assignment() if tp.topic == name}
+            ends = await app.consumer.highwaters(*tps) if tps else {}
+            now = time.monotonic()
+            for tp, end in ends.items():
+                if not end:
+                    continue
+                at = states.positions.expected.get(tp.partition)
+                if at is None:
+                    at = await start(tp.topic, tp.partition)
+                if stalls.due(tp.partition, at, end, now):
+                    log.warning(
+                        "treasury: %s-%d stands at %d of %d; nudged", name, tp.partition, at, end
+                    )
+                    await by_symbol.send(key=b"", value=NUDGE, partition=tp.partition)
+        except Exception as exc:  # noqa: BLE001 - the next period tries again
+            log.warning("treasury: stall check failed: %r", exc)
+
     @app.task
     async def route_ticks() -> None:
         # A plain consumer group, not an agent: see streams/tick_router.py.
@@ -133,6 +162,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             batch, states.positions, read=read, stage="treasury", enabled=guard, start=start
         )
         out, sent = BatchOutput(), []
+        fresh = [e for e in fresh if e.value != NUDGE]  # counted by the guard, nothing to value
         for symbol, events in _by_symbol(fresh).items():
             st = states.get(symbol)
             chunk = _Chunk()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from runtime.positions import InputPositions, admit
+from runtime.positions import InputPositions, StallWatch, admit
 from runtime.range_reader import Message, Replayed
 
 
@@ -123,3 +123,22 @@ def test_a_recorded_position_is_not_asked_again() -> None:
         admit([log.event(0, 7)], p, read=log.read, stage="test", enabled=True, start=start)
     )
     assert offsets(got) == [(0, 7)]
+
+
+def test_a_partition_standing_still_behind_its_end_is_nudged_once_per_period() -> None:
+    watch = StallWatch(after_s=10)
+    assert not watch.due(1, at=0, end=2, now=0.0)  # first sight: the clock starts
+    assert not watch.due(1, at=0, end=2, now=9.9)
+    assert watch.due(1, at=0, end=2, now=10.0)
+    assert not watch.due(1, at=0, end=2, now=15.0)  # nudged: wait a full period again
+    assert watch.due(1, at=0, end=2, now=20.0)
+
+
+def test_progress_or_a_caught_up_partition_is_never_nudged() -> None:
+    watch = StallWatch(after_s=10)
+    for i in range(20):  # a backlog worked through slowly: the position moves
+        assert not watch.due(0, at=i, end=100, now=i * 6.0)
+    assert not watch.due(2, at=5, end=5, now=0.0)  # at the end: nothing to read
+    assert not watch.due(2, at=5, end=5, now=100.0)
+    assert not watch.due(2, at=5, end=7, now=101.0)  # new messages: the clock restarts
+    assert watch.due(2, at=5, end=7, now=111.0)
