@@ -84,13 +84,14 @@ async def changelog_ready(app: faust.App, table: Any) -> None:
     synchronously from the producer's cached metadata, and a changelog topic missing there makes
     the write raise TypeError inside the agent, which then stops.
 
-    Looking the topic up once is not enough. aiokafka answers a lookup from its cache without
-    tracking the topic, and each metadata refresh asks only for tracked topics and replaces the
-    cache with the answer: an untracked changelog topic drops out at the next refresh (the news
-    agent stopped that way a few seconds after start, its next batch never classified). So the
-    topic is tracked (kept in every refresh) and the cache checked on each call."""
+    Looking the topic up once is not enough: once the producer tracks some topics, aiokafka's
+    metadata refreshes ask for those only and replace the cache with the answer, so a topic
+    looked up from the cache earlier drops out (the news agent stopped that way a few seconds
+    after start). The cache is checked on each call and the topic looked up again when missing.
+    Nothing here adds topics to track: tracking one switches every later refresh to tracked
+    topics only, and a batch already queued for an untracked topic then never finds its leader
+    (route-ticks waited on such a send for good in a CI run of the kill test)."""
     producer = app.producer._ensure_producer()
     topic = table.changelog_topic.get_topic_name()
-    producer.client.add_topic(topic)  # tracked; a no-op once it is
     if producer.client.cluster.partitions_for_topic(topic) is None:
         await producer.partitions_for(topic)

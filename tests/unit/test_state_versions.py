@@ -322,10 +322,10 @@ def test_changelog_metadata_is_awaited_once_per_topic() -> None:
     assert app.producer.looked_up == ["a-log", "b-log"]
 
 
-def test_a_changelog_topic_stays_in_the_producer_metadata() -> None:
-    """A topic the cache held from the start (never tracked) dropped out at the next refresh,
-    and the next table write raised TypeError in the agent: it is now tracked, and looked up
-    again if it is missing anyway."""
+def test_a_changelog_topic_dropped_from_the_producer_metadata_is_looked_up_again() -> None:
+    """A topic the cache held from the start (never tracked) drops out at the next refresh for
+    tracked topics only, and the next table write raised TypeError in the agent. It is looked
+    up again before each batch; nothing is added to the tracked topics while it is cached."""
     app = FakeApp()
     client = app.producer.client
     client.cluster.partitions["a-log"] = {0}  # known from the first, full metadata answer
@@ -334,13 +334,13 @@ def test_a_changelog_topic_stays_in_the_producer_metadata() -> None:
         await table_state.changelog_ready(app, app.Table("a"))  # type: ignore[arg-type]
 
     asyncio.run(ready())
-    assert app.producer.looked_up == []  # in the cache: no wait
+    assert app.producer.looked_up == [] and client.tracked == set()  # cached: no wait
     client.add_topic("other")
-    client.refresh()  # a refresh for the tracked topics only
-    assert client.cluster.partitions_for_topic("a-log") == {0}
-    client.cluster.partitions.clear()  # gone anyway (a failed refresh)
+    client.refresh()  # a refresh for the tracked topics only drops it
+    assert client.cluster.partitions_for_topic("a-log") is None
     asyncio.run(ready())
     assert app.producer.looked_up == ["a-log"]
+    assert client.cluster.partitions_for_topic("a-log") == {0}
 
 
 @pytest.fixture
