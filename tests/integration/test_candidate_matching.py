@@ -11,6 +11,7 @@ import asyncio
 import itertools
 from typing import Any
 
+import pytest
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,8 @@ from cpwatch.settings import Settings
 from notify.matcher import EventMatcher
 from notify.subscriptions import EmailChannel, Filters, Subscription
 from sinks.indices import ensure_indices
+
+pytestmark = pytest.mark.integration
 
 # Word forms that stem together (mining/mines), stop words, possessives, a hyphenated word.
 WORDS = [
