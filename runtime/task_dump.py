@@ -38,10 +38,11 @@ def _behind(obj: Any, out: list[str]) -> Any:
     if isinstance(obj, asyncio.Task):
         out.append(f"[task {obj.get_name()}]")
         return obj.get_coro()
-    refs = gc.get_referents(obj)
-    for ref in refs:
-        if _is_frame_holder(ref) or isinstance(ref, asyncio.Task):
-            return ref if _is_frame_holder(ref) else _behind(ref, out)
+    for ref in gc.get_referents(obj):
+        if _is_frame_holder(ref):
+            return ref
+        if isinstance(ref, asyncio.Task):
+            return _behind(ref, out)
     out.append(f"<{type(obj).__name__}>")
     return None
 

@@ -166,14 +166,19 @@ def read_topic(settings: Settings, name: str, idle_ms: int = 3000) -> list[bytes
     return values
 
 
+def worker_groups(settings: Settings) -> tuple[str, str]:
+    """The worker's Faust consumer group and route-ticks' own (streams/tick_router.py)."""
+    faust_group = f"{settings.topic_prefix}{settings.faust_app_id}"
+    return faust_group, f"{faust_group}-route-ticks"
+
+
 def committed(settings: Settings, name: str, *, internal: bool = False) -> int:
     """Sum of the worker's committed offsets on one input (or internal) topic. Price ticks are
     read by route-ticks' own consumer group (streams/tick_router.py), the rest by Faust's."""
     admin = KafkaAdminClient(**settings.kafka_client_kwargs())
     try:
-        group = f"{settings.topic_prefix}{settings.faust_app_id}"
-        if name == t.PRICE_TICKS and not internal:
-            group += "-route-ticks"
+        faust_group, ticks_group = worker_groups(settings)
+        group = ticks_group if name == t.PRICE_TICKS and not internal else faust_group
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     finally:
         admin.close()

@@ -28,6 +28,7 @@ from tests.faults.conftest import (
     send_holdings,
     ticks,
     with_rules,
+    worker_groups,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -54,6 +55,9 @@ def members(settings: Settings, group: str) -> int:
 # At the rebalance Faust dropped the events it had fetched, and a partition the group had never
 # committed on was not sought back, so the input-position guard took the first message that
 # came as its start. It now starts where the group resumes the partition (runtime/positions.py).
+# It then found a stall: Faust also drops records fetched under the old generation, and when
+# they were a partition's last ones no later message revealed the hole (6 of 32 runs under load
+# raised no alert at all). A partition standing still behind its end is now nudged.
 def test_frozen_worker_loses_nothing(
     kafka_settings: Settings, tmp_path: Path, restartable_worker: Worker
 ) -> None:
@@ -75,7 +79,7 @@ def test_frozen_worker_loses_nothing(
         p.send(t.NEWS, warm.id, warm)
     wait_for(lambda: es_count(s, "articles") >= 1, timeout=240, context=w.tail)
 
-    groups = [f"{s.topic_prefix}{s.faust_app_id}", f"{s.topic_prefix}{s.faust_app_id}-route-ticks"]
+    groups = worker_groups(s)
     wait_for(lambda: all(members(s, g) >= 1 for g in groups), timeout=120, context=w.tail)
     assert w.proc is not None
     w.proc.send_signal(signal.SIGSTOP)

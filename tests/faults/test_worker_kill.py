@@ -31,6 +31,7 @@ from tests.faults.conftest import (
     send_holdings,
     ticks,
     with_rules,
+    worker_groups,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -169,12 +170,12 @@ def _stall_report(s: Settings, w: Worker, target: int, done: threading.Event, er
 
     print(f"stalled below target {target}; producer done={done.is_set()} errors={errors}")
     print(f"worker alive={w.alive()}")
-    group = f"{s.topic_prefix}{s.faust_app_id}"
+    group, ticks_group = worker_groups(s)
     admin = KafkaAdminClient(**s.kafka_client_kwargs())
     reader = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
     try:
         offsets = {}
-        for g in (group, f"{group}-route-ticks"):
+        for g in (group, ticks_group):
             offsets.update(admin.list_group_offsets({g: None}).get(g, {}))
         for name in (s.topic(t.PRICE_TICKS), f"{group}-valuation-input"):
             tps = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or [])]

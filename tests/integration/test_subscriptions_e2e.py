@@ -61,16 +61,21 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     ctl.stop()
 
 
-def _consume(settings: Settings, topic: str) -> list[dict[str, Any]]:
+def _records(settings: Settings, full_name: str) -> list[Any]:
+    """Every record of a topic (its full name), from the start, until it is idle for 1.5 s."""
     c = KafkaConsumer(
-        settings.topic(topic),
+        full_name,
         auto_offset_reset="earliest",
         consumer_timeout_ms=1500,
         **settings.kafka_client_kwargs(),
     )
-    out = [json.loads(m.value) for m in c]
+    out = list(c)
     c.close()
     return out
+
+
+def _consume(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(m.value) for m in _records(settings, settings.topic(topic))]
 
 
 def _trace(settings: Settings, marker: str, log: Path) -> str:
@@ -87,14 +92,10 @@ def _trace(settings: Settings, marker: str, log: Path) -> str:
     lines = []
     for name, topic in topics.items():
         try:
-            c = KafkaConsumer(
-                topic,
-                auto_offset_reset="earliest",
-                consumer_timeout_ms=1500,
-                **settings.kafka_client_kwargs(),
-            )
-            found = [f"p{m.partition}@{m.offset}" for m in c if marker.encode() in (m.value or b"")]
-            c.close()
+            records = _records(settings, topic)
+            found = [
+                f"p{m.partition}@{m.offset}" for m in records if marker.encode() in (m.value or b"")
+            ]
             lines.append(f"{name}: {marker} at {found or 'nowhere'}")
         except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure
             lines.append(f"{name}: not read ({exc!r})")
