@@ -61,6 +61,13 @@ class PositionTable:
             start=self.start,
         )
 
+    def expected_at(self, partition: int) -> int | None:
+        """The next offset the agent expects on ``partition``: the stored one until the
+        agent loaded its positions (``runtime.nudge`` asks before any message came)."""
+        if self._reload:
+            return self.load().get(partition)
+        return self.positions.expected.get(partition)
+
     def save(self, batch: Sequence[Any]) -> None:
         """Record the next offset of each partition of ``batch``: call after its outputs
         were acknowledged, so a saved position never claims work that could still be lost."""

@@ -26,8 +26,9 @@ from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
+from runtime.nudge import watch_stalls
 from runtime.position_table import PositionTable
-from runtime.table_state import apply_writes, read_record, stop_worker
+from runtime.table_state import apply_writes, changelog_ready, read_record, stop_worker
 from streams.classifier import classify
 from streams.holder_links import HolderLinker
 from streams.holdings_news import (
@@ -41,6 +42,7 @@ from streams.story_processor import KIND, StoryProcessor, StoryState, TableOp
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"
 BATCH, WITHIN_S = 200, 0.05
+STORY_NUDGE = b"\x00nudge"  # never JSON: a story-input message the clusterer skips
 
 
 def enrich(article: NewsArticle, now: datetime, names: HolderNames) -> dict[str, Any]:
@@ -112,7 +114,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         internal=True,
     )
     # One row per remembered article (small writes); the clusterer is rebuilt from it on start.
-    story_table = StoryTable(app.Table("story-entries", default=None, partitions=1))
+    story_table = StoryTable(
+        app.Table("story-entries", default=None, partitions=1, use_partitioner=True)
+    )
     # The holders known by name (by default the packaged registry the sample producer sends):
     # which holders an event concerns, and whose holdings an article states.
     registry = settings.holdings_registry_path.read_text(encoding="utf-8")
@@ -123,6 +127,19 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
     # agent reads again anything Faust committed past without processing (streams/positions).
     positions = PositionTable(app, "news-positions", settings, STAGE)
+
+    # The clusterer's input positions, saved once its policy events were acknowledged: a
+    # range Faust committed past, or dropped at a rebalance, is read in (runtime/positions).
+    story_positions = PositionTable(app, "story-positions", settings, "cluster-stories")
+    if story_positions.enabled:
+        watch_stalls(
+            app,
+            stories,
+            story_positions.expected_at,
+            story_positions.start,
+            stage="cluster-stories",
+            nudge=STORY_NUDGE,
+        )
 
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
@@ -153,24 +170,39 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
         story_table.drop()
         positions.revoked()
+        story_positions.revoked()
 
     @app.agent(stories, name="cluster-stories", concurrency=1)
     async def cluster_stories(stream: faust.StreamT) -> None:
-        dlq = topics[t.DEAD_LETTER]
-        async for event in stream.events():
+        # Batches: one table rebuild check and one acknowledgement wait per batch, not per
+        # event; the table is written outside per-event iteration (use_partitioner).
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            fresh = [e for e in await story_positions.admit(batch) if e.value != STORY_NUDGE]
+            sent: list[Any] = []
             try:
-                out = clustering.process(story_table.state(), [event.value])
+                await cluster_batch(fresh, sent)
             except StateVersionError as exc:  # a newer worker's state: stop, never misread
                 await stop_worker(app, exc)
-            except (RecordError, ValueError, KeyError) as exc:  # an unreadable stored row
-                await dead_letter(dlq, "cluster-stories", repr(exc), event, event.value)
-                continue
-            story_table.write(out.table)  # evictions, then the article's row
-            for _, reason in out.rejected:
-                await dead_letter(dlq, "cluster-stories", reason, event, event.value)
-            for key, value in out.events:
-                await topics[t.POLICY_EVENTS].send(key=key, value=value)
-                metrics.count_out("cluster-stories", t.POLICY_EVENTS)
+            await asyncio.gather(*sent)  # policy events acknowledged before the position moves
+            story_positions.save(batch)
+
+    async def cluster_batch(fresh: list[Any], sent: list[Any]) -> None:
+        dlq = topics[t.DEAD_LETTER]
+        await changelog_ready(app, story_table.table)
+        try:
+            out = clustering.process(story_table.state(), [e.value for e in fresh])
+        except (RecordError, ValueError, KeyError) as exc:  # an unreadable stored row
+            reason = repr(exc)
+            for event in fresh:
+                sent.append(await dead_letter(dlq, "cluster-stories", reason, event, event.value))
+            return
+        story_table.write(out.table)  # evictions, then each article's row, in order
+        for i, reason in out.rejected:
+            event = fresh[i]
+            sent.append(await dead_letter(dlq, "cluster-stories", reason, event, event.value))
+        for key, value in out.events:
+            sent.append(await topics[t.POLICY_EVENTS].send(key=key, value=value))
+        metrics.count_out("cluster-stories", t.POLICY_EVENTS, len(out.events))
 
 
 class StoryTable:

@@ -38,7 +38,8 @@ from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
-from runtime.positions import InputPositions, StallWatch, admit
+from runtime.nudge import watch_stalls
+from runtime.positions import InputPositions, admit
 from runtime.range_reader import GroupStart, RangeReader
 from runtime.table_state import changelog_ready, stop_worker
 from streams import tick_router
@@ -52,8 +53,8 @@ log = logging.getLogger(__name__)
 BATCH = 2_000  # by-symbol messages per treasury batch (each carries up to 2,000 ticks)
 WITHIN_S = 0.05
 CHUNK = 2_000  # ticks per processor call at least, when a batch has that many for a symbol
-NUDGE_AFTER_S = 10.0  # a partition standing still behind its end this long is nudged
 NUDGE = TickBatch(()).encode()  # an empty tick batch: it only reveals a hole to the guard
+# (runtime/nudge.py)
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -96,32 +97,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # older state and save it over the first part's updates (kill -9 fault test).
         states.reload_pending = True
 
-    stalls = StallWatch(NUDGE_AFTER_S)
-
-    @app.timer(interval=NUDGE_AFTER_S / 2)
-    async def nudge_stalled() -> None:
-        """Write a nudge to each assigned partition standing still behind its end
-        (``runtime.positions.StallWatch``): the guard then reads the skipped range in."""
-        if not guard or app.rebalancing or not app.tables.recovery.completed.is_set():
-            return
-        name = by_symbol.get_topic_name()
-        try:
-            tps = {tp for tp in app.consumer.assignment() if tp.topic == name}
-            ends = await app.consumer.highwaters(*tps) if tps else {}
-            now = time.monotonic()
-            for tp, end in ends.items():
-                if not end:
-                    continue
-                at = states.positions.expected.get(tp.partition)
-                if at is None:
-                    at = await start(tp.topic, tp.partition)
-                if stalls.due(tp.partition, at, end, now):
-                    log.warning(
-                        "treasury: %s-%d stands at %d of %d; nudged", name, tp.partition, at, end
-                    )
-                    await by_symbol.send(key=b"", value=NUDGE, partition=tp.partition)
-        except Exception as exc:  # noqa: BLE001 - the next period tries again
-            log.warning("treasury: stall check failed: %r", exc)
+    if guard:
+        watch_stalls(app, by_symbol, states.expected_at, start, stage="treasury", nudge=NUDGE)
 
     @app.task
     async def route_ticks() -> None:
@@ -226,7 +203,7 @@ class SymbolStates:
         self.processor, self.table = processor, table
         self.cache: dict[str, SymbolState] = {}
         self.positions = InputPositions()
-        self.reload_pending = False  # set on revocation, honoured between batches
+        self.reload_pending = True  # at start and on revocation; honoured between batches
 
     def get(self, symbol: str, record: dict[str, Any] | None = None) -> SymbolState:
         st = self.cache.get(symbol)
@@ -234,6 +211,21 @@ class SymbolStates:
             record = record or self.table.get(symbol.encode())
             st = self.cache[symbol] = self.processor.from_record(symbol, record)
         return st
+
+    def expected_at(self, partition: int) -> int | None:
+        """The next offset expected on ``partition``; while a reload is pending, the one the
+        table's states give (read only: the cache is replaced between batches, never here)."""
+        if not self.reload_pending:
+            return self.positions.expected.get(partition)
+        offsets = [
+            nxt
+            for record in self.table.values()
+            if record
+            and (where := record.get("input"))
+            and where[0] == partition
+            and (nxt := where[1]) is not None
+        ]
+        return min(offsets, default=None)
 
     def reload_if_pending(self) -> None:
         """Restart from the table after a rebalance: every local symbol, and the offsets the

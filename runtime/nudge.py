@@ -1,0 +1,65 @@
+"""Nudge an internal input partition that stands still behind its end.
+
+The input-position guard (``runtime.positions``) reads a skipped range in when the partition's
+next message reveals it. When Faust dropped a partition's last messages at a rebalance, no next
+message comes and the partition stands still for good (``StallWatch`` says why). For a topic
+the worker owns, writing a message the agent recognises and ignores is that next message.
+Contract topics can't be nudged this way: their consumers outside the worker would read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import faust
+
+from runtime.positions import StallWatch, Start
+
+log = logging.getLogger(__name__)
+
+AFTER_S = 10.0  # a partition standing still behind its end this long is nudged
+
+
+def watch_stalls(
+    app: faust.App,
+    topic: faust.TopicT,
+    expected: Callable[[int], int | None],
+    start: Start,
+    *,
+    stage: str,
+    nudge: bytes,
+    after_s: float = AFTER_S,
+) -> None:
+    """Check every ``after_s / 2`` each partition of ``topic`` assigned to this worker, and
+    write ``nudge`` to one whose expected position has not moved for ``after_s`` while the
+    broker holds more. ``expected(partition)`` is the agent's next offset there, read from its
+    table while the agent has not loaded it yet (a restarted worker whose first messages were
+    committed past gets no message to load it with); ``None``: where the group resumes it.
+    Call only in at-least-once mode."""
+    stalls = StallWatch(after_s)
+
+    async def check() -> None:
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            return
+        name = topic.get_topic_name()
+        try:
+            tps = {tp for tp in app.consumer.assignment() if tp.topic == name}
+            ends = await app.consumer.highwaters(*tps) if tps else {}
+            now = time.monotonic()
+            for tp, end in ends.items():
+                if not end:
+                    continue
+                at = expected(tp.partition)
+                if at is None:
+                    at = await start(tp.topic, tp.partition)
+                if stalls.due(tp.partition, at, end, now):
+                    log.warning(
+                        "%s: %s-%d stands at %d of %d; nudged", stage, name, tp.partition, at, end
+                    )
+                    await topic.send(key=b"", value=nudge, partition=tp.partition)
+        except Exception as exc:  # noqa: BLE001 - the next period tries again
+            log.warning("%s: stall check failed: %r", stage, exc)
+
+    app.timer(interval=after_s / 2, name=f"{stage}-nudge")(check)
