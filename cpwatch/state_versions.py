@@ -13,8 +13,10 @@ since a number cannot carry a field. The kinds (table, key → value; producer i
 =================  ==============================================================================
 kind               record
 =================  ==============================================================================
-positions          ``news-positions`` / ``match-positions``, partition → next offset ``int``
-                   (runtime/position_table.py); v1 ``{"v": 1, "offset": int}``
+positions          ``news-positions`` / ``match-positions`` (v0 and v1), ``story-positions`` /
+                   ``route-alerts-positions`` / ``lifecycle-positions`` (v1 from the start):
+                   partition → next offset ``int`` (runtime/position_table.py); v1
+                   ``{"v": 1, "offset": int}``
 story-entry        ``story-entries``, article id → ``{"id", "cluster", "sig", "ts"}``
                    (streams/story_processor.py, ``StoryState.row``)
 lifecycle          ``alert-lifecycle``, ``b"lifecycle"`` → ``LifecycleTracker.to_dict()``

@@ -95,12 +95,13 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
 # stage and the changelogs of the tables keyed along it (streams/treasury_agent.py,
 # runtime/position_table.py). A table's changelog must have as many partitions as the stream it
 # follows, so these move with the cpwatch topics. The single-partition internals (story input,
-# alert lifecycle) stay at 1 on purpose: one owner each.
+# alert lifecycle, and their tables' changelogs) stay at 1 on purpose: one owner each.
 INTERNAL_SIZED = (
     "valuation-input",
     "treasury-state-changelog",
     "news-positions-changelog",
     "match-positions-changelog",
+    "route-alerts-positions-changelog",
 )
 
 REPARTITION_NOTE = """\

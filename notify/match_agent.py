@@ -26,6 +26,7 @@ would ack the batch of an agent that raised.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -57,6 +58,7 @@ from notify.subscriptions import Subscription
 from runtime.deadletter import dead_letter
 from runtime.elasticsearch import async_client
 from runtime.faust_app import Topics
+from runtime.nudge import NUDGE
 from runtime.position_table import PositionTable
 from runtime.table_state import changelog_ready, stop_worker
 from streams.rules import load_rules
@@ -113,6 +115,14 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # the agent reads again what Faust committed past without processing (streams/positions;
     # the kill test lost matches to such a jump).
     positions = PositionTable(app, "match-positions", settings, "match-subscriptions")
+    # The same guard on the alert path: route-alerts' input (alerts: a contract topic, so a
+    # dropped last alert waits for the next one) and the tracker's internal input, which a
+    # stall nudge reveals (runtime/nudge.py).
+    route_positions = PositionTable(app, "route-alerts-positions", settings, "route-alerts")
+    lifecycle_positions = PositionTable(
+        app, "lifecycle-positions", settings, "alert-lifecycle", partitions=1
+    )
+    lifecycle_positions.nudge_when_stalled(alert_input)
     dlq = topics[t.DEAD_LETTER]
 
     async def send_delivery(sid: str, msg: dict[str, Any]) -> None:
@@ -183,8 +193,13 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.agent(topics[t.ALERTS], name="route-alerts", concurrency=1)
     async def route_alerts(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await alert_input.send(key=b"alerts", value=event.value)
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            sent = [
+                await alert_input.send(key=b"alerts", value=event.value)
+                for event in await route_positions.admit(batch)
+            ]
+            await asyncio.gather(*sent)  # re-keyed before the position moves
+            route_positions.save(batch)
 
     async def load_digests() -> None:
         await changelog_ready(app, state_table)  # before the writes that follow a load
@@ -198,27 +213,39 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         lifecycle_now.drop()
         digests.clear()
         positions.revoked()
+        route_positions.revoked()
+        lifecycle_positions.revoked()
 
     @app.agent(alert_input, name="alert-lifecycle", concurrency=1)  # stateful: never more than 1
     async def lifecycle(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await changelog_ready(app, state_table)
-            try:
-                alerts = (await subscriptions()).alerts
-            except Exception as exc:  # noqa: BLE001 - refused for good: a dead letter, no crash
+        async for batch in stream.take_events(BATCH, within=WITHIN_S):
+            fresh = [e for e in await lifecycle_positions.admit(batch) if e.value != NUDGE]
+            if fresh:
+                await lifecycle_batch(fresh)
+            # The tracker's state and digests are in the table and the producer flushed
+            # before the position moves (as for matches above).
+            await app.producer.flush()
+            lifecycle_positions.save(batch)
+
+    async def lifecycle_batch(batch: list[Any]) -> None:
+        await changelog_ready(app, state_table)
+        try:
+            alerts = (await subscriptions()).alerts
+        except Exception as exc:  # noqa: BLE001 - refused for good: dead letters, no crash
+            for event in batch:
                 await dead_letter(dlq, "alert-lifecycle", repr(exc), event, event.value)
-                continue
-            try:
-                state = lifecycle_now.get(alerts)
-            except StateVersionError as exc:  # a newer worker's state: stop, never misread
-                await stop_worker(app, exc)
-            now = datetime.now(UTC)
-            out = processor.process(state, digests.book, [event.value], alerts, now)
-            for _, reason in out.rejected:
-                await dead_letter(dlq, "alert-lifecycle", reason, event, event.value)
-            if out.writes:
-                digests.write(out.writes)  # digests before the tracker's state (its items)
-                await flush()
+            return
+        try:
+            state = lifecycle_now.get(alerts)
+        except StateVersionError as exc:  # a newer worker's state: stop, never misread
+            await stop_worker(app, exc)
+        now = datetime.now(UTC)
+        out = processor.process(state, digests.book, [e.value for e in batch], alerts, now)
+        for i, reason in out.rejected:
+            await dead_letter(dlq, "alert-lifecycle", reason, batch[i], batch[i].value)
+        if out.writes:
+            digests.write(out.writes)  # digests before the tracker's state (its items)
+            await flush()
 
     def owns_state() -> bool:
         """After recovery, with the lifecycle partition (and so its table) assigned here."""

@@ -20,6 +20,8 @@ from runtime.positions import StallWatch, Start
 log = logging.getLogger(__name__)
 
 AFTER_S = 10.0  # a partition standing still behind its end this long is nudged
+# The nudge of a topic of JSON records: never valid JSON, so no reader can mistake it for one.
+NUDGE = b"\x00nudge"
 
 
 def watch_stalls(

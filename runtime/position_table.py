@@ -10,6 +10,7 @@ import faust
 
 from cpwatch import state_versions as sv
 from cpwatch.settings import Settings
+from runtime.nudge import NUDGE, watch_stalls
 from runtime.positions import InputPositions, admit
 from runtime.range_reader import GroupStart, RangeReader
 from runtime.table_state import changelog_ready, read_record, stop_worker, versioned
@@ -25,12 +26,21 @@ class PositionTable:
     Rows of any older version are read; a newer one stops the worker (``runtime.table_state``).
     """
 
-    def __init__(self, app: faust.App, name: str, settings: Settings, stage: str) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        name: str,
+        settings: Settings,
+        stage: str,
+        partitions: int | None = None,
+    ) -> None:
+        """``partitions``: the input's (a changelog follows its stream); by default the count
+        every cpwatch topic has."""
         self.app, self.name = app, name
         self.table = app.Table(
             name,
             default=None,
-            partitions=settings.topic_partitions,
+            partitions=partitions or settings.topic_partitions,
             key_type=bytes,
             use_partitioner=True,
         )
@@ -67,6 +77,14 @@ class PositionTable:
         if self._reload:
             return self.load().get(partition)
         return self.positions.expected.get(partition)
+
+    def nudge_when_stalled(self, topic: faust.TopicT) -> None:
+        """Nudge a partition of ``topic`` (the agent's input: internal, its values JSON) that
+        stands still behind its end with ``runtime.nudge.NUDGE``, which the agent skips."""
+        if self.enabled:
+            watch_stalls(
+                self.app, topic, self.expected_at, self.start, stage=self.stage, nudge=NUDGE
+            )
 
     def save(self, batch: Sequence[Any]) -> None:
         """Record the next offset of each partition of ``batch``: call after its outputs

@@ -26,7 +26,7 @@ from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
-from runtime.nudge import watch_stalls
+from runtime.nudge import NUDGE
 from runtime.position_table import PositionTable
 from runtime.table_state import apply_writes, changelog_ready, read_record, stop_worker
 from streams.classifier import classify
@@ -42,7 +42,6 @@ from streams.story_processor import KIND, StoryProcessor, StoryState, TableOp
 STAGE = "classify-news"
 CLUSTER_KEY = b"stories"
 BATCH, WITHIN_S = 200, 0.05
-STORY_NUDGE = b"\x00nudge"  # never JSON: a story-input message the clusterer skips
 
 
 def enrich(article: NewsArticle, now: datetime, names: HolderNames) -> dict[str, Any]:
@@ -130,16 +129,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     # The clusterer's input positions, saved once its policy events were acknowledged: a
     # range Faust committed past, or dropped at a rebalance, is read in (runtime/positions).
-    story_positions = PositionTable(app, "story-positions", settings, "cluster-stories")
-    if story_positions.enabled:
-        watch_stalls(
-            app,
-            stories,
-            story_positions.expected_at,
-            story_positions.start,
-            stage="cluster-stories",
-            nudge=STORY_NUDGE,
-        )
+    story_positions = PositionTable(
+        app, "story-positions", settings, "cluster-stories", partitions=1
+    )
+    story_positions.nudge_when_stalled(stories)
 
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
@@ -177,7 +170,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # Batches: one table rebuild check and one acknowledgement wait per batch, not per
         # event; the table is written outside per-event iteration (use_partitioner).
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            fresh = [e for e in await story_positions.admit(batch) if e.value != STORY_NUDGE]
+            fresh = [e for e in await story_positions.admit(batch) if e.value != NUDGE]
             sent: list[Any] = []
             try:
                 await cluster_batch(fresh, sent)
