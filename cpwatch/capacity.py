@@ -7,8 +7,8 @@ Kafka gives each partition of a topic to one member of a consumer group at a tim
 * one partition is worked by one worker core at a time, so a topic's rate divided by its
   partition count must stay under what one worker core sustains on that stage, with headroom.
 
-The per-core figures are the ones measured in docs/benchmarks.md (2-core box shared with Kafka
-and Elasticsearch, so they are conservative for a dedicated core):
+The per-core figures are measured in docs/benchmarks.md (2-core box shared with Kafka and
+Elasticsearch, so they are conservative for a dedicated core; the slower of its last two runs):
 
 * ticks: 98,976 ticks/s end to end through route-ticks and the treasury stage;
 * articles: 1,009 articles/s through the classifier on one core (synthetic set); the end-to-end
