@@ -16,7 +16,8 @@ kind               record
 positions          ``news-positions`` / ``match-positions`` (v0 and v1), ``story-positions`` /
                    ``route-alerts-positions`` / ``lifecycle-positions`` (v1 from the start):
                    partition → next offset ``int`` (runtime/position_table.py); v1
-                   ``{"v": 1, "offset": int}``
+                   ``{"v": 1, "offset": int}``, keyed ``"p~i"`` (a key that hashes onto
+                   changelog partition p; ``"p"`` before, still read)
 story-entry        ``story-entries``, article id → ``{"id", "cluster", "sig", "ts"}``
                    (streams/story_processor.py, ``StoryState.row``)
 lifecycle          ``alert-lifecycle``, ``b"lifecycle"`` → ``LifecycleTracker.to_dict()``

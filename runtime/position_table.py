@@ -1,12 +1,25 @@
 """An agent's input positions kept in a Faust table: the input-position guard of
-``runtime.positions`` wired once for every Faust agent that needs it (news, matching)."""
+``runtime.positions`` wired once for every Faust agent that needs it (news, story clustering,
+matching, alert routing, the alert tracker).
+
+The row of input partition ``p`` must sit on changelog partition ``p``: Faust restores a
+changelog partition on the worker that owns the input partition of the same number, and the
+producer places a row by hashing its key. Keyed ``str(p)``, the row of news partition 0 landed
+on changelog partition 4 of 8, so in a group of several workers the owner of partition 0 did not
+restore its position (and one that later took partition 0 over could restore an old one, and
+re-read from there). Rows are keyed ``"p~i"`` with the first ``i`` that hashes onto ``p``
+(``row_key``); rows keyed ``"p"`` by older workers are still read, the new one preferred.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
+from itertools import count
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 
 from cpwatch import state_versions as sv
 from cpwatch.settings import Settings
@@ -16,6 +29,19 @@ from runtime.range_reader import GroupStart, RangeReader
 from runtime.table_state import changelog_ready, read_record, stop_worker, versioned
 
 KIND = "positions"  # cpwatch/state_versions.py: v0 a bare next offset, v1 {"v": 1, "offset"}
+
+
+@cache
+def row_key(partition: int, partitions: int) -> bytes:
+    """The key of ``partition``'s row: one Kafka's default partitioner (murmur2 of the key,
+    as aiokafka's producer computes it) places on that same changelog partition."""
+    if partitions <= 1:
+        return str(partition).encode()
+    for i in count():
+        key = f"{partition}~{i}".encode()
+        if (murmur2(key) & 0x7FFFFFFF) % partitions == partition:
+            return key
+    raise AssertionError("unreachable")
 
 
 class PositionTable:
@@ -37,10 +63,11 @@ class PositionTable:
         """``partitions``: the input's (a changelog follows its stream); by default the count
         every cpwatch topic has."""
         self.app, self.name = app, name
+        self.partitions = partitions or settings.topic_partitions
         self.table = app.Table(
             name,
             default=None,
-            partitions=partitions or settings.topic_partitions,
+            partitions=self.partitions,
             key_type=bytes,
             use_partitioner=True,
         )
@@ -92,13 +119,18 @@ class PositionTable:
         for part in {e.message.partition for e in batch}:
             if part in self.positions.expected:
                 offset = self.positions.expected[part]
-                self.table[str(part).encode()] = versioned(KIND, {"offset": offset})
+                key = row_key(part, self.partitions)
+                self.table[key] = versioned(KIND, {"offset": offset})
+                if key != (old := str(part).encode()):
+                    self.table.pop(old, None)  # an older worker's row: superseded
 
     def load(self) -> dict[int, int]:
         """The stored next offset per partition, from rows of any version up to today's."""
         found: dict[int, int] = {}
+        old: dict[int, int] = {}  # rows keyed "p" by older workers
         for key, value in self.table.items():
             row = read_record(self.name, KIND, key, value)
             if row is not None:
-                found[int(key)] = int(row["offset"])
-        return found
+                part, _, suffix = key.partition(b"~")
+                (found if suffix else old)[int(part)] = int(row["offset"])
+        return {**old, **found}

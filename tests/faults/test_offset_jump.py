@@ -77,3 +77,15 @@ def test_articles_committed_past_unprocessed_are_still_indexed(
     assert refilled >= SKIPPED, (
         w.tail()
     )  # more only if a saved position lagged: re-read, not doubled
+    # Each saved position sits on the changelog partition of its input partition, where the
+    # worker that owns that input partition restores it (runtime/position_table.py).
+    changelog = f"{s.topic_prefix}{s.faust_app_id}-news-positions-changelog"
+    reader = KafkaConsumer(
+        changelog,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        **s.kafka_client_kwargs(),
+    )
+    rows = [(m.partition, m.key) for m in reader if m.value is not None]
+    reader.close()
+    assert rows and all(int(key.split(b"~")[0]) == part for part, key in rows), rows

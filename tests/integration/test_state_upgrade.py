@@ -25,6 +25,7 @@ from kafka.errors import TopicAlreadyExistsError
 from cpwatch import topics as t
 from cpwatch.records import NewsArticle, PriceTick
 from cpwatch.settings import Settings
+from runtime.position_table import row_key
 from streams.alerts import iso_utc
 from streams.dedup import StoryClusterer
 from streams.rules import load_rules
@@ -170,14 +171,14 @@ def test_old_state_is_restored_and_migrated(kafka_settings: Settings, tmp_path: 
             return worker.poll() is not None or len(alerts) >= len(expected)
 
         def news_position_saved() -> bool:
-            # Written in today's shape once the outputs of every news message were acknowledged.
-            rows = [
-                codecs.loads("json", m.value)
-                for m in read_all(s, changelog(s, "news-positions"))
-                if m.key == b"0"
-            ]
+            # Written in today's shape once the outputs of every news message were acknowledged,
+            # under today's key (runtime/position_table.py); the old row is deleted.
+            found = read_all(s, changelog(s, "news-positions"))
+            key = row_key(0, s.topic_partitions)
+            rows = [codecs.loads("json", m.value) for m in found if m.key == key]
+            old = [m.value for m in found if m.key == b"0"]
             done = bool(rows) and rows[-1] == {"v": 1, "offset": len(news)}
-            return worker.poll() is not None or done
+            return worker.poll() is not None or (done and old[-1:] == [None])
 
         def treasury_saved_last_price() -> bool:
             # The state record after the series' last price, rewritten in today's shape: no

@@ -20,7 +20,7 @@ from cpwatch.settings import Settings
 from notify.delivery import item_dict
 from notify.lifecycle import DigestGrouper, LifecycleTracker, Notification
 from runtime import table_state
-from runtime.position_table import PositionTable
+from runtime.position_table import PositionTable, row_key
 from runtime.table_state import read_record, stop_worker, versioned
 from streams.alerts import Alert
 from streams.dedup import StoryClusterer
@@ -302,13 +302,36 @@ def test_position_rows_of_both_versions_are_honoured_and_saved_as_v1() -> None:
     fresh = asyncio.run(table.admit(batch))
     assert [(e.message.partition, e.message.offset) for e in fresh] == [(0, 3), (0, 4), (1, 1)]
     table.save(batch)
+    # Saved as v1 under keys that hash onto their own changelog partition; the old rows go.
+    n = table.partitions
     assert app.tables["news-positions"] == {
-        b"0": {"v": 1, "offset": 5},
-        b"1": {"v": 1, "offset": 2},
+        row_key(0, n): {"v": 1, "offset": 5},
+        row_key(1, n): {"v": 1, "offset": 2},
     }
     # Faust picks a use_partitioner table's changelog partition from the producer's metadata:
     # the changelog was looked up before the first write.
     assert "news-positions-log" in app.producer.looked_up
+
+
+@pytest.mark.parametrize("partitions", [1, 4, 8, 12])
+def test_each_position_row_hashes_onto_its_own_changelog_partition(partitions: int) -> None:
+    """Faust restores changelog partition p on the owner of input partition p: the row of p must
+    be there. Kafka's default partitioner (aiokafka's) is murmur2(key) mod the partition count."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    parts = list(range(partitions))
+    for p in parts:
+        assert DefaultPartitioner()(row_key(p, partitions), parts, parts) == p
+
+
+def test_a_new_position_row_wins_over_an_older_workers_row() -> None:
+    app = FakeApp()
+    table = positions(app)
+    n = table.partitions
+    app.tables["news-positions"].update(
+        {b"0": 3, row_key(0, n): {"v": 1, "offset": 9}, b"1": {"v": 1, "offset": 4}}
+    )
+    assert table.load() == {0: 9, 1: 4}
 
 
 def test_changelog_metadata_is_awaited_once_per_topic() -> None:
