@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 BATCH = 2_000  # by-symbol messages per treasury batch (each carries up to 2,000 ticks)
 WITHIN_S = 0.05
 CHUNK = 2_000  # ticks per processor call at least, when a batch has that many for a symbol
-NUDGE = TickBatch(()).encode()  # an empty tick batch: it only reveals a hole to the guard
-# (runtime/nudge.py)
+# The nudge (runtime/nudge.py): an empty tick batch, it only reveals a hole to the guard.
+NUDGE = TickBatch(()).encode()
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -217,30 +217,19 @@ class SymbolStates:
         table's states give (read only: the cache is replaced between batches, never here)."""
         if not self.reload_pending:
             return self.positions.expected.get(partition)
-        offsets = [
-            nxt
-            for record in self.table.values()
-            if record
-            and (where := record.get("input"))
-            and where[0] == partition
-            and (nxt := where[1]) is not None
-        ]
-        return min(offsets, default=None)
+        return _stored_positions(self.table.values()).get(partition)
 
     def reload_if_pending(self) -> None:
         """Restart from the table after a rebalance: every local symbol, and the offsets the
-        saved states expect next (the lowest per partition, so no symbol misses a message)."""
+        saved states expect next."""
         if not self.reload_pending:
             return
         self.reload_pending = False
         self.cache.clear()
-        expected: dict[int, int] = {}
-        for key, record in list(self.table.items()):
-            st = self.get(key.decode(), record)
-            if st.partition is not None and st.next_offset is not None:
-                nxt = st.next_offset
-                expected[st.partition] = min(nxt, expected.get(st.partition, nxt))
-        self.positions.reset(expected)
+        records = list(self.table.items())
+        for key, record in records:
+            self.get(key.decode(), record)
+        self.positions.reset(_stored_positions(record for _, record in records))
 
     def save(self, partitions: set[int]) -> None:
         """Every symbol of a partition seen in this batch records the partition's next offset,
@@ -252,6 +241,17 @@ class SymbolStates:
             self.table[symbol.encode()] = st.to_record()
             if (price := st.ref.price(symbol)) is not None:
                 metrics.set_reference_price(symbol, price)
+
+
+def _stored_positions(records: Iterable[dict[str, Any] | None]) -> dict[int, int]:
+    """The next input offset per partition the saved states expect: the lowest of the
+    partition's symbols, so no symbol misses a message (``SymbolState.to_record``'s input)."""
+    expected: dict[int, int] = {}
+    for record in records:
+        part, nxt = (record or {}).get("input") or (None, None)
+        if part is not None and nxt is not None:
+            expected[part] = min(nxt, expected.get(part, nxt))
+    return expected
 
 
 def _ticks_of(value: bytes | None) -> Sequence[bytes] | TickColumns:

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.structs import OffsetAndMetadata
 
 from cpwatch import topics as t
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
@@ -170,6 +171,26 @@ def worker_groups(settings: Settings) -> tuple[str, str]:
     """The worker's Faust consumer group and route-ticks' own (streams/tick_router.py)."""
     faust_group = f"{settings.topic_prefix}{settings.faust_app_id}"
     return faust_group, f"{faust_group}-route-ticks"
+
+
+def commit_to_end(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    """Commit the worker's Faust group at the end of every partition of ``topic`` (a full
+    name), as if processed: what Faust's gap handling can leave. The worker must be stopped."""
+    reader = KafkaConsumer(group_id=None, **settings.kafka_client_kwargs())
+    try:
+        tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
+        ends: dict[TopicPartition, int] = reader.end_offsets(tps)
+    finally:
+        reader.close()
+    admin = KafkaAdminClient(**settings.kafka_client_kwargs())
+    try:
+        faust_group, _ = worker_groups(settings)
+        offsets = {tp: OffsetAndMetadata(end) for tp, end in ends.items()}
+        result = admin.alter_group_offsets(faust_group, offsets)
+    finally:
+        admin.close()
+    assert all(err.errno == 0 for err in result.values()), result
+    return ends
 
 
 def committed(settings: Settings, name: str, *, internal: bool = False) -> int:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaProducer
 from pydantic import SecretStr
 
 from cpwatch import topics as t
@@ -23,11 +22,11 @@ from tests.api_client import AUTH, TOKEN, api_client, subscription
 from tests.conftest import free_port, wait_for
 from tests.faults.conftest import (
     Worker,
+    commit_to_end,
     expected_alerts,
     read_topic,
     ticks,
     with_rules,
-    worker_groups,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -59,24 +58,6 @@ def write(s: Settings, topic: str, alerts: list[Alert], partition: int | None = 
         producer.flush()
     finally:
         producer.close()
-
-
-def commit_to_end(s: Settings, topic: str) -> None:
-    """Commit the worker group's offsets at the end of every partition of ``topic``."""
-    reader = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
-    try:
-        tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
-        ends = reader.end_offsets(tps)
-    finally:
-        reader.close()
-    admin = KafkaAdminClient(**s.kafka_client_kwargs())
-    try:
-        faust_group, _ = worker_groups(s)
-        offsets = {tp: OffsetAndMetadata(end) for tp, end in ends.items()}
-        result = admin.alter_group_offsets(faust_group, offsets)
-    finally:
-        admin.close()
-    assert all(err.errno == 0 for err in result.values()), result
 
 
 def test_alerts_committed_past_are_still_notified(

@@ -5,14 +5,13 @@ them anyway, so every article is still indexed once."""
 from __future__ import annotations
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaConsumer
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
 from producers.kafka import Producer
 from tests.conftest import wait_for
-from tests.faults.conftest import Worker, articles, es_count, es_ids
+from tests.faults.conftest import Worker, articles, commit_to_end, es_count, es_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -27,28 +26,6 @@ def send(s: Settings, batch: list) -> None:  # noqa: ANN001 - NewsArticle list
         p.flush()
 
 
-def commit_to_end(s: Settings) -> dict[TopicPartition, int]:
-    """Commit the worker group's news offsets at the end of each partition, as if processed."""
-    reader = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
-    try:
-        tps = [
-            TopicPartition(s.topic(t.NEWS), p) for p in reader.partitions_for_topic(s.topic(t.NEWS))
-        ]
-        ends = reader.end_offsets(tps)
-    finally:
-        reader.close()
-    admin = KafkaAdminClient(**s.kafka_client_kwargs())
-    try:
-        group = f"{s.topic_prefix}{s.faust_app_id}"
-        result = admin.alter_group_offsets(
-            group, {tp: OffsetAndMetadata(end) for tp, end in ends.items()}
-        )
-    finally:
-        admin.close()
-    assert all(err.errno == 0 for err in result.values()), result
-    return ends
-
-
 def test_articles_committed_past_unprocessed_are_still_indexed(
     kafka_settings: Settings, restartable_worker: Worker
 ) -> None:
@@ -60,7 +37,7 @@ def test_articles_committed_past_unprocessed_are_still_indexed(
     w.stop()  # graceful: the group is left empty, so its offsets can be altered
 
     send(s, news[BEFORE : BEFORE + SKIPPED])
-    ends = commit_to_end(s)
+    ends = commit_to_end(s, s.topic(t.NEWS))
     assert sum(ends.values()) == BEFORE + SKIPPED
 
     w.start()

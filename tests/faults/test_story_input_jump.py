@@ -12,8 +12,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaProducer
 
 from cpwatch import topics as t
 from cpwatch.internal_topics import STORY_INPUT, internal_topic
@@ -23,7 +22,7 @@ from producers.kafka import Producer
 from streams.holdings_news import HolderNames
 from streams.news_agent import process_article
 from tests.conftest import wait_for
-from tests.faults.conftest import Worker, articles, read_topic, worker_groups
+from tests.faults.conftest import Worker, articles, commit_to_end, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -45,15 +44,6 @@ def story_bodies(s: Settings, batch: list[NewsArticle]) -> list[tuple[str, bytes
 def event_ids(s: Settings) -> set[str]:
     """Article ids on the policy-events topic (one event per clustered article)."""
     return {json.loads(v)["id"] for v in read_topic(s, t.POLICY_EVENTS, idle_ms=1500) if v}
-
-
-def story_end(s: Settings) -> int:
-    consumer = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
-    try:
-        tp = TopicPartition(internal_topic(s, STORY_INPUT), 0)
-        return int(consumer.end_offsets([tp])[tp])
-    finally:
-        consumer.close()
 
 
 def test_story_input_committed_past_is_still_clustered(
@@ -82,15 +72,7 @@ def test_story_input_committed_past_is_still_clustered(
         producer.flush()
     finally:
         producer.close()
-    end = story_end(s)
-    admin = KafkaAdminClient(**s.kafka_client_kwargs())
-    try:
-        faust_group, _ = worker_groups(s)
-        tp = TopicPartition(topic, 0)
-        result = admin.alter_group_offsets(faust_group, {tp: OffsetAndMetadata(end)})
-    finally:
-        admin.close()
-    assert all(err.errno == 0 for err in result.values()), result
+    commit_to_end(s, topic)
 
     w.start()
     want = {i for i, _ in skipped}
