@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     rules_file: Path | None = None  # None: the packaged cpwatch/data/rules.yaml
     price_staleness_s: float = Field(default=120.0, gt=0)
     price_divergence_pct: float = Field(default=2.0, gt=0)
+    # News stage: processes that classify beside the worker's event loop (0: on the loop).
+    classify_processes: int = Field(default=1, ge=0, le=64)
     # the treasury's per-batch engine: numpy columns, or the tick-by-tick reference
     treasury_engine: Literal["columnar", "scalar"] = "columnar"
     # at_least_once + deterministic ids is exactly-once in effect. faust-streaming 0.15.3 in

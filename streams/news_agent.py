@@ -1,5 +1,5 @@
-"""Faust agents: ``news`` → classify → ``articles`` (every article) and, for events,
-near-duplicate grouping → ``policy-events`` keyed by story cluster.
+"""Faust agents: ``news`` → classify (``streams/news_processor.py``) → ``articles`` (every
+article) and, for events, near-duplicate grouping → ``policy-events`` keyed by story cluster.
 
 Copies of one story arrive under different article ids, hence on different partitions, so
 events are re-keyed onto one internal partition where a single bounded clusterer sees them
@@ -9,9 +9,7 @@ all (news volumes are small; classification, the costly part, stays parallel).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,87 +19,20 @@ from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import STORY_INPUT, internal_topic
-from cpwatch.records import NewsArticle, dumps
 from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.nudge import NUDGE
 from runtime.position_table import PositionTable
+from runtime.process_pool import OffloadPool
 from runtime.table_state import apply_writes, changelog_ready, read_record, stop_worker
-from streams.classifier import classify
 from streams.holder_links import HolderLinker
-from streams.holdings_news import (
-    HolderNames,
-    HoldingStatement,
-    extract_holdings,
-    proposals,
-)
+from streams.news_processor import ArticleOutput, init_process, process_batch
 from streams.story_processor import KIND, StoryProcessor, StoryState, TableOp
 
 STAGE = "classify-news"
-CLUSTER_KEY = b"stories"
 BATCH, WITHIN_S = 200, 0.05
-
-
-def enrich(article: NewsArticle, now: datetime, names: HolderNames) -> dict[str, Any]:
-    """The article as indexed: its fields, its classification, the holdings it states, when
-    the pipeline saw it."""
-    result = classify(article.title, article.text)
-    statements = extract_holdings(article.title, article.text, names, article.published)
-    return {
-        **article.to_dict(),
-        **result.to_dict(),
-        "holdings": [s.to_dict() for s in statements],
-        "ingested_at": now.isoformat(),
-    }
-
-
-@dataclass
-class ArticleOutput:
-    """What one news message becomes: messages to send in order, or a dead-letter reason."""
-
-    messages: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (topic, key, value)
-    proposals: int = 0
-    rejected: str | None = None
-
-
-def process_article(
-    raw: bytes | None, now: datetime, names: HolderNames, settings: Settings
-) -> ArticleOutput:
-    """Classify one article (pure): every article goes to ``articles``; an event also goes
-    to story clustering, and its holdings statements become proposals (totals straight to
-    ``holdings`` under auto-accept). Ids and keys are deterministic, so a replay adds nothing."""
-    out = ArticleOutput()
-    try:
-        article = NewsArticle.parse(raw)
-        doc = enrich(article, now, names)
-    except RecordError as exc:
-        out.rejected = str(exc)
-        return out
-    except Exception as exc:  # noqa: BLE001 - one bad article must not stop the stream
-        out.rejected = f"classifier: {exc!r}"
-        return out
-    body = dumps(doc)
-    out.messages.append((t.ARTICLES, article.id.encode(), body))
-    if not doc["is_policy_event"]:
-        return out
-    out.messages.append((STORY_INPUT, CLUSTER_KEY, body))
-    found = proposals(
-        (HoldingStatement(**s) for s in doc["holdings"]),
-        names,
-        article_id=article.id,
-        title=article.title,
-        source_url=article.url or "",
-        published=article.published or article.fetched_at,
-    )
-    for p in found:
-        out.messages.append((t.HOLDINGS_PROPOSALS, p.id.encode(), p.to_bytes()))
-        if settings.holdings_auto_accept == "total" and p.statement == "total":
-            update = p.to_update(None)
-            out.messages.append((t.HOLDINGS, update.key.encode(), update.to_bytes()))
-    out.proposals = len(found)
-    return out
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -120,8 +51,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # which holders an event concerns, and whose holdings an article states.
     registry = settings.holdings_registry_path.read_text(encoding="utf-8")
     linker = HolderLinker.from_csv_text(registry)
-    names = HolderNames.from_csv_text(registry)
     clustering = StoryProcessor(linker)
+    # Classification runs in processes beside the loop (runtime/process_pool.py): while one
+    # batch is classified there, the loop sends, sinks and clusters the one before.
+    classifiers = OffloadPool(settings.classify_processes, init_process, (registry, settings))
 
     # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
     # agent reads again anything Faust committed past without processing (streams/positions).
@@ -134,20 +67,43 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     )
     story_positions.nudge_when_stalled(stories)
 
+    # The batch whose outputs are being sent, behind the one being classified.
+    tail: asyncio.Future[None] | None = None
+
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
+        nonlocal tail
+        # Two batches in flight: while one is classified, the one before is sent and
+        # acknowledged, then its positions saved (marks taken at admission, since later
+        # batches move the expected offsets on). Batches finish strictly in order.
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            sent: list[Any] = []
             fresh = await positions.admit(batch)
-            for event in fresh:
-                await classify_one(event, sent)
-            await asyncio.gather(*sent)  # outputs acknowledged before the position moves
-            positions.save(batch)
+            marks = positions.mark(batch)
+            job = asyncio.ensure_future(
+                classifiers.map_batch(process_batch, [e.value for e in fresh], datetime.now(UTC))
+            )
+            before = tail
+            tail = asyncio.ensure_future(finish(before, fresh, job, marks))
+            if before is not None:
+                await before  # at most two batches in flight; its failure stops the agent
 
-    async def classify_one(event: Any, sent: list[Any]) -> None:
-        t0 = time.perf_counter()
+    async def finish(
+        before: asyncio.Future[None] | None,
+        fresh: list[Any],
+        job: asyncio.Future[list[ArticleOutput]],
+        marks: dict[int, int],
+    ) -> None:
+        outputs = await job
+        if before is not None:
+            await before  # the earlier batch's messages go first
+        sent: list[Any] = []
+        for event, out in zip(fresh, outputs, strict=True):
+            await send_one(event, out, sent)
+        await asyncio.gather(*sent)  # outputs acknowledged before the position moves
+        positions.save_at(marks)
+
+    async def send_one(event: Any, out: ArticleOutput, sent: list[Any]) -> None:
         metrics.count_in(STAGE, t.NEWS)
-        out = process_article(event.value, datetime.now(UTC), names, settings)
         if out.rejected is not None:
             dlq = topics[t.DEAD_LETTER]
             sent.append(await dead_letter(dlq, STAGE, out.rejected, event, event.value))
@@ -157,10 +113,16 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             sent.append(await target.send(key=key, value=value))
         metrics.count_out(STAGE, t.ARTICLES)
         metrics.count_out(STAGE, t.HOLDINGS_PROPOSALS, out.proposals)
-        metrics.PROCESSING.labels(STAGE).observe(time.perf_counter() - t0)
+        metrics.PROCESSING.labels(STAGE).observe(out.seconds)
+
+    @app.on_before_shutdown.connect
+    def _stop_classifiers(app: faust.App, **_: Any) -> None:
+        classifiers.close()
 
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
+        if tail is not None:
+            await asyncio.wait({tail})  # the batch in flight is saved by this worker
         story_table.drop()
         positions.revoked()
         story_positions.revoked()

@@ -20,7 +20,7 @@ from cpwatch.records import NewsArticle
 from cpwatch.settings import Settings
 from producers.kafka import Producer
 from streams.holdings_news import HolderNames
-from streams.news_agent import process_article
+from streams.news_processor import process_article
 from tests.conftest import wait_for
 from tests.faults.conftest import Worker, articles, commit_to_end, read_topic
 

@@ -10,7 +10,7 @@ from cpwatch.internal_topics import STORY_INPUT
 from cpwatch.records import NewsArticle
 from cpwatch.settings import Settings
 from streams.holdings_news import HolderNames
-from streams.news_agent import CLUSTER_KEY, process_article
+from streams.news_processor import CLUSTER_KEY, process_article
 
 NAMES = HolderNames.from_csv_text(
     "holder,kind,country,btc,as_of\nEl Salvador,state,SV,1,2024-01-01\n"
