@@ -9,6 +9,7 @@ all (news volumes are small; classification, the costly part, stays parallel).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from streams.story_processor import KIND, StoryProcessor, StoryState, TableOp
 
 STAGE = "classify-news"
 BATCH, WITHIN_S = 200, 0.05
+IN_FLIGHT = 2  # batches: one being classified, the one before it being sent (3 measured no faster)
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -67,25 +69,25 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     )
     story_positions.nudge_when_stalled(stories)
 
-    # The batch whose outputs are being sent, behind the one being classified.
-    tail: asyncio.Future[None] | None = None
+    # Batches in flight, oldest first: the newest is being classified, the ones before are
+    # being sent. Each finishes after the one before it.
+    in_flight: deque[asyncio.Future[None]] = deque()
 
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
-        nonlocal tail
-        # Two batches in flight: while one is classified, the one before is sent and
-        # acknowledged, then its positions saved (marks taken at admission, since later
-        # batches move the expected offsets on). Batches finish strictly in order.
+        # While one batch is classified, the ones before are sent and acknowledged, then their
+        # positions saved (marks taken at admission, since later batches move the expected
+        # offsets on). Batches finish strictly in order.
         async for batch in stream.take_events(BATCH, within=WITHIN_S):
             fresh = await positions.admit(batch)
             marks = positions.mark(batch)
             job = asyncio.ensure_future(
                 classifiers.map_batch(process_batch, [e.value for e in fresh], datetime.now(UTC))
             )
-            before = tail
-            tail = asyncio.ensure_future(finish(before, fresh, job, marks))
-            if before is not None:
-                await before  # at most two batches in flight; its failure stops the agent
+            before = in_flight[-1] if in_flight else None
+            in_flight.append(asyncio.ensure_future(finish(before, fresh, job, marks)))
+            while len(in_flight) >= IN_FLIGHT or (in_flight and in_flight[0].done()):
+                await in_flight.popleft()  # bounded; a failed batch stops the agent
 
     async def finish(
         before: asyncio.Future[None] | None,
@@ -121,8 +123,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
-        if tail is not None:
-            await asyncio.wait({tail})  # the batch in flight is saved by this worker
+        if in_flight:
+            await asyncio.wait(in_flight)  # batches in flight are saved by this worker
         story_table.drop()
         positions.revoked()
         story_positions.revoked()
