@@ -18,6 +18,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,9 @@ def _watch_parent(parent: int) -> None:
 
 
 def _start_process(parent: int, initializer: Callable[..., None], *initargs: Any) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the worker decides when its pool
+    # stops, so a process here neither dies mid-batch nor prints a KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     initializer(*initargs)
 

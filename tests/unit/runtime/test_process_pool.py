@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,25 @@ def test_processes_return_every_item_in_order_from_other_processes() -> None:
     out = asyncio.run(scenario())
     assert [(p, v) for p, v, _ in out] == [("p", 2 * i) for i in items]
     assert os.getpid() not in {pid for _, _, pid in out}
+
+
+def test_ctrl_c_leaves_pool_processes_to_the_worker() -> None:
+    pool = OffloadPool(1, set_prefix, ("c",))
+
+    async def scenario() -> tuple[int, int]:
+        try:
+            first = (await pool.map_batch(label, [1], 1))[0][2]
+            status = Path(f"/proc/{first}/status").read_text()
+            ignored = int(status.split("SigIgn:")[1].split()[0], 16)
+            assert ignored & (1 << (signal.SIGINT - 1)), "SIGINT is not ignored"
+            os.kill(first, signal.SIGINT)  # as a terminal's Ctrl-C reaches the process group
+            second = (await pool.map_batch(label, [2], 1))[0][2]
+            return first, second
+        finally:
+            pool.close()
+
+    first, second = asyncio.run(scenario())
+    assert second == first  # the same process served both batches: it was not interrupted
 
 
 def test_a_process_that_dies_is_replaced_and_the_batch_retried(tmp_path: Path) -> None:
