@@ -116,13 +116,21 @@ class PositionTable:
     def save(self, batch: Sequence[Any]) -> None:
         """Record the next offset of each partition of ``batch``: call after its outputs
         were acknowledged, so a saved position never claims work that could still be lost."""
-        for part in {e.message.partition for e in batch}:
-            if part in self.positions.expected:
-                offset = self.positions.expected[part]
-                key = row_key(part, self.partitions)
-                self.table[key] = versioned(KIND, {"offset": offset})
-                if key != (old := str(part).encode()):
-                    self.table.pop(old, None)  # an older worker's row: superseded
+        self.save_at(self.mark(batch))
+
+    def mark(self, batch: Sequence[Any]) -> dict[int, int]:
+        """The next offset of each partition of ``batch``, taken right after ``admit``: what
+        ``save_at`` records once the outputs are acknowledged, when later batches were
+        admitted meanwhile (a pipelined agent)."""
+        parts = {e.message.partition for e in batch}
+        return {p: o for p, o in self.positions.expected.items() if p in parts}
+
+    def save_at(self, marks: dict[int, int]) -> None:
+        for part, offset in marks.items():
+            key = row_key(part, self.partitions)
+            self.table[key] = versioned(KIND, {"offset": offset})
+            if key != (old := str(part).encode()):
+                self.table.pop(old, None)  # an older worker's row: superseded
 
     def load(self) -> dict[int, int]:
         """The stored next offset per partition, from rows of any version up to today's."""

@@ -9,7 +9,8 @@ all (news volumes are small; classification, the costly part, stays parallel).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, MutableMapping
+from collections import deque
+from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from streams.story_processor import KIND, StoryProcessor, StoryState, TableOp
 
 STAGE = "classify-news"
 BATCH, WITHIN_S = 200, 0.05
+IN_FLIGHT = 2  # batches: one being classified, the one before it being sent (3 measured no faster)
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -52,8 +54,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     registry = settings.holdings_registry_path.read_text(encoding="utf-8")
     linker = HolderLinker.from_csv_text(registry)
     clustering = StoryProcessor(linker)
-    # Classification runs in processes beside the loop (runtime/process_pool.py): while a
-    # batch is classified there, the loop serves the sinks, the clusterer and the producer.
+    # Classification runs in processes beside the loop (runtime/process_pool.py): while one
+    # batch is classified there, the loop sends, sinks and clusters the one before.
     classifiers = OffloadPool(settings.classify_processes, init_process, (registry, settings))
 
     # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
@@ -67,23 +69,47 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     )
     story_positions.nudge_when_stalled(stories)
 
+    # Batches in flight, oldest first: the newest is being classified, the ones before are
+    # being sent. Each finishes after the one before it.
+    in_flight: deque[asyncio.Future[None]] = deque()
+
     @app.agent(topics[t.NEWS], name=STAGE, concurrency=1)
     async def classify_news(stream: faust.StreamT) -> None:
-        # One batch at a time: Faust acknowledges a batch's offsets (and may commit them) as
-        # soon as the loop asks for the next one, so the body must first have the outputs
-        # acknowledged and the position saved. A second batch in flight ran ~50 % faster, but
-        # a worker killed mid-flight lost the batch whose offsets were committed (the input
-        # guard re-reads such a hole only when a later message arrives on the partition).
-        async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            sent: list[Any] = []
+        # Offsets are acknowledged by hand (noack_take), a batch once its outputs are
+        # acknowledged and its positions saved, so Faust commits no further than the oldest
+        # batch in flight. take_events acknowledges a batch as soon as the next one is asked
+        # for: a worker killed then lost the batch in flight, as its offsets were committed
+        # and no later message revealed the hole to the input guard.
+        async for batch in stream.noack_take(BATCH, within=WITHIN_S):
             fresh = await positions.admit(batch)
-            outputs = await classifiers.map_batch(
-                process_batch, [e.value for e in fresh], datetime.now(UTC)
+            marks = positions.mark(batch)  # taken now: later batches move the offsets on
+            job = asyncio.ensure_future(
+                classifiers.map_batch(process_batch, [e.value for e in fresh], datetime.now(UTC))
             )
-            for event, out in zip(fresh, outputs, strict=True):
-                await send_one(event, out, sent)
-            await asyncio.gather(*sent)  # outputs acknowledged before the position moves
-            positions.save(batch)
+            before = in_flight[-1] if in_flight else None
+            done = finish(stream, before, batch, fresh, job, marks)
+            in_flight.append(asyncio.ensure_future(done))
+            while len(in_flight) >= IN_FLIGHT or (in_flight and in_flight[0].done()):
+                await in_flight.popleft()  # bounded; a failed batch stops the agent
+
+    async def finish(
+        stream: faust.StreamT,
+        before: asyncio.Future[None] | None,
+        batch: Sequence[Any],
+        fresh: list[Any],
+        job: asyncio.Future[list[ArticleOutput]],
+        marks: dict[int, int],
+    ) -> None:
+        outputs = await job
+        if before is not None:
+            await before  # the earlier batch's messages go first
+        sent: list[Any] = []
+        for event, out in zip(fresh, outputs, strict=True):
+            await send_one(event, out, sent)
+        await asyncio.gather(*sent)  # outputs acknowledged before the position moves
+        positions.save_at(marks)
+        for event in batch:  # the whole batch, skipped replays too: now Faust may commit it
+            await stream.ack(event)
 
     async def send_one(event: Any, out: ArticleOutput, sent: list[Any]) -> None:
         metrics.count_in(STAGE, t.NEWS)
@@ -104,6 +130,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.on_partitions_revoked.connect
     async def _drop(app: faust.App, revoked: Any, **_: Any) -> None:
+        if in_flight:
+            await asyncio.wait(in_flight)  # batches in flight are saved by this worker
         story_table.drop()
         positions.revoked()
         story_positions.revoked()
