@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import faust
 
@@ -41,6 +42,14 @@ def watch_stalls(
     committed past gets no message to load it with); ``None``: where the group resumes it.
     Call only in at-least-once mode."""
     stalls = StallWatch(after_s)
+    # Where the group resumes a partition the agent has no position for, asked once per
+    # assignment: only the agent (which then records a position) or another member before a
+    # rebalance moves that commit, so each period need not build a consumer to ask again.
+    starts: dict[int, int] = {}
+
+    @app.on_partitions_revoked.connect
+    async def _forget_starts(app: faust.App, revoked: Any, **_: Any) -> None:
+        starts.clear()
 
     async def check() -> None:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
@@ -55,7 +64,9 @@ def watch_stalls(
                     continue
                 at = expected(tp.partition)
                 if at is None:
-                    at = await start(tp.topic, tp.partition)
+                    if tp.partition not in starts:
+                        starts[tp.partition] = await start(tp.topic, tp.partition)
+                    at = starts[tp.partition]
                 if stalls.due(tp.partition, at, end, now):
                     log.warning(
                         "%s: %s-%d stands at %d of %d; nudged", stage, name, tp.partition, at, end
