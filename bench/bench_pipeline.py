@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from bench.children import cpu_seconds
 from cpwatch import topics
 from cpwatch.namespace import child_env, drop_namespace
 from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
@@ -244,32 +244,6 @@ def _es_count(es: Any, alias: str) -> int:
         return 0
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu_s(pid: int, children: bool = True) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc), with those of its live
-    child processes (the worker's classifier processes) unless ``children`` is False."""
-    pids = [pid]
-    if children:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and entry.name != str(pid):
-                try:
-                    if int(_stat(int(entry.name))[1]) == pid:  # field 4: parent pid
-                        pids.append(int(entry.name))
-                except (OSError, IndexError, ValueError):
-                    continue  # gone meanwhile
-    total = 0.0
-    for p in pids:
-        try:
-            fields = _stat(p)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _cleanup(settings: Settings) -> list[str]:
     return drop_namespace(settings)
 
@@ -363,7 +337,7 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
                     raise RuntimeError(f"no valuation within {STARTUP_DEADLINE_S}s of worker start")
                 time.sleep(0.05)
             startup = watch.first - t_spawn
-            cpu_first = _cpu_s(proc.pid)
+            cpu_first = cpu_seconds(proc.pid)
             while watch.done_at is None and time.perf_counter() - watch.first < TICKS_DEADLINE_S:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")
@@ -371,7 +345,7 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
             watch.stop.set()
             watch.join(timeout=5)
             end = watch.done_at or time.perf_counter()
-            cpu_used = _cpu_s(proc.pid) - cpu_first  # read up to ~0.1 s after done_at
+            cpu_used = cpu_seconds(proc.pid) - cpu_first  # read up to ~0.1 s after done_at
             # Valuations are kept per holder and minute, so count ticks, not valuations: all
             # but the first batch (processed before the first valuation appeared).
             processed = (
@@ -410,13 +384,16 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
                 now = time.perf_counter()
                 if n and first_t is None:
                     first_t, first_n = now, n
-                    news_cpu0, loop_cpu0 = _cpu_s(proc.pid), _cpu_s(proc.pid, children=False)
+                    news_cpu0, loop_cpu0 = (
+                        cpu_seconds(proc.pid),
+                        cpu_seconds(proc.pid, children=False),
+                    )
                 if n >= n_news:
                     break
                 time.sleep(0.2)
             end = time.perf_counter()
-            news_cpu = _cpu_s(proc.pid) - news_cpu0
-            loop_cpu = _cpu_s(proc.pid, children=False) - loop_cpu0
+            news_cpu = cpu_seconds(proc.pid) - news_cpu0
+            loop_cpu = cpu_seconds(proc.pid, children=False) - loop_cpu0
             admin.close()
             es = Elasticsearch(**settings.es_client_kwargs())
             alias = settings.index("articles")

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from app.worker import prepare
+from bench.children import cpu_seconds
 from cpwatch import topics
 from cpwatch.namespace import child_env, drop_namespace
 from cpwatch.records import HoldingUpdate, PriceTick
@@ -330,11 +331,6 @@ class Run:
         return drop_namespace(self.settings)
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in USER_HZ ticks
-
-
 def _box_busy() -> tuple[int, int]:
     cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(cpu) - cpu[3] - cpu[4], sum(cpu)  # busy, total (idle and iowait excluded)
@@ -449,7 +445,9 @@ def _capacity_window(run: Run, n: int, res: dict[str, Any], profile: Path | None
                     producer.send(topics.PRICE_TICKS, *encoded[sent])
                     sent += 1
                 producer.flush()
-                cpu0, box0 = [_cpu_s(p.pid) for p in run.procs], _box_busy()  # stopped: exact
+                # stopped: exact
+                cpu0 = [cpu_seconds(p.pid, children=False) for p in run.procs]
+                box0 = _box_busy()
             finally:
                 run.signal(signal.SIGCONT)
             resumed = time.perf_counter()
@@ -461,7 +459,10 @@ def _capacity_window(run: Run, n: int, res: dict[str, Any], profile: Path | None
                 time.sleep(POLL_S)
             seconds += time.perf_counter() - resumed
             box1 = _box_busy()
-            cpu = [c + _cpu_s(p.pid) - c0 for c, p, c0 in zip(cpu, run.procs, cpu0, strict=True)]
+            cpu = [
+                c + cpu_seconds(p.pid, children=False) - c0
+                for c, p, c0 in zip(cpu, run.procs, cpu0, strict=True)
+            ]
             busy, total = busy + box1[0] - box0[0], total + box1[1] - box0[1]
             chunks.append(sent - first)
             time.sleep(1.0)  # a heartbeat of every consumer before the next stop
@@ -504,7 +505,7 @@ def _live_window(run: Run, n: int, join_at: float, res: dict[str, Any]) -> None:
         ticks_done = c.get(run.ticks_topic, 0)
         if first is None and ticks_done:
             first = (now, ticks_done)
-            cpu0 = {p.pid: _cpu_s(p.pid) for p in run.procs}
+            cpu0 = {p.pid: cpu_seconds(p.pid, children=False) for p in run.procs}
             box0 = _box_busy()
         if len(run.procs) == 1 and ticks_done >= join_at * n:
             res["joined_at_ticks"] = ticks_done
@@ -517,7 +518,7 @@ def _live_window(run: Run, n: int, join_at: float, res: dict[str, Any]) -> None:
     thread.join()
     assert first is not None
     box1 = _box_busy()
-    cpu = [_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in run.procs]
+    cpu = [cpu_seconds(p.pid, children=False) - cpu0.get(p.pid, 0.0) for p in run.procs]
     res.update(
         produce_s=produced.get("seconds"),
         ticks_measured=n - first[1],

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.children import child_pids
 from cpwatch import topics as t
 from cpwatch.settings import Settings
 from producers.kafka import Producer
@@ -38,18 +39,14 @@ SEED = 20261203
 
 
 def classifier_processes(worker_pid: int) -> list[int]:
-    """The worker's spawned children (runtime/process_pool.py), from /proc."""
+    """The worker's spawned children (runtime/process_pool.py)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in child_pids(worker_pid):
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
             continue  # gone meanwhile
-        if ppid == worker_pid and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
     return found
 
 
