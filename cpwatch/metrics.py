@@ -115,6 +115,11 @@ INPUT_REFILLS = Counter(
     "Input messages the consumer skipped, read again from the broker before going on.",
     ["stage"],
 )
+VENUE_EVENTS = Counter(
+    "cpwatch_venue_events_total",
+    "Venue status changes against the reference price (stale, diverging, recovered).",
+    ["symbol", "venue", "kind"],
+)
 HOLDINGS_LATE = Counter(
     "cpwatch_holdings_late_total",
     "Holdings rows that arrived after a price at or past their as_of was evaluated.",
@@ -196,6 +201,10 @@ def count_dead_lettered(stage: str, topic: str | None) -> None:
     name = logical_topic(topic)
     RECORDS_FAILED.labels(stage, name).inc()
     DEAD_LETTERED.labels(stage, name).inc()
+
+
+def count_venue_event(symbol: str, venue: str, kind: str) -> None:
+    VENUE_EVENTS.labels(symbol_label(symbol), venue_label(venue), kind).inc()
 
 
 def observe_end_to_end(stage: str, event_time: str | None, now: float | None = None) -> None:

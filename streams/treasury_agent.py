@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 BATCH = 2_000  # by-symbol messages per treasury batch (each carries up to 2,000 ticks)
 WITHIN_S = 0.05
 CHUNK = 2_000  # ticks per processor call at least, when a batch has that many for a symbol
+VENUE_LOG_LINES = 10  # venue events logged one by one per batch; the rest are summarised
 # The nudge (runtime/nudge.py): an empty tick batch, it only reveals a hole to the guard.
 NUDGE = TickBatch(()).encode()
 
@@ -312,8 +314,19 @@ def _by_symbol(events: list[Any]) -> dict[str, list[Any]]:
 
 
 def _report(out: BatchOutput) -> None:
-    for ev in out.venue_events:
-        log.warning("venue %s", json.dumps(ev.to_dict(), default=str))
+    # Every venue event is counted; a batch logs the first VENUE_LOG_LINES of them and a
+    # summary of the rest: two venues flapping around the divergence threshold on a backlog
+    # raised thousands of lines a minute, and formatting them was 5 % of the worker's CPU.
+    kinds: Counter[str] = Counter()
+    for i, ev in enumerate(out.venue_events):
+        metrics.count_venue_event(ev.symbol, ev.venue, ev.kind)
+        if i < VENUE_LOG_LINES:
+            log.warning("venue %s", json.dumps(ev.to_dict(), default=str))
+        else:
+            kinds[ev.kind] += 1
+    if kinds:
+        more = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+        log.warning("venue: %d more events in this batch (%s)", kinds.total(), more)
     if out.late:
         metrics.HOLDINGS_LATE.inc(len(out.late))
         seen = out.late_seen_until.isoformat() if out.late_seen_until else "?"
