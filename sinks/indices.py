@@ -121,13 +121,22 @@ VALUATION_PROPERTIES: dict[str, Any] = {
 _HOLDERS: dict[str, Any] = {"holders": {"type": "keyword"}}
 # Fields added after indices were created: a new keyword field needs no new index version,
 # so ensure_indices also puts them on the existing index (documents indexed before lack them).
-ADDED_FIELDS: dict[str, dict[str, Any]] = {"events": _HOLDERS, "match-scratch": _HOLDERS}
+_MEMBER_COUNT: dict[str, Any] = {"member_count": {"type": "integer"}}  # of the story's copies
+ADDED_FIELDS: dict[str, dict[str, Any]] = {
+    "events": {**_HOLDERS, **_MEMBER_COUNT},
+    "match-scratch": _HOLDERS,
+}
 
 MAPPINGS: dict[str, dict[str, Any]] = {
     "articles": {"dynamic": "false", "properties": ARTICLE_PROPERTIES},
     "events": {
         "dynamic": "false",
-        "properties": {**ARTICLE_PROPERTIES, "members": {"type": "keyword"}, **_HOLDERS},
+        "properties": {
+            **ARTICLE_PROPERTIES,
+            "members": {"type": "keyword"},
+            **_MEMBER_COUNT,
+            **_HOLDERS,
+        },
     },
     "alerts": {"dynamic": "false", "properties": ALERT_PROPERTIES},
     "treasury-valuations": {"dynamic": "false", "properties": VALUATION_PROPERTIES},

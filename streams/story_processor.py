@@ -30,6 +30,11 @@ KIND = "story-entry"  # the rows' kind in cpwatch/state_versions.py
 MAX_STORIES = 5_000
 STORY_WINDOW = timedelta(days=3)
 THRESHOLD = 0.25
+# Member ids an event document lists, oldest first; ``member_count`` counts them all. Each copy
+# of a story re-sends its cluster's document, so a full list grew with the square of the copies
+# (a story re-published 400 times sent ~80,000 ids; in make bench's news phase, encoding and
+# indexing them was the loop's largest cost after the clusterer itself).
+MEMBERS_SHOWN = 50
 
 TableOp = tuple[str, dict[str, Any] | None]  # (article id, row to write | None: delete)
 
@@ -109,6 +114,12 @@ class StoryProcessor:
                 out.rejected.append((i, repr(exc)))
                 continue
             holders = self.linker.link(doc.get("countries") or (), doc["title"], doc["text"])
-            event = {**doc, "cluster_id": cluster, "members": members, "holders": holders}
+            event = {
+                **doc,
+                "cluster_id": cluster,
+                "members": members[:MEMBERS_SHOWN],
+                "member_count": len(members),
+                "holders": holders,
+            }
             out.events.append((cluster.encode(), dumps(event)))
         return out

@@ -11,7 +11,7 @@ import pytest
 from cpwatch import state_versions as sv
 from cpwatch.records import NewsArticle, dumps
 from streams.holder_links import HolderLinker
-from streams.story_processor import StoryOutput, StoryProcessor, StoryState
+from streams.story_processor import MEMBERS_SHOWN, StoryOutput, StoryProcessor, StoryState
 
 REGISTRY = "holder,kind,country,btc,as_of\nEl Salvador,state,SV,1,2024-01-01\n"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -89,11 +89,22 @@ def test_copies_of_one_story_are_one_cluster_and_one_event_id() -> None:
     docs = events(out)
     assert [d["cluster_id"] for d in docs] == ["a1", "a2", "a1"]
     assert [k for k, _ in out.events] == [b"a1", b"a2", b"a1"]  # keyed by cluster
-    assert docs[2]["members"] == ["a1", "a3"]
+    assert docs[2]["members"] == ["a1", "a3"] and docs[2]["member_count"] == 2
     assert docs[0]["holders"] == ["El Salvador"] and docs[1]["holders"] == []
     assert out.rejected == []
     assert table == st.rows()  # the writes keep the table equal to the state
     assert all(row["v"] == sv.current("story-entry") for row in table.values())
+
+
+def test_a_large_story_lists_its_oldest_members_and_counts_them_all() -> None:
+    st = StoryState.from_rows([])
+    n = MEMBERS_SHOWN + 20
+    copies = [body(i, 0, i / 60, copy=bool(i % 2)) for i in range(1, n + 1)]
+    docs = events(processor().process(st, copies))
+    assert {d["cluster_id"] for d in docs} == {"a1"}
+    assert docs[-1]["member_count"] == n
+    assert docs[-1]["members"] == [f"a{i}" for i in range(1, MEMBERS_SHOWN + 1)]
+    assert docs[MEMBERS_SHOWN - 2]["members"] == [f"a{i}" for i in range(1, MEMBERS_SHOWN)]
 
 
 def test_a_malformed_message_is_a_reason_and_changes_nothing() -> None:
