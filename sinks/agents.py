@@ -29,8 +29,6 @@ from sinks.indices import TIME_SERIES, monthly_index, prune_time_series
 log = logging.getLogger(__name__)
 
 BATCH = 1_000
-WITHIN_S = 0.5
-ALERT_WITHIN_S = 0.02
 
 
 def register(app: faust.App, topics: Topics, settings: Settings) -> None:
@@ -38,9 +36,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     dlq = topics[t.DEAD_LETTER]
     consumers: list[SinkConsumer] = []
 
-    def sink(
-        topic: str, index: str, id_field: str, within: float = WITHIN_S, refresh: bool = False
-    ) -> None:
+    def sink(topic: str, index: str, id_field: str, refresh: bool = False) -> None:
         alias = settings.index(index)
         stage = f"sink-{index}"
         letters: list[Any] = []  # this batch's dead letters, acknowledged before the commit
@@ -100,13 +96,13 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             for event_time in event_times:
                 metrics.observe_end_to_end(stage, event_time, now)
 
-        consumers.append(SinkConsumer(settings, topic, stage, handle, within, BATCH))
+        consumers.append(SinkConsumer(settings, topic, stage, handle, BATCH))
 
     sink(t.ARTICLES, "articles", "id")
     sink(t.POLICY_EVENTS, "events", "cluster_id")  # one document per story, however many outlets
-    # Alerts are rare and urgent: a short batch window and a refresh per bulk make each one
-    # searchable well inside a second instead of after the 1 s refresh interval.
-    sink(t.ALERTS, "alerts", "fingerprint", within=ALERT_WITHIN_S, refresh=True)
+    # Alerts are rare and urgent: a refresh per bulk makes each one searchable well inside a
+    # second instead of after the 1 s refresh interval.
+    sink(t.ALERTS, "alerts", "fingerprint", refresh=True)
     sink(t.TREASURY_VALUATIONS, "treasury-valuations", "id")
 
     @app.task

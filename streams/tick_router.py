@@ -30,7 +30,8 @@ from streams.columnar_ticks import decode_ticks, to_frame
 
 STAGE = "route-ticks"
 BATCH = 10_000  # ticks per poll: a symbol message of at most ~180 kB (18 bytes a tick)
-WITHIN_MS = 50
+# An empty poll's wait: records return as soon as fetched, so this only paces an idle loop.
+IDLE_POLL_MS = 1_000
 
 
 async def route_batch(
@@ -57,7 +58,7 @@ async def run(settings: Settings, by_symbol: faust.TopicT, dlq: faust.TopicT) ->
     await consumer.start()
     try:
         while True:
-            polled = await consumer.getmany(timeout_ms=WITHIN_MS, max_records=BATCH)
+            polled = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=BATCH)
             records = [m for msgs in polled.values() for m in msgs]
             if not records:
                 continue
