@@ -259,6 +259,7 @@ def _faust_floor(settings: Settings, n: int, tmp: Path) -> dict[str, Any]:
             settings.topic(topics.PRICE_TICKS),
             str(n),
             str(out),
+            str(tmp / "faust-floor-data"),
         ],
         env=_env(settings),
         cwd=ROOT,

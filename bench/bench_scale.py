@@ -597,24 +597,36 @@ def _per_worker(
                 "route_ticks": round(b["route_ticks"] - a["route_ticks"]),
                 "treasury_symbols": symbols,
                 "treasury_ticks": sum(per_symbol.get(s, 0) for s in symbols),
+                # batches and valuation sends: per-batch costs show in these, not in ticks
+                **{k: round(b[k] - a.get(k, 0.0)) for k in _COUNTED},
             }
         )
     return rows
 
 
+_COUNTED = ("valuations_sent", "treasury_batches")
+
+
 def _parse_metrics(text: str) -> dict[str, float]:
-    """``route_ticks`` (records route-ticks consumed) and ``ref:<symbol>`` (reference prices)
-    from a worker's /metrics text."""
+    """``route_ticks`` (records route-ticks consumed), ``ref:<symbol>`` (reference prices) and
+    the ``_COUNTED`` treasury figures from a worker's /metrics text."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from streams.tick_router import STAGE
 
-    out = {"route_ticks": 0.0}
+    out = {"route_ticks": 0.0, **dict.fromkeys(_COUNTED, 0.0)}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            labels = sample.labels
             if sample.name == "cpwatch_records_in_total":
-                if sample.labels.get("stage") == STAGE:
+                if labels.get("stage") == STAGE:
                     out["route_ticks"] += sample.value
+            elif sample.name == "cpwatch_records_out_total" and labels.get("stage") == "treasury":
+                if labels.get("topic") == topics.TREASURY_VALUATIONS:
+                    out["valuations_sent"] += sample.value
+            elif sample.name == "cpwatch_processing_seconds_count":
+                if labels.get("stage") == "treasury":
+                    out["treasury_batches"] += sample.value
             elif sample.name == "cpwatch_reference_price_usd":
                 out[f"ref:{sample.labels['symbol']}"] = sample.value
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -162,6 +163,7 @@ def run(n_docs: int = N_DOCS) -> dict[str, Any]:
         es.options(ignore_status=404).indices.delete(index=f"{uid}-*")
         es.options(ignore_status=404).indices.delete_index_template(name=f"{uid}-*")
         es.close()
+    shutil.rmtree(tmp, ignore_errors=True)  # kept when a round failed: its worker's log is there
     return result
 
 

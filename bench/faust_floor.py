@@ -1,6 +1,6 @@
 """The Faust floor: a Faust agent that reads a topic in batches and does nothing else.
 
-    python -m bench.faust_floor TOPIC N OUT_FILE
+    python -m bench.faust_floor TOPIC N OUT_FILE DATA_DIR
 
 It separates what Faust's per-message machinery costs from what our agents add: the
 pipeline is compared with both a bare aiokafka consumer and this.
@@ -19,13 +19,14 @@ from runtime.faust_app import broker_credentials
 
 
 def main() -> None:
-    topic_name, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    topic_name, n, out, datadir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     s = Settings()
     app = faust.App(
         f"faust-floor-{uuid.uuid4().hex[:8]}",
         broker=[f"kafka://{h}" for h in s.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(s),
         store="memory://",
+        datadir=datadir,  # Faust makes one even for a memory store; the caller removes it
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=16_384,

@@ -262,7 +262,8 @@ class Stack:
         state = install_analysis_plugin(self.s.es_version, self.s.home, es_home, java_home)
         if state == "installed":
             self.console.print(f"elasticsearch: installed plugin {PLUGIN_NAME} (english analyzer)")
-        for d in (self.es.data_dir, self.es.log_file.parent):
+        # ES_TMPDIR: without it each start leaves an elasticsearch-<n> directory in /tmp.
+        for d in (self.es.data_dir, self.es.log_file.parent, self.es_root / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
         conf = self.es_root / "es-config"
         if conf.exists():
@@ -275,6 +276,7 @@ class Stack:
             "ES_PATH_CONF": str(conf),
             "ES_JAVA_OPTS": f"-Xms{self.s.es_heap} -Xmx{self.s.es_heap}",
             "HOME": str(self.es_root),
+            "ES_TMPDIR": str(self.es_root / "tmp"),
         }
         self._prepare_es_config(conf, es_home, env)
         user = self._es_user()
