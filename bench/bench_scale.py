@@ -3,9 +3,11 @@
 Each case runs in its own namespace (``bench-<uuid>-`` topics with PARTITIONS partitions, an
 index prefix of its own), deleted afterwards. Input: ticks keyed ``venue:symbol`` for BTC-USD on
 one venue plus 7 other symbols on 2 venues each (15 keys), 10 s apart in event time, and 6
-holders with 7 holding updates. Holdings are BTC and routed to ``ASSET_SYMBOL`` only, so all
-holder valuations and rules run on the BTC-USD partition of the by-symbol topic; route-ticks
-(per ``venue:symbol`` partition) and the other symbols' reference prices spread over workers.
+holders with 7 holding updates. Holdings are BTC: the BTC-USD reference price is computed on
+its partition of the by-symbol topic and sent to every holder slot (a partition of
+holder-prices), where holder valuations and rules run, so they spread over workers as route-ticks
+(per ``venue:symbol`` partition) and the other symbols' reference prices do. The six holders hash
+to slots 1 (three of them), 3, 5 and 7.
 
 (1) scale, three cases. Capacity (1 worker; 2 workers): the workers start on an empty topic,
     the groups are stable, holdings are routed. Then, in chunks: the workers are stopped
@@ -55,6 +57,7 @@ from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.settings import Settings
 from producers.kafka import Producer
 from streams.backtest import PriceRow, run_backtest
+from streams.holder_processor import holder_slot
 from streams.rules import RuleEngine, load_rules
 from streams.treasury_processor import ASSET_SYMBOL
 
@@ -64,7 +67,8 @@ METHOD = (
     "timeout, so the groups never rebalance: checked by member ids and partitions before and "
     "after), then resumed; seconds and worker CPU (/proc/<pid>/stat) run from each resume to "
     "the first poll where the group had committed every tick sent so far and all of the "
-    "internal valuation-input topic, summed over the chunks; ticks/s = N / seconds; committed "
+    "internal valuation-input and holder-prices topics, summed over the chunks; ticks/s = N / "
+    "seconds; committed "
     "offsets polled every 0.2 s with the admin API (Faust commits every 1 s, so each chunk's "
     "end is late by up to ~1 s: a bias against the rate, and a little idle CPU); ticks per "
     "CPU-second of the busiest worker = N / its CPU, the rate it could reach with a core of its "
@@ -184,6 +188,7 @@ class Run:
         )
         self.group = f"{self.settings.topic_prefix}{self.settings.faust_app_id}"
         self.internal = f"{self.group}-valuation-input"
+        self.holder_prices = f"{self.group}-holder-prices"
         self.ticks_topic = self.settings.topic(topics.PRICE_TICKS)
         kw = self.settings.kafka_client_kwargs()
         self.admin = KafkaAdminClient(**kw)
@@ -312,8 +317,9 @@ class Run:
             time.sleep(0.25)
 
     def done(self, n: int, committed: dict[str, int]) -> bool:
-        return committed.get(self.ticks_topic, 0) >= n and (
-            committed.get(self.internal, 0) >= self.end(self.internal) > 0
+        return committed.get(self.ticks_topic, 0) >= n and all(
+            committed.get(topic, 0) >= self.end(topic) > 0
+            for topic in (self.internal, self.holder_prices)
         )
 
     def close(self) -> list[str]:
@@ -577,6 +583,15 @@ def _split(members: dict[str, set[tuple[str, int]]], run: Run, n: int) -> dict[s
             if parts:
                 rows.append({"partitions": parts, "ticks": sum(ticks.get(p, 0) for p in parts)})
         out[name] = sorted(rows, key=lambda r: r["partitions"])
+    slots = {h: holder_slot(h, PARTITIONS) for h, *_ in HOLDERS}
+    rows = []
+    for assigned in members.values():
+        parts = sorted(p for t, p in assigned if t == run.holder_prices)
+        if parts:
+            rows.append(
+                {"partitions": parts, "holders": sorted(h for h, p in slots.items() if p in parts)}
+            )
+    out["holder slots (holder-prices)"] = sorted(rows, key=lambda r: r["partitions"])
     return out
 
 
@@ -598,13 +613,14 @@ def _per_worker(
                 "treasury_symbols": symbols,
                 "treasury_ticks": sum(per_symbol.get(s, 0) for s in symbols),
                 # batches and valuation sends: per-batch costs show in these, not in ticks
-                **{k: round(b[k] - a.get(k, 0.0)) for k in _COUNTED},
+                **{k: round(b.get(k, 0.0) - a.get(k, 0.0)) for k in _COUNTED},
             }
         )
     return rows
 
 
-_COUNTED = ("valuations_sent", "treasury_batches")
+_BATCHES = {"treasury": "treasury_batches", "treasury-holders": "holder_batches"}
+_COUNTED = ("valuations_sent", *_BATCHES.values())
 
 
 def _parse_metrics(text: str) -> dict[str, float]:
@@ -621,12 +637,12 @@ def _parse_metrics(text: str) -> dict[str, float]:
             if sample.name == "cpwatch_records_in_total":
                 if labels.get("stage") == STAGE:
                     out["route_ticks"] += sample.value
-            elif sample.name == "cpwatch_records_out_total" and labels.get("stage") == "treasury":
+            elif sample.name == "cpwatch_records_out_total":
                 if labels.get("topic") == topics.TREASURY_VALUATIONS:
                     out["valuations_sent"] += sample.value
             elif sample.name == "cpwatch_processing_seconds_count":
-                if labels.get("stage") == "treasury":
-                    out["treasury_batches"] += sample.value
+                if (stage := labels.get("stage")) in _BATCHES:
+                    out[_BATCHES[stage]] += sample.value
             elif sample.name == "cpwatch_reference_price_usd":
                 out[f"ref:{sample.labels['symbol']}"] = sample.value
     return out

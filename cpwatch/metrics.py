@@ -120,6 +120,11 @@ VENUE_EVENTS = Counter(
     "Venue status changes against the reference price (stale, diverging, recovered).",
     ["symbol", "venue", "kind"],
 )
+PRICES_LOST = Counter(
+    "cpwatch_holder_prices_lost_total",
+    "Reference prices a holder slot never received (a jump in their numbers): never expected.",
+    ["slot"],
+)
 HOLDINGS_LATE = Counter(
     "cpwatch_holdings_late_total",
     "Holdings rows that arrived after a price at or past their as_of was evaluated.",

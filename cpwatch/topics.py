@@ -98,7 +98,9 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
 # alert lifecycle, and their tables' changelogs) stay at 1 on purpose: one owner each.
 INTERNAL_SIZED = (
     "valuation-input",
+    "holder-prices",
     "treasury-state-changelog",
+    "treasury-holders-changelog",
     "news-positions-changelog",
     "match-positions-changelog",
     "route-alerts-positions-changelog",

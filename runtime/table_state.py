@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, NoReturn
 
 import faust
@@ -95,3 +95,19 @@ async def changelog_ready(app: faust.App, table: Any) -> None:
     topic = table.changelog_topic.get_topic_name()
     if producer.client.cluster.partitions_for_topic(topic) is None:
         await producer.partitions_for(topic)
+
+
+async def run_batches(
+    app: faust.App,
+    stream: faust.StreamT,
+    size: int,
+    within_s: float,
+    handle: Callable[[list[Any]], Awaitable[None]],
+) -> None:
+    """A stateful agent's loop: ``handle`` each ``take_events`` batch; a record from a newer
+    release stops the worker (``stop_worker``) instead of being misread."""
+    async for batch in stream.take_events(size, within=within_s):
+        try:
+            await handle(batch)
+        except sv.StateVersionError as exc:
+            await stop_worker(app, exc)

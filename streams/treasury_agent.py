@@ -1,18 +1,18 @@
-"""Faust agents: price ticks + holdings → reference price → valuations → rules → alerts.
+"""Faust agents: price ticks → reference price per symbol → the asset's prices to holder slots.
 
 Ticks are keyed ``venue:symbol``; route-ticks re-keys them by symbol onto one internal topic, and
-a single agent per symbol partition owns the reference price and the treasury book (holdings
-timeline and rule state), kept in a Faust table (changelogged, restored on restart) and in a
-decoded in-memory cache. Holdings do not travel with the ticks: every batch first catches the
-holdings table up to the topic's end (streams/holdings_table.py), so a holding Kafka
-acknowledged before a tick was produced is always in force for that tick; one arriving later
-follows the late-holding rules of streams/treasury.py, as the backtest does.
+a single agent per symbol partition owns the symbol's reference price, kept in a Faust table
+(changelogged, restored on restart) and in a decoded in-memory cache. Holdings are BTC: the
+asset symbol's reference prices go on, numbered, to every partition of ``holder-prices``, where
+the holder stage (streams/holder_agent.py) values holders and runs their rules, spread over the
+workers by holder.
 
 Within a batch, a symbol's consecutive messages go to the processor as one call of at least
 ``CHUNK`` ticks (route-ticks sends a message per poll, often of one tick), and the loop runs
-between calls: the columnar engine's fixed cost per call is paid per chunk, not per message.
-A chunk holds one frame kind (cpwatch/internal_topics.py): decoded columns from route-ticks, or
-JSON lines from messages an earlier worker wrote.
+between calls: the columnar engine's fixed cost per call is paid per chunk, not per message,
+and the asset's prices leave as one series per chunk. A chunk holds one frame kind
+(cpwatch/internal_topics.py): decoded columns from route-ticks, or JSON lines from messages an
+earlier worker wrote.
 """
 
 from __future__ import annotations
@@ -23,32 +23,39 @@ import logging
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import faust
-import orjson
 
 from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
-from cpwatch.internal_topics import VALUATION_INPUT, TickBatch, decode_tick_message, internal_topic
-from cpwatch.records import HoldingUpdate, dumps
+from cpwatch.internal_topics import (
+    HOLDER_PRICES,
+    VALUATION_INPUT,
+    HandoverFrame,
+    PriceSeriesFrame,
+    TickBatch,
+    decode_tick_message,
+    internal_topic,
+)
+from cpwatch.records import HoldingUpdate
 from cpwatch.settings import Settings
-from cpwatch.state_versions import StateVersionError
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.nudge import watch_stalls
-from runtime.positions import InputPositions, admit
+from runtime.positions import admit
 from runtime.range_reader import GroupStart, RangeReader
-from runtime.table_state import changelog_ready, stop_worker
-from streams import tick_router
+from runtime.table_state import changelog_ready, run_batches
+from runtime.table_states import TableStates
+from streams import holder_agent, tick_router
+from streams.columnar import to_us
 from streams.columnar_ticks import TickColumns, from_frame
-from streams.holdings_table import HoldingsTable
 from streams.rules import load_rules
-from streams.treasury_processor import BatchOutput, SymbolState, TreasuryProcessor
+from streams.treasury_processor import BatchOutput, PriceSeries, SymbolState, TreasuryProcessor
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +73,21 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         timedelta(seconds=settings.price_staleness_s),
         settings.price_divergence_pct,
         engine=settings.treasury_engine,
+        holders_apart=True,
     )
-    by_symbol = app.topic(
-        internal_topic(settings, VALUATION_INPUT),
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.topic_partitions,
-        internal=True,
+    by_symbol, holder_prices = (
+        app.topic(
+            internal_topic(settings, name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+            internal=True,
+        )
+        for name in (VALUATION_INPUT, HOLDER_PRICES)
     )
-    # One record per symbol holds the reference price, the holdings and the rule state: a
+    holder_agent.register(app, topics, settings, holder_prices)
+    slot_keys = holder_agent.slot_keys(settings.topic_partitions)
+    # One record per symbol holds its reference price and how many prices it handed on: a
     # single changelog write per batch, so a crash can never restore one part newer than
     # another (seen in the kill -9 fault test when they were three tables). Written outside
     # any single event's context, it is placed by the producer's partitioner on the raw
@@ -86,12 +99,13 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         key_type=bytes,  # bytes keys: the "raw" codec
         use_partitioner=True,
     )
-    states = SymbolStates(processor, state_table)
+    states: TableStates[SymbolState] = TableStates(
+        state_table, lambda key, record: processor.from_record(key.decode(), record)
+    )
     # Offsets are only checked in at-least-once mode: transaction markers make real holes.
     guard = settings.processing_guarantee == "at_least_once"
     read = RangeReader(settings)
     start = GroupStart(settings, app.conf.id)
-    holdings_table = HoldingsTable(settings)
 
     @app.on_partitions_revoked.connect
     async def _drop_cache(app: faust.App, revoked: Any, **_: Any) -> None:
@@ -123,28 +137,23 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
 
     @app.agent(by_symbol, name="treasury", concurrency=1)  # stateful: never more than 1
     async def treasury(stream: faust.StreamT) -> None:
-        # Batches: state is changelogged once per batch, not per tick, and only the last
-        # valuation per holder and minute is sent (the index keeps one per minute anyway).
-        # Offsets of a batch are committed after the batch, so a crash replays it whole and
-        # the restored state drops what it already saw (event time never goes back).
-        async for batch in stream.take_events(BATCH, within=WITHIN_S):
-            try:
-                await treasury_batch(batch)
-            except StateVersionError as exc:  # a newer worker's state: stop, never misread
-                await stop_worker(app, exc)
+        # Batches: state is changelogged once per batch, not per tick. Offsets of a batch are
+        # committed after the batch, so a crash replays it whole and the restored state drops
+        # what it already saw (event time never goes back); prices it sends again carry the
+        # same numbers, which the holder slots drop.
+        await run_batches(app, stream, BATCH, WITHIN_S, treasury_batch)
 
     async def treasury_batch(batch: list[Any]) -> None:
         t0 = time.perf_counter()
         await changelog_ready(app, state_table)  # states.save writes without an event
         states.reload_if_pending()
-        await holdings_table.catch_up()  # holdings before ticks, see the module docstring
         fresh = await admit(
             batch, states.positions, read=read, stage="treasury", enabled=guard, start=start
         )
         out, sent = BatchOutput(), []
         fresh = [e for e in fresh if e.value != NUDGE]  # counted by the guard, nothing to value
         for symbol, events in _by_symbol(fresh).items():
-            st = states.get(symbol)
+            st = states.get(symbol.encode())
             chunk = _Chunk()
             for i, event in enumerate(events):
                 st.partition = event.message.partition
@@ -169,40 +178,50 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     # groups, Faust's timers): one call never holds it for long.
                     await asyncio.sleep(0)
         _report(out)
-        sent += await send_valuations(out.valuations)
-        # State is saved only once Kafka acknowledged the batch's alerts: restored state
-        # then never claims a crossing whose alert could have been lost with the process.
+        # State is saved only once Kafka acknowledged what the batch sent: restored state then
+        # never claims prices the holder stage could have lost with the process.
         await asyncio.gather(*sent)
-        states.save({e.message.partition for e in batch})
+        for key, st in states.save({e.message.partition for e in batch}):
+            if (price := st.ref.price(key.decode())) is not None:
+                metrics.set_reference_price(key.decode(), price)
         metrics.PROCESSING.labels("treasury").observe(time.perf_counter() - t0)
 
-    async def send_valuations(docs: dict[str, dict[str, Any]]) -> list[Any]:
-        """One message per holder and minute, sent straight to Faust's producer: one valuation
-        per price tick on a backlog, and Faust's ``Topic.send`` (schema, sensors, callbacks)
-        cost several times the send itself (py-spy, bench_scale). Acknowledgements are awaited
-        with the batch's alerts, before its state is saved."""
-        producer, name = app.producer, topics[t.TREASURY_VALUATIONS].get_topic_name()
-        sent, last = [], {}
-        for doc in docs.values():
-            key = doc["holder"].encode()
-            sent.append(await producer.send(name, key, orjson.dumps(doc), None, None, None))
-            last[doc["holder"]] = doc["value_usd"]
-        for holder, value in last.items():
-            metrics.set_treasury_value(holder, value)
-        metrics.count_out("treasury", t.TREASURY_VALUATIONS, len(docs))
-        return sent
+    async def send_series(series: PriceSeries) -> list[Any]:
+        """The same frame to every holder slot, straight to Faust's producer (its ``Topic.send``
+        costs several times the send itself: py-spy, bench_scale)."""
+        as_of = None if series.end_as_of is None else to_us(series.end_as_of)
+        frame = PriceSeriesFrame(
+            series.symbol,
+            series.first,
+            series.t_us.astype("<i8").tobytes(),
+            series.price.astype("<f8").tobytes(),
+            series.end_price,
+            as_of,
+        ).encode()
+        return await send_to_slots(frame)
+
+    async def send_to_slots(value: bytes) -> list[Any]:
+        producer, name = app.producer, holder_prices.get_topic_name()
+        return [
+            await producer.send(name, key, value, slot, None, None)
+            for slot, key in enumerate(slot_keys)
+        ]
 
     async def run_chunk(st: SymbolState, symbol: str, chunk: _Chunk, out: BatchOutput) -> list[Any]:
         """One processor call over consecutive messages of one symbol: the engine's per-call
-        cost is paid once, not per message (the columnar engine's is a few ms per holder and
-        rule). Cutting a symbol's ticks anywhere gives the same outputs, so this equals a call
-        per message; each rejected tick is dead-lettered against the message it came in."""
-        alerts_before, rejected_before = len(out.alerts), len(out.rejected)
-        processor.process(st, symbol, chunk.ticks(), holdings_table.rows, out)
+        cost is paid once, not per message. Cutting a symbol's ticks anywhere gives the same
+        outputs, so this equals a call per message; each rejected tick is dead-lettered against
+        the message it came in."""
         sent = []
-        for alert in out.alerts[alerts_before:]:
-            msg = dumps(alert.to_message())
-            sent.append(await topics[t.ALERTS].send(key=alert.holder.encode(), value=msg))
+        if st.handover is not None:  # a record from before the holder stage: hand it on first
+            frame = HandoverFrame(symbol, st.handover).encode()
+            sent += await send_to_slots(frame)
+            st.handover = None
+            log.info("treasury: %s handed its holders to the holder slots", symbol)
+        prices_before, rejected_before = len(out.prices), len(out.rejected)
+        processor.process(st, symbol, chunk.ticks(), (), out)
+        for series in out.prices[prices_before:]:
+            sent += await send_series(series)
         owners = chunk.owners
         starts = [first for first, _ in owners]
         new = out.rejected[rejected_before:], out.rejected_at[rejected_before:]
@@ -210,64 +229,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             event = owners[bisect_right(starts, at) - 1][1]
             sent.append(await dead_letter(topics[t.DEAD_LETTER], "treasury", reason, event, body))
         return sent
-
-
-class SymbolStates:
-    """Decoded per-symbol states over the Faust table, with the input positions they expect."""
-
-    def __init__(self, processor: TreasuryProcessor, table: Any) -> None:
-        self.processor, self.table = processor, table
-        self.cache: dict[str, SymbolState] = {}
-        self.positions = InputPositions()
-        self.reload_pending = True  # at start and on revocation; honoured between batches
-
-    def get(self, symbol: str, record: dict[str, Any] | None = None) -> SymbolState:
-        st = self.cache.get(symbol)
-        if st is None:
-            record = record or self.table.get(symbol.encode())
-            st = self.cache[symbol] = self.processor.from_record(symbol, record)
-        return st
-
-    def expected_at(self, partition: int) -> int | None:
-        """The next offset expected on ``partition``; while a reload is pending, the one the
-        table's states give (read only: the cache is replaced between batches, never here)."""
-        if not self.reload_pending:
-            return self.positions.expected.get(partition)
-        return _stored_positions(self.table.values()).get(partition)
-
-    def reload_if_pending(self) -> None:
-        """Restart from the table after a rebalance: every local symbol, and the offsets the
-        saved states expect next."""
-        if not self.reload_pending:
-            return
-        self.reload_pending = False
-        self.cache.clear()
-        records = list(self.table.items())
-        for key, record in records:
-            self.get(key.decode(), record)
-        self.positions.reset(_stored_positions(record for _, record in records))
-
-    def save(self, partitions: set[int]) -> None:
-        """Every symbol of a partition seen in this batch records the partition's next offset,
-        so a restore knows exactly where its input resumes."""
-        for symbol, st in self.cache.items():
-            if st.partition not in partitions:
-                continue
-            st.next_offset = self.positions.expected.get(st.partition)
-            self.table[symbol.encode()] = st.to_record()
-            if (price := st.ref.price(symbol)) is not None:
-                metrics.set_reference_price(symbol, price)
-
-
-def _stored_positions(records: Iterable[dict[str, Any] | None]) -> dict[int, int]:
-    """The next input offset per partition the saved states expect: the lowest of the
-    partition's symbols, so no symbol misses a message (``SymbolState.to_record``'s input)."""
-    expected: dict[int, int] = {}
-    for record in records:
-        part, nxt = (record or {}).get("input") or (None, None)
-        if part is not None and nxt is not None:
-            expected[part] = min(nxt, expected.get(part, nxt))
-    return expected
 
 
 def _ticks_of(value: bytes | None) -> Sequence[bytes] | TickColumns:
@@ -327,16 +288,3 @@ def _report(out: BatchOutput) -> None:
     if kinds:
         more = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
         log.warning("venue: %d more events in this batch (%s)", kinds.total(), more)
-    if out.late:
-        metrics.HOLDINGS_LATE.inc(len(out.late))
-        seen = out.late_seen_until.isoformat() if out.late_seen_until else "?"
-        for u, rebased in out.late:
-            log.warning(
-                "late holding: %s as of %s arrived after prices up to %s were valued; "
-                "it applies from the next price%s",
-                u.holder,
-                u.as_of.isoformat(),
-                seen,
-                ", rules re-based" if rebased else "",
-            )
-    metrics.count_out("treasury", t.ALERTS, len(out.alerts))

@@ -8,6 +8,11 @@ what it returns, so everything here is testable with plain lists.
 Two engines give the same outputs and the same records (tests/unit/test_columnar_equivalence.py):
 ``columnar`` decodes a batch once and runs it through the numpy engine (streams/columnar*.py);
 ``scalar`` goes tick by tick and is the reference.
+
+With ``holders_apart`` (what the stream runs) this is the symbol stage only: the reference price,
+and for the asset symbol the series of prices it gave (``BatchOutput.prices``), which
+``streams/holder_processor.py`` values per holder slot. Without it, one call does both, which is
+what the split must equal (tests/unit/streams/test_holder_split.py).
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.state_versions import StateVersionError
 from streams.alerts import Alert, iso_utc
-from streams.columnar import ColumnarBook, ColumnarEngine, from_us
+from streams.columnar import ColumnarBook, ColumnarEngine, from_us, to_us
 from streams.columnar_refprice import ColumnarReferencePrice
 from streams.columnar_stream import process_ticks
 from streams.columnar_ticks import TickColumns, decode_ticks
@@ -33,7 +39,8 @@ from streams.rules import Rule, RuleEngine
 from streams.treasury import Applied, TreasuryBook
 
 ASSET_SYMBOL = "BTC-USD"  # holdings are BTC: they are valued at this symbol's reference price
-STATE_VERSION = 1
+# 2: holdings and rule state moved to the holder stage; a version-1 asset record hands them over
+STATE_VERSION = 2
 Engine = Literal["columnar", "scalar"]
 _MINUTE_US = 60_000_000
 
@@ -47,6 +54,9 @@ class SymbolState:
     partition: int | None = None  # of the by-symbol topic
     next_offset: int | None = None  # the input offset this state expects next there
     synced: int = 0  # holdings-table rows applied to ``book`` (in memory only, never saved)
+    published: int = 0  # prices handed to the holder stage so far: the next one's number
+    # a version-1 record's holdings and rule state, still to hand to the holder stage
+    handover: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -55,6 +65,7 @@ class SymbolState:
             "holdings": self.book.timeline.to_dict(),
             "engine": self.book.engine.to_dict(),
             "input": [self.partition, self.next_offset] if self.partition is not None else None,
+            "published": self.published,
         }
 
 
@@ -70,6 +81,21 @@ class BatchOutput:
     venue_events: list[VenueEvent] = field(default_factory=list)
     late: list[tuple[HoldingUpdate, bool]] = field(default_factory=list)  # (row, rebased)
     late_seen_until: datetime | None = None  # last price valued before the late rows came
+    # holders apart: per process call of the asset symbol, the prices it gave (time in
+    # microseconds, price) for the holder stage, numbered from ``first``
+    prices: list[PriceSeries] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PriceSeries:
+    """Consecutive reference prices of one symbol and where the symbol stood after them."""
+
+    symbol: str
+    first: int  # number of the first price (prices are numbered per symbol from 0)
+    t_us: NDArray[np.int64]
+    price: NDArray[np.float64]
+    end_price: float | None
+    end_as_of: datetime | None
 
 
 class TreasuryProcessor:
@@ -81,6 +107,7 @@ class TreasuryProcessor:
         staleness: timedelta,
         divergence_pct: float,
         engine: Engine = "columnar",
+        holders_apart: bool = False,
     ) -> None:
         if engine not in ("columnar", "scalar"):
             raise ValueError(f"unknown treasury engine {engine!r} (columnar or scalar)")
@@ -88,6 +115,7 @@ class TreasuryProcessor:
         self.staleness = staleness
         self.divergence_pct = divergence_pct
         self.engine: Engine = engine
+        self.holders_apart = holders_apart
 
     def new_state(self, symbol: str) -> SymbolState:
         return self.from_record(symbol, None)
@@ -101,6 +129,11 @@ class TreasuryProcessor:
                 f"treasury-state of {symbol} is version {version}; this worker reads up to "
                 f"{STATE_VERSION} (upgrade the worker)"
             )
+        handover = None
+        if self.holders_apart:  # the holder stage keeps holdings and rules
+            if version < 2 and symbol == ASSET_SYMBOL and _holds_state(rec):
+                handover = {"holdings": rec.get("holdings"), "engine": rec.get("engine")}
+            rec = {k: v for k, v in rec.items() if k not in ("holdings", "engine")}
         timeline = HoldingsTimeline.from_dict(rec["holdings"]) if rec.get("holdings") else None
         where = rec.get("input") or [None, None]
         ref: ReferencePrice
@@ -112,7 +145,13 @@ class TreasuryProcessor:
         else:
             ref = ReferencePrice(self.staleness, self.divergence_pct, state=rec.get("ref"))
             book = TreasuryBook(RuleEngine(self.rules, rec.get("engine")), timeline, symbol)
-        return SymbolState(ref=ref, book=book, partition=where[0], next_offset=where[1])
+        st = SymbolState(ref=ref, book=book, partition=where[0], next_offset=where[1])
+        st.published = int(rec.get("published", 0))
+        if handover is not None:
+            price, as_of = ref.price(symbol), ref.as_of(symbol)
+            handover["ref"] = None if price is None or as_of is None else [price, to_us(as_of)]
+            st.handover = handover
+        return st
 
     def process(
         self,
@@ -129,27 +168,37 @@ class TreasuryProcessor:
         out = out if out is not None else BatchOutput()
         if not ticks:
             return out
-        if symbol == ASSET_SYMBOL and state.synced < len(holdings):
+        apart = self.holders_apart and symbol == ASSET_SYMBOL
+        if symbol == ASSET_SYMBOL and state.synced < len(holdings) and not self.holders_apart:
             self._apply_holdings(state, symbol, holdings, out)
+        series = _Series(state.published) if apart else None
         if self.engine == "columnar":
-            self._columnar(state, symbol, ticks, out)
-            return out
-        if isinstance(ticks, TickColumns):
-            self._scalar_columns(state, symbol, ticks, out)
-            return out
-        for i, body in enumerate(ticks):
-            try:
-                tick = PriceTick.parse(body)
-                if tick.symbol != symbol:
-                    raise _wrong_symbol(tick.symbol, symbol)
-                self._tick(state, symbol, tick, out)
-            except (RecordError, ValueError, KeyError) as exc:
-                out.rejected.append((body, repr(exc)))
-                out.rejected_at.append(i)
+            self._columnar(state, symbol, ticks, out, series)
+        elif isinstance(ticks, TickColumns):
+            self._scalar_columns(state, symbol, ticks, out, series)
+        else:
+            for i, body in enumerate(ticks):
+                try:
+                    tick = PriceTick.parse(body)
+                    if tick.symbol != symbol:
+                        raise _wrong_symbol(tick.symbol, symbol)
+                    self._tick(state, symbol, tick, out, series)
+                except (RecordError, ValueError, KeyError) as exc:
+                    out.rejected.append((body, repr(exc)))
+                    out.rejected_at.append(i)
+        if series is not None:
+            done = series.done(symbol, state.ref.price(symbol), state.ref.as_of(symbol))
+            state.published += len(done.t_us)
+            out.prices.append(done)
         return out
 
     def _scalar_columns(
-        self, st: SymbolState, symbol: str, cols: TickColumns, out: BatchOutput
+        self,
+        st: SymbolState,
+        symbol: str,
+        cols: TickColumns,
+        out: BatchOutput,
+        series: _Series | None,
     ) -> None:
         """The scalar path over decoded columns: each row as the ``PriceTick`` it was."""
         for i, row in enumerate(cols.row.tolist()):
@@ -157,13 +206,18 @@ class TreasuryProcessor:
             try:
                 if tick.symbol != symbol:
                     raise _wrong_symbol(tick.symbol, symbol)
-                self._tick(st, symbol, tick, out)
+                self._tick(st, symbol, tick, out, series)
             except (RecordError, ValueError, KeyError) as exc:
                 out.rejected.append((cols.line(i), repr(exc)))
                 out.rejected_at.append(row)
 
     def _columnar(
-        self, st: SymbolState, symbol: str, ticks: Sequence[bytes] | TickColumns, out: BatchOutput
+        self,
+        st: SymbolState,
+        symbol: str,
+        ticks: Sequence[bytes] | TickColumns,
+        out: BatchOutput,
+        series: _Series | None,
     ) -> None:
         """``_tick`` for every tick of the batch at once; the same outputs in the same order."""
         ref, book = st.ref, st.book
@@ -179,41 +233,24 @@ class TreasuryProcessor:
         out.rejected.extend((_body(ticks, given, i), reasons[i]) for i in sorted(reasons))
         out.rejected_at.extend(sorted(reasons))
         previous = ref.price(symbol)
-        res = process_ticks(ref, {symbol: book}, cols)
+        res = process_ticks(ref, {} if series is not None else {symbol: book}, cols)
         out.venue_events.extend(ev for _, ev in res.events)
         out.alerts.extend(res.alerts)
-        # Valuations where the reference price changed; per holder and minute only the last
-        # one is kept, so only each minute's last changed price is valued, in the order the
-        # scalar path first writes each document.
         priced = np.flatnonzero(~np.isnan(res.price))
-        if not len(priced):
-            return
-        price = res.price[priced]
-        before = np.empty_like(price)
-        before[0] = np.nan if previous is None else previous  # NaN: any price is a change
-        before[1:] = price[:-1]
-        changed = priced[price != before]
-        if not len(changed):
-            return
-        now_us, price = res.now_us[changed], res.price[changed]  # the clock never goes back
-        minute = now_us // _MINUTE_US
-        ends = np.flatnonzero(np.diff(minute, append=minute[-1] + 1))
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        runs = book.runs(now_us)
-        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-            ts, px = from_us(int(now_us[hi])), float(price[hi])
-            # a holder in force at some price of the minute is in force at its last one; the
-            # scalar path writes holders in id order per price, from the first price each is in
-            first: list[tuple[int, int, HoldingUpdate]] = []
-            for rank, run in enumerate(runs):
-                row = int(run.which[hi])
-                if row >= 0:
-                    at = max(lo, int(np.searchsorted(run.which, 0, side="left")))
-                    first.append((at, rank, run.rows[row]))
-            for _, _, h in sorted(first, key=lambda f: (f[0], f[1])):
-                _valuation(out.valuations, h, symbol, ts, px)
+        now_us, price = res.now_us[priced], res.price[priced]
+        if series is not None:
+            series.add_arrays(now_us, price)
+        else:
+            value_series(book, symbol, now_us, price, previous, out)
 
-    def _tick(self, st: SymbolState, symbol: str, tick: PriceTick, out: BatchOutput) -> None:
+    def _tick(
+        self,
+        st: SymbolState,
+        symbol: str,
+        tick: PriceTick,
+        out: BatchOutput,
+        series: _Series | None = None,
+    ) -> None:
         if st.ref.is_repeat(tick):
             return
         previous = st.ref.price(symbol)
@@ -223,26 +260,115 @@ class TreasuryProcessor:
             return
         now = st.ref.as_of(symbol)
         assert now is not None  # a price implies at least one tick
+        if series is not None:
+            series.add(to_us(now), price)
+            return
         out.alerts.extend(st.book.on_price(now, price))
         if price != previous:
             for h in st.book.timeline.in_force(now):
-                _valuation(out.valuations, h, symbol, now, price)
+                add_valuation(out.valuations, h, symbol, now, price)
 
     def _apply_holdings(
         self, st: SymbolState, symbol: str, rows: Sequence[HoldingUpdate], out: BatchOutput
     ) -> None:
-        applied: Applied = st.book.apply_holdings(rows[st.synced :])
-        st.synced = len(rows)
-        if applied.late:
-            out.late_seen_until = st.book.last_evaluated()
-            out.late.extend((u, u.holder in applied.rebased) for u in applied.late)
-        price, as_of = st.ref.price(symbol), st.ref.as_of(symbol)
-        if price is None or as_of is None:
-            return
+        st.synced = (
+            apply_holdings(
+                st.book, symbol, rows[st.synced :], st.ref.price(symbol), st.ref.as_of(symbol), out
+            )
+            + st.synced
+        )
+
+
+def apply_holdings(
+    book: TreasuryBook,
+    symbol: str,
+    rows: Sequence[HoldingUpdate],
+    price: float | None,
+    as_of: datetime | None,
+    out: BatchOutput,
+) -> int:
+    """New holdings rows into ``book``; a holder whose row changed is valued at the symbol's
+    current price. Returns how many rows were read."""
+    applied: Applied = book.apply_holdings(rows)
+    if applied.late:
+        out.late_seen_until = book.last_evaluated()
+        out.late.extend((u, u.holder in applied.rebased) for u in applied.late)
+    if price is not None and as_of is not None:
         for holder in {u.holder for u in applied.changed}:
-            held = st.book.timeline.at(holder, as_of)
+            held = book.timeline.at(holder, as_of)
             if held is not None:
-                _valuation(out.valuations, held, symbol, as_of, price)
+                add_valuation(out.valuations, held, symbol, as_of, price)
+    return len(rows)
+
+
+def value_series(
+    book: TreasuryBook,
+    symbol: str,
+    now_us: NDArray[np.int64],
+    price: NDArray[np.float64],
+    previous: float | None,
+    out: BatchOutput,
+) -> None:
+    """Valuations where the reference price changed (``previous``: the price before the
+    series); per holder and minute only the last one is kept, so only each minute's last
+    changed price is valued, in the order the scalar path first writes each document."""
+    if not len(price):
+        return
+    assert isinstance(book, ColumnarBook)
+    before = np.empty_like(price)
+    before[0] = np.nan if previous is None else previous  # NaN: any price is a change
+    before[1:] = price[:-1]
+    changed = np.flatnonzero(price != before)
+    if not len(changed):
+        return
+    now_us, price = now_us[changed], price[changed]  # the clock never goes back
+    minute = now_us // _MINUTE_US
+    ends = np.flatnonzero(np.diff(minute, append=minute[-1] + 1))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    runs = book.runs(now_us)
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        ts, px = from_us(int(now_us[hi])), float(price[hi])
+        # a holder in force at some price of the minute is in force at its last one; the
+        # scalar path writes holders in id order per price, from the first price each is in
+        first: list[tuple[int, int, HoldingUpdate]] = []
+        for rank, run in enumerate(runs):
+            row = int(run.which[hi])
+            if row >= 0:
+                at = max(lo, int(np.searchsorted(run.which, 0, side="left")))
+                first.append((at, rank, run.rows[row]))
+        for _, _, h in sorted(first, key=lambda f: (f[0], f[1])):
+            add_valuation(out.valuations, h, symbol, ts, px)
+
+
+class _Series:
+    """The prices one ``process`` call of the asset symbol gave, for the holder stage."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.parts: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
+        self.t: list[int] = []
+        self.p: list[float] = []
+
+    def add(self, t_us: int, price: float) -> None:
+        self.t.append(t_us)
+        self.p.append(price)
+
+    def add_arrays(self, t_us: NDArray[np.int64], price: NDArray[np.float64]) -> None:
+        self.parts.append((t_us, price))
+
+    def done(self, symbol: str, end_price: float | None, end_as_of: datetime | None) -> PriceSeries:
+        parts = [*self.parts, (np.array(self.t, np.int64), np.array(self.p, np.float64))]
+        t_us = np.concatenate([t for t, _ in parts]).astype(np.int64, copy=False)
+        price = np.concatenate([p for _, p in parts]).astype(np.float64, copy=False)
+        return PriceSeries(symbol, self.first, t_us, price, end_price, end_as_of)
+
+
+def _holds_state(rec: dict[str, Any]) -> bool:
+    """A record with holdings, rule state or a last evaluated price (what version 1 kept)."""
+    holders = (rec.get("holdings") or {}).get("holders") or {}
+    engine = rec.get("engine") or {}
+    rules = engine.get("rules") or {}
+    return bool(holders) or bool(engine.get("last_ts")) or any(bool(v) for v in rules.values())
 
 
 def _body(ticks: Sequence[bytes] | TickColumns, cols: TickColumns, row: int) -> bytes:
@@ -257,7 +383,7 @@ def _wrong_symbol(got: str, want: str) -> RecordError:
     return RecordError(f"price-tick: symbol {got!r} in a batch of {want!r}", field="symbol")
 
 
-def _valuation(
+def add_valuation(
     out: dict[str, dict[str, Any]], h: HoldingUpdate, symbol: str, ts: datetime, price: float
 ) -> None:
     """Keep the latest valuation per holder and minute (its document id)."""

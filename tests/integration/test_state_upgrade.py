@@ -181,15 +181,24 @@ def test_old_state_is_restored_and_migrated(kafka_settings: Settings, tmp_path: 
             return worker.poll() is not None or (done and old[-1:] == [None])
 
         def treasury_saved_last_price() -> bool:
-            # The state record after the series' last price, rewritten in today's shape: no
-            # alert can still be on its way once it is there.
+            # The symbol's record rewritten in today's shape, its holders handed to the holder
+            # slots, and every slot's record after the series' last price: no alert can still
+            # be on its way once they are there.
             rows = [
                 codecs.loads("json", m.value)
                 for m in read_all(s, changelog(s, "treasury-state"))
                 if m.key == SYMBOL.encode()
             ]
             last = rows[-1] if rows else {}
-            done = last.get("v") == 1 and last["engine"]["last_ts"].get(SYMBOL) == end_ts
+            moved = last.get("v") == 2 and not last["holdings"].get("holders")
+            slots: dict[bytes, Any] = {}
+            for m in read_all(s, changelog(s, "treasury-holders")):
+                slots[m.key] = codecs.loads("json", m.value)
+            priced = len(slots) == s.topic_partitions and all(
+                r["engine"]["last_ts"].get(SYMBOL) == end_ts for r in slots.values()
+            )
+            held = {h for r in slots.values() for h in r["holdings"]["holders"]}
+            done = moved and priced and held == {h.holder for h in holdings}
             return worker.poll() is not None or done
 
         end_ts = ticks[-1].ts.timestamp()

@@ -25,8 +25,21 @@ def test_parse_metrics_reads_route_ticks_and_reference_prices() -> None:
         'cpwatch_records_in_total{stage="treasury",topic="other"} 7.0\n'
         "# TYPE cpwatch_reference_price_usd gauge\n"
         'cpwatch_reference_price_usd{symbol="BTC-USD"} 101000.5\n'
+        "# TYPE cpwatch_records_out_total counter\n"
+        'cpwatch_records_out_total{stage="treasury-holders",topic="treasury-valuations"} 30.0\n'
+        'cpwatch_records_out_total{stage="treasury",topic="alerts"} 2.0\n'
+        "# TYPE cpwatch_processing_seconds histogram\n"
+        'cpwatch_processing_seconds_count{stage="treasury"} 4.0\n'
+        'cpwatch_processing_seconds_count{stage="treasury-holders"} 5.0\n'
+        'cpwatch_processing_seconds_count{stage="classify-news"} 9.0\n'
     )
-    assert b._parse_metrics(text) == {"route_ticks": 1200.0, "ref:BTC-USD": 101000.5}
+    assert b._parse_metrics(text) == {
+        "route_ticks": 1200.0,
+        "ref:BTC-USD": 101000.5,
+        "valuations_sent": 30.0,
+        "treasury_batches": 4.0,
+        "holder_batches": 5.0,
+    }
 
 
 def test_per_worker_counts_only_symbols_whose_price_moved() -> None:
@@ -38,4 +51,7 @@ def test_per_worker_counts_only_symbols_whose_price_moved() -> None:
         "route_ticks": 100,
         "treasury_symbols": ["BTC-USD"],
         "treasury_ticks": 1,
+        "valuations_sent": 0,
+        "treasury_batches": 0,
+        "holder_batches": 0,
     }

@@ -145,9 +145,24 @@ def test_treasury_state_is_versioned_by_its_processor_alone() -> None:
     assert st.book.engine.to_dict() == old["engine"]
     assert st.book.timeline.holders == ["acme"]
     assert (st.partition, st.next_offset) == (0, 42)
-    assert st.to_record() == {**old, "v": STATE_VERSION}  # written back in today's shape
+    assert st.to_record() == {**old, "v": STATE_VERSION, "published": 0}  # today's shape
     with pytest.raises(sv.StateVersionError, match="upgrade the worker"):
         processor.from_record("BTC-USD", {**old, "v": STATE_VERSION + 1})
+
+
+def test_an_old_asset_record_hands_its_holders_to_the_holder_stage() -> None:
+    # Version 2 keeps holdings and rule state in the holder stage: the stream's symbol stage
+    # reads an older record's part for it once, as the handover, and keeps the rest.
+    processor = TreasuryProcessor(RULES, timedelta(minutes=2), 2.0, holders_apart=True)
+    old = treasury_v0()
+    st = processor.from_record("BTC-USD", old)
+    assert st.handover is not None
+    assert st.handover["engine"] == old["engine"]
+    assert st.handover["holdings"] == old["holdings"]
+    assert st.handover["ref"][0] == 40_000.0
+    assert st.ref.price("BTC-USD") == 40_000.0 and st.book.timeline.holders == []
+    again = processor.from_record("BTC-USD", st.to_record())  # once saved, no second handover
+    assert again.handover is None and again.ref.price("BTC-USD") == 40_000.0
 
 
 def test_migrated_records_still_decode() -> None:

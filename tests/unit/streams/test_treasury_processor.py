@@ -163,12 +163,12 @@ def test_state_records_are_versioned(engine: Engine) -> None:
     st = p.new_state(ASSET_SYMBOL)
     st.partition, st.next_offset = 2, 41
     record = st.to_record()
-    assert record["v"] == 1 and record["input"] == [2, 41]
+    assert record["v"] == 2 and record["input"] == [2, 41]
     unversioned = {k: v for k, v in record.items() if k != "v"}  # as written before v1
     old = p.from_record(ASSET_SYMBOL, unversioned)
     assert (old.partition, old.next_offset) == (2, 41)
-    with pytest.raises(StateVersionError, match="version 2"):
-        p.from_record(ASSET_SYMBOL, {**record, "v": 2})
+    with pytest.raises(StateVersionError, match="version 3"):
+        p.from_record(ASSET_SYMBOL, {**record, "v": 3})
 
 
 def test_tick_batch_framing_round_trips_and_rejects_other_frames() -> None:
