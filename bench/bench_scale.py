@@ -637,8 +637,8 @@ def _parse_metrics(text: str) -> dict[str, float]:
             if sample.name == "cpwatch_records_in_total":
                 if labels.get("stage") == STAGE:
                     out["route_ticks"] += sample.value
-            elif sample.name == "cpwatch_records_out_total":
-                if labels.get("topic") == topics.TREASURY_VALUATIONS:
+            elif sample.name == "cpwatch_records_out_total" and labels.get("stage") in _BATCHES:
+                if labels.get("topic") == topics.TREASURY_VALUATIONS:  # not the sink's count
                     out["valuations_sent"] += sample.value
             elif sample.name == "cpwatch_processing_seconds_count":
                 if (stage := labels.get("stage")) in _BATCHES:

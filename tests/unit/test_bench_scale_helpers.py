@@ -28,6 +28,7 @@ def test_parse_metrics_reads_route_ticks_and_reference_prices() -> None:
         "# TYPE cpwatch_records_out_total counter\n"
         'cpwatch_records_out_total{stage="treasury-holders",topic="treasury-valuations"} 30.0\n'
         'cpwatch_records_out_total{stage="treasury",topic="alerts"} 2.0\n'
+        'cpwatch_records_out_total{stage="sink",topic="treasury-valuations"} 30.0\n'
         "# TYPE cpwatch_processing_seconds histogram\n"
         'cpwatch_processing_seconds_count{stage="treasury"} 4.0\n'
         'cpwatch_processing_seconds_count{stage="treasury-holders"} 5.0\n'
