@@ -772,7 +772,7 @@ def run(
 
 
 def main() -> int:
-    global STOP_S  # noqa: PLW0603 - read by _capacity_window; a CLI run sets it once
+    global STOP_S, HOLDERS  # noqa: PLW0603 - read by the cases; a CLI run sets them once
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=N_TICKS)
     parser.add_argument("--rss-ticks", type=int, default=N_RSS_TICKS)
@@ -786,8 +786,16 @@ def main() -> int:
         help="how long the capacity cases freeze the workers per chunk; past the 10 s session "
         "(e.g. 16) every group expires and rejoins with a backlog: a fault test, not a rate",
     )
+    parser.add_argument(
+        "--extra-holders",
+        type=int,
+        default=0,
+        help="N more holders (h-000, ...) under the same rules: how holder work spreads",
+    )
     args = parser.parse_args()
     STOP_S = args.stop_s
+    extra = ((f"h-{i:03d}", "company", 100.0 + i, None) for i in range(args.extra_holders))
+    HOLDERS = (*HOLDERS, *extra)
     cases = tuple(c for c in args.cases.split(",") if c)
     if unknown := set(cases) - set(CASES):
         parser.error(f"unknown case(s): {sorted(unknown)}")
