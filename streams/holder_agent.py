@@ -20,13 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import cache
 from typing import Any
 
 import faust
 import numpy as np
 import orjson
-from aiokafka.partitioner import murmur2
 
 from cpwatch import metrics
 from cpwatch import topics as t
@@ -37,6 +35,7 @@ from cpwatch.settings import Settings
 from runtime.deadletter import dead_letter
 from runtime.faust_app import Topics
 from runtime.nudge import watch_stalls
+from runtime.position_table import row_key
 from runtime.positions import admit
 from runtime.range_reader import GroupStart, RangeReader
 from runtime.table_state import changelog_ready, run_batches
@@ -55,19 +54,10 @@ WITHIN_S = 0.05
 NUDGE = b"N"  # runtime/nudge.py: no frame kind; it only reveals a hole to the guard
 
 
-@cache
 def slot_keys(slots: int) -> tuple[bytes, ...]:
-    """Per slot, a table key the producer's partitioner (murmur2, as Kafka's) places on the
-    slot's partition: the table's changelog partition then follows its input partition."""
-    keys: list[bytes | None] = [None] * slots
-    i = 0
-    while any(k is None for k in keys):
-        key = f"slot-{i}".encode()
-        p = (murmur2(key) & 0x7FFFFFFF) % slots
-        if keys[p] is None:
-            keys[p] = key
-        i += 1
-    return tuple(k for k in keys if k is not None)
+    """Per slot, the table key the producer's partitioner places on the slot's partition (the
+    positions tables' row keys): the table's changelog partition then follows its input."""
+    return tuple(row_key(p, slots) for p in range(slots))
 
 
 def series_of(frame: PriceSeriesFrame) -> PriceSeries:
