@@ -58,14 +58,19 @@ def watch_stalls(
         try:
             tps = {tp for tp in app.consumer.assignment() if tp.topic == name}
             ends = await app.consumer.highwaters(*tps) if tps else {}
+            unknown = [
+                tp.partition
+                for tp, end in ends.items()
+                if end and expected(tp.partition) is None and tp.partition not in starts
+            ]
+            if unknown:
+                starts.update(await start(name, unknown))
             now = time.monotonic()
             for tp, end in ends.items():
                 if not end:
                     continue
                 at = expected(tp.partition)
                 if at is None:
-                    if tp.partition not in starts:
-                        starts[tp.partition] = await start(tp.topic, tp.partition)
                     at = starts[tp.partition]
                 if stalls.due(tp.partition, at, end, now):
                     log.warning(

@@ -86,6 +86,8 @@ def register(
     guard = settings.processing_guarantee == "at_least_once"
     read = RangeReader(settings)
     start = GroupStart(settings, app.conf.id)
+    if guard:
+        start.follow(app, holder_prices.get_topic_name())
     holdings_table = HoldingsTable(settings)
 
     @app.on_partitions_revoked.connect

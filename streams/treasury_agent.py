@@ -106,6 +106,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     guard = settings.processing_guarantee == "at_least_once"
     read = RangeReader(settings)
     start = GroupStart(settings, app.conf.id)
+    if guard:
+        start.follow(app, by_symbol.get_topic_name())
 
     @app.on_partitions_revoked.connect
     async def _drop_cache(app: faust.App, revoked: Any, **_: Any) -> None:

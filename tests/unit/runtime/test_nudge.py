@@ -4,7 +4,7 @@ broker, and when it nudges."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -56,11 +56,12 @@ class FakeTopic:
 
 def test_group_start_is_asked_once_per_assignment_and_a_stall_is_still_nudged() -> None:
     app, topic = FakeApp({0: 50, 1: 80}), FakeTopic()
-    asked: list[int] = []
+    asked: list[list[int]] = []
 
-    async def start(name: str, partition: int) -> int:
-        asked.append(partition)
-        return {0: 50, 1: 30}[partition]  # partition 0 caught up, partition 1 behind its end
+    async def start(name: str, partitions: Sequence[int]) -> dict[int, int]:
+        asked.append(sorted(partitions))
+        # partition 0 caught up, partition 1 behind its end
+        return {p: {0: 50, 1: 30}[p] for p in partitions}
 
     # No position recorded anywhere: every period falls back to where the group resumes.
     watch_stalls(app, topic, lambda p: None, start, stage="s", nudge=b"N", after_s=0.0)  # type: ignore[arg-type]
@@ -69,12 +70,12 @@ def test_group_start_is_asked_once_per_assignment_and_a_stall_is_still_nudged() 
     async def run() -> None:
         for _ in range(4):
             await check()
-        assert sorted(asked) == [0, 1]  # once each, not once per period
+        assert asked == [[0, 1]]  # both in one question, not once per period
         (forget,) = app.revoked
         await forget(app, set())
         await check()
 
     asyncio.run(run())
-    assert sorted(asked) == [0, 0, 1, 1]  # asked again after a rebalance
+    assert asked == [[0, 1], [0, 1]]  # asked again after a rebalance
     assert topic.sent and {p for p, _ in topic.sent} == {1}  # only the one behind its end
     assert all(v == b"N" for _, v in topic.sent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runtime.positions import InputPositions, StallWatch, admit
@@ -97,26 +98,26 @@ def test_a_partition_without_a_position_starts_where_the_group_resumes() -> None
     """Faust can drop fetched events at a rebalance and not fetch them again (no commit yet):
     the first event seen is then not the start, and what came before it is read in."""
     log = Log()
-    asked: list[tuple[str, int]] = []
+    asked: list[tuple[str, list[int]]] = []
 
-    async def start(topic: str, partition: int) -> int:
-        asked.append((topic, partition))
-        return {0: 0, 1: 20}[partition]
+    async def start(topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        asked.append((topic, list(partitions)))
+        return {p: {0: 0, 1: 20}[p] for p in partitions}
 
     p = InputPositions()
     batch = [log.event(0, 3), log.event(1, 20), log.event(0, 4), log.event(1, 21)]
     got = asyncio.run(admit(batch, p, read=log.read, stage="test", enabled=True, start=start))
     assert offsets(got) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 20), (0, 4), (1, 21)]
     assert log.reads == [(0, 0, 3)]
-    assert asked == [("news", 0), ("news", 1)]  # once per partition, not per event
+    assert asked == [("news", [0, 1])]  # once per batch, not per partition or event
     assert p.expected == {0: 5, 1: 22}
 
 
 def test_a_recorded_position_is_not_asked_again() -> None:
     log = Log()
 
-    async def start(topic: str, partition: int) -> int:
-        raise AssertionError("asked for a partition with a recorded position")
+    async def start(topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        raise AssertionError(f"asked for {partitions}, though each has a recorded position")
 
     p = InputPositions({0: 7})
     got = asyncio.run(
