@@ -53,6 +53,7 @@ from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from cpwatch.topics import ensure_topics
 from producers.kafka import Producer
+from runtime.consumers import group_id
 from streams import tick_router
 from streams.alerts import iso_utc
 
@@ -223,8 +224,9 @@ class ValuationWatch(threading.Thread):
             consumer.close()
 
 
-def _sink_acked(admin: Any, group: str) -> int:
-    """Records the sink group has committed (each one acknowledged by Elasticsearch)."""
+def _group_committed(admin: Any, group: str) -> int:
+    """Records ``group`` has committed (a sink commits only what Elasticsearch acknowledged;
+    route-ticks only what Kafka acknowledged)."""
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
     except Exception:  # noqa: BLE001 - the group appears once the sink has joined
@@ -327,13 +329,13 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
         from kafka.admin import KafkaAdminClient
 
         admin = KafkaAdminClient(**settings.kafka_client_kwargs())
-        route_group = f"{settings.topic_prefix}{settings.faust_app_id}-{tick_router.STAGE}"
+        route_group = group_id(settings, tick_router.STAGE)
         with open(log_path, "wb") as log:
             t_spawn = time.perf_counter()
             proc = _spawn_worker(settings, log)
             # The first stage's first commit starts the clock: the valuations come out of the
             # last stage, which may start later and then drain a backlog faster than ticks flow.
-            while not (routed := _sink_acked(admin, route_group)):
+            while not (routed := _group_committed(admin, route_group)):
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")
                 if time.perf_counter() - t_spawn > STARTUP_DEADLINE_S:
@@ -370,10 +372,8 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
                 "goal_ratio": 0.25,  # issue 18: a quarter of a bare consumer of the same topic
             }
             # (d) news end to end, on the running worker
-            from kafka.admin import KafkaAdminClient
-
             admin = KafkaAdminClient(**settings.kafka_client_kwargs())
-            group = f"{settings.topic_prefix}{settings.faust_app_id}-sink-articles"
+            group = group_id(settings, "sink-articles")
             news = [(a.id, a.to_bytes()) for a in _articles(n_news)]
             _produce(settings, topics.NEWS, news)
             t_sent = time.perf_counter()
@@ -381,7 +381,7 @@ def run(n_ticks: int = N_TICKS, n_news: int = N_NEWS) -> dict[str, Any]:
             news_cpu0 = loop_cpu0 = 0.0
             n = 0
             while time.perf_counter() - t_sent < NEWS_DEADLINE_S:
-                n = _sink_acked(admin, group)
+                n = _group_committed(admin, group)
                 now = time.perf_counter()
                 if n and first_t is None:
                     first_t, first_n = now, n

@@ -16,12 +16,17 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000  # as the Faust worker's (runtime/faust_app.py)
 
 
+def group_id(settings: Settings, group: str) -> str:
+    """The consumer group ``<prefix><app id>-<group>`` of one of the worker's plain consumers."""
+    return f"{settings.topic_prefix}{settings.faust_app_id}-{group}"
+
+
 def group_consumer(settings: Settings, topic: str, group: str, **extra: Any) -> AIOKafkaConsumer:
-    """A consumer of the logical ``topic`` in group ``<prefix><app id>-<group>``."""
+    """A consumer of the logical ``topic`` in group ``group_id(settings, group)``."""
     s = settings
     return AIOKafkaConsumer(
         s.topic(topic),
-        group_id=f"{s.topic_prefix}{s.faust_app_id}-{group}",
+        group_id=group_id(s, group),
         client_id=f"{s.faust_app_id}-{group}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
