@@ -1,5 +1,7 @@
 """decode_ticks' batch-at-once check (``_canonical``) accepts a batch exactly when the per-row
-check accepts every row, and a batch decodes to what ``PriceTick.parse`` gives row by row."""
+check accepts every row; its typed path (``_typed``) accepts only batches whose every row the
+per-row check accepts, with the same values; and a batch decodes to what
+``PriceTick.parse`` gives row by row."""
 
 from __future__ import annotations
 
@@ -7,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpwatch.exceptions import RecordError
 from cpwatch.records import PriceTick
 from streams.columnar import to_us
-from streams.columnar_ticks import _canonical, _docs, _rows_ok, decode_ticks
+from streams.columnar_ticks import _canonical, _docs, _rows_ok, _typed, decode_ticks
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 BASE = {
@@ -55,21 +58,56 @@ canonical_rows = st.fixed_dictionaries(
 )
 
 
+mixed_batches = st.lists(st.one_of(canonical_rows, rows), min_size=1, max_size=30)
+dropped_fields = st.sets(st.sampled_from(["size", "seq", "schema_version", "ts"]))
+
+
 def lines_of(docs: list[dict[str, Any]], drop: set[str]) -> list[bytes]:
     return [orjson.dumps({k: v for k, v in d.items() if k not in drop}) for d in docs]
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(st.one_of(canonical_rows, rows), min_size=1, max_size=30),
-    st.sets(st.sampled_from(["size", "seq", "schema_version", "ts"])),
-)
+@given(mixed_batches, dropped_fields)
 def test_the_batch_check_accepts_exactly_when_every_row_is_accepted(
     docs: list[dict[str, Any]], drop: set[str]
 ) -> None:
     parsed = _docs(lines_of(docs, drop))
     cols = [[d.get(k) for d in parsed] for k in ("venue", "symbol", "price", "ts")]
     assert (_canonical(parsed) is not None) == bool(_rows_ok(parsed, *cols).all())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [(k, v) for k, vs in FIELDS.items() for v in vs], ids=repr
+)
+def test_the_typed_path_takes_one_changed_field_only_as_the_per_row_check_does(
+    name: str, value: Any
+) -> None:
+    """Every listed value of every field, alone in an otherwise canonical row: the typed path
+    may refuse more than the per-row check (the dict path then decides), never accept more."""
+    check_typed([{**BASE, name: value}], set())
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_batches, dropped_fields)
+def test_the_typed_path_accepts_only_rows_the_per_row_check_accepts_with_their_values(
+    docs: list[dict[str, Any]], drop: set[str]
+) -> None:
+    check_typed(docs, drop)
+
+
+def check_typed(docs: list[dict[str, Any]], drop: set[str]) -> None:
+    lines = lines_of(docs, drop)
+    typed = _typed(lines)
+    if typed is None:
+        return  # the dict path decides; the test below checks the outcome
+    # the typed path reads an int price or size as a float, as PriceTick does
+    parsed = [
+        {k: float(v) if k in ("price", "size") and type(v) is int else v for k, v in d.items()}
+        for d in _docs(lines)
+    ]
+    cols = [[d.get(k) for d in parsed] for k in ("venue", "symbol", "price", "ts")]
+    assert bool(_rows_ok(parsed, *cols).all())
+    assert list(typed) == cols
 
 
 @settings(max_examples=300, deadline=None)
@@ -113,4 +151,5 @@ def test_an_all_canonical_batch_takes_the_batch_path() -> None:
     ]
     parsed = _docs([t.to_bytes() for t in ticks])
     assert _canonical(parsed) is not None
+    assert _typed([t.to_bytes() for t in ticks]) is not None
     assert decode_ticks([t.to_bytes() for t in ticks]).price.tolist() == [1.0, 2.0, 3.0]
