@@ -65,6 +65,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from notify import delivery_agent, match_agent
     from runtime import task_dump
     from runtime.faust_app import create_app
+    from runtime.heap import freeze_long_lived
     from sinks import agents as sink_agents
     from streams import lag, news_agent, treasury_agent
 
@@ -81,7 +82,14 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     match_agent.register(app, topics, settings)
     delivery_agent.register(app, topics, settings)
     task_dump.install(app)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+
+    class Worker(faust.Worker):
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            freeze_long_lived("started")  # agents, clients and tables built while starting
+
+    freeze_long_lived("assembled")  # start-up's own full collections skip the imports too
+    worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner lowers the root logger to DEBUG so it can animate on every
     # record; every debug call in aiokafka then builds a LogRecord (~11% of the worker's CPU).
     worker.spinner = None

@@ -132,6 +132,10 @@ HOLDINGS_LATE = Counter(
 HOLDINGS_LOADED = Gauge(
     "cpwatch_holdings_rows", "Holdings rows the treasury stage has read from the holdings topic."
 )
+GC_FROZEN = Gauge(
+    "cpwatch_gc_frozen_objects",
+    "Start-up objects the worker moved out of the garbage collector's full passes.",
+)
 
 
 class CappedLabel:

@@ -193,6 +193,8 @@ def test_worker_metrics_count_the_pipeline(
 
     found = wait_for(settled, timeout=120)
     assert isinstance(found, dict)
+    frozen = value(found, "cpwatch_gc_frozen_objects")  # runtime/heap.py, once started
+    assert frozen is not None and frozen > 10_000
     price = value(found, "cpwatch_reference_price_usd", symbol="BTC-USD")
     assert price is not None and 100_000.0 <= price <= 100_100.0
     assert value(found, "cpwatch_treasury_value_usd", holder="ACME") == pytest.approx(100 * price)
