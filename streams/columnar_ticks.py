@@ -36,11 +36,18 @@ from streams.columnar import from_us, to_us
 
 # hours, minutes and seconds in range here; numpy checks the calendar date
 _CANON = r"[1-9]\d{3}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?Z"
-_CANON_TS = re.compile(_CANON)
+_CANON_TS = re.compile(_CANON, re.ASCII)  # ASCII digits only, as the byte check below
 _FIELDS = ("venue", "symbol", "price", "ts")
-_CANON_TS_LINES = re.compile(f"(?:{_CANON}\n)*{_CANON}")  # newline-joined stamps
+_CANON_TS_LINES = re.compile(f"(?:{_CANON}\n)*{_CANON}", re.ASCII)  # newline-joined stamps
+# A whole-second stamp, the producers' spelling, as bytes: where digits go, and the separators
+_STAMP = np.frombuffer(b"0000-00-00T00:00:00Z", np.uint8)
+_DIGIT = _STAMP == ord("0")
 _SKEW = timedelta(minutes=5)  # the TickTime limit of cpwatch.records
 _US_RANGE = (to_us(datetime.min.replace(tzinfo=UTC)), to_us(datetime.max.replace(tzinfo=UTC)))
+
+
+# venue, symbol and price columns, and the stamps without their Z (str or ASCII bytes)
+Columns = tuple[list[Any], list[Any], list[Any], NDArray[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +138,7 @@ _tick_fields = tuple(attrgetter(k) for k in _FIELDS)
 _tick_size = attrgetter("size")
 
 
-def _typed(lines: Sequence[bytes]) -> tuple[list[Any], ...] | None:
+def _typed(lines: Sequence[bytes]) -> Columns | None:
     """The venue, symbol, price and ts columns when every line is a canonical tick; ``None``
     sends the batch to the dict path, which finds the rows to hand on."""
     try:
@@ -142,7 +149,7 @@ def _typed(lines: Sequence[bytes]) -> tuple[list[Any], ...] | None:
     size = [x for x in map(_tick_size, ticks) if x is not None]
     if size and not bool(np.all(np.isfinite(size) & (np.asarray(size) >= 0))):
         return None
-    return tuple(columns) if _canonical_columns(*columns) else None
+    return _canonical_columns(*columns)
 
 
 def _load(line: bytes) -> Any:
@@ -195,16 +202,44 @@ def _rows_ok(
     )
 
 
-def _canonical_columns(venue: list[str], symbol: list[str], price: Any, ts: list[str]) -> bool:
+def _canonical_columns(
+    venue: list[Any], symbol: list[Any], price: list[Any], ts: list[Any]
+) -> Columns | None:
     """Both fast paths' checks of the string columns: names in bounds and unpadded, every
-    stamp canonical (one regular-expression match over the joined column)."""
+    stamp canonical. Returns the columns with the stamps as an array without their Z."""
     if not all(_str_ok(v, 64) for v in set(venue)) or not all(_str_ok(s, 32) for s in set(symbol)):
-        return False
-    stamps = "\n".join(ts)
-    return stamps.count("\n") == len(ts) - 1 and _CANON_TS_LINES.fullmatch(stamps) is not None
+        return None
+    stamps = _naive_stamps(ts)
+    return None if stamps is None else (venue, symbol, price, stamps)
 
 
-def _canonical(docs: list[Any]) -> tuple[list[Any], ...] | None:
+def _naive_stamps(ts: list[str]) -> NDArray[Any] | None:
+    """The stamps without their Z when every one is canonical (``_CANON``), else ``None``.
+    Whole-second stamps, the usual column, are checked as a byte matrix and parsed from bytes
+    (about 65 ns a stamp where the joined regular-expression match and the ``str`` parse took
+    330); other lengths are matched as one joined string."""
+    if ts and set(map(len, ts)) == {len(_STAMP)}:
+        try:
+            raw = np.array(ts, dtype=f"S{len(_STAMP)}")
+        except UnicodeEncodeError:
+            return None
+        m = raw.view(np.uint8).reshape(-1, len(_STAMP))
+        d = m[:, _DIGIT].astype(np.int16) - ord("0")  # year, month, day, hour, minute, second
+        ok = (
+            bool(((d >= 0) & (d <= 9)).all())
+            and bool((m[:, ~_DIGIT] == _STAMP[~_DIGIT]).all())
+            and bool((d[:, 0] >= 1).all())  # [1-9]\d{3}
+            and bool((d[:, 8] * 10 + d[:, 9] <= 23).all())  # hour
+            and bool((d[:, 10] <= 5).all() & (d[:, 12] <= 5).all())  # minute, second
+        )
+        return raw.astype(f"S{len(_STAMP) - 1}") if ok else None  # the Z cut off
+    joined = "\n".join(ts)
+    if joined.count("\n") == len(ts) - 1 and _CANON_TS_LINES.fullmatch(joined) is not None:
+        return np.array([t[:-1] for t in ts])
+    return None
+
+
+def _canonical(docs: list[Any]) -> Columns | None:
     """The venue, symbol, price and ts columns when every row passes the fast path's checks
     (``_rows_ok``), checked a column at a time: C loops rather than Python code per row. The
     usual batch; any other goes row by row."""
@@ -219,7 +254,7 @@ def _canonical(docs: list[Any]) -> tuple[list[Any], ...] | None:
     version = list(map(dict.get, docs, repeat("schema_version"), repeat(1)))
     if _types(venue) != {str} or _types(symbol) != {str} or _types(price) != {float}:
         return None
-    if _types(ts) != {str} or not _canonical_columns(venue, symbol, price, ts):
+    if _types(ts) != {str}:
         return None
     size_types = _types(size)
     if not size_types <= {type(None), float}:
@@ -230,20 +265,24 @@ def _canonical(docs: list[Any]) -> tuple[list[Any], ...] | None:
             return None
     if _types(seq) != {int} or min(seq) < 0 or _types(version) - {int, bool, float}:
         return None
-    return (venue, symbol, price, ts) if set(version) == {1} else None  # as ``v == 1`` per row
+    if set(version) != {1}:  # as ``v == 1`` per row
+        return None
+    return _canonical_columns(venue, symbol, price, ts)
 
 
-def _parse_stamps(stamps: NDArray[np.str_], ok: NDArray[np.bool_]) -> NDArray[np.int64]:
-    """Naive ISO stamps (the Z stripped) -> microseconds; an impossible date clears ``ok``."""
+def _parse_stamps(stamps: NDArray[Any], ok: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Naive ISO stamps (the Z stripped; ``str`` or ASCII bytes) -> microseconds; an
+    impossible date clears ``ok``."""
     if not len(stamps):
         return np.zeros(0, np.int64)
     try:
-        return stamps.astype("datetime64[us]").astype(np.int64)
+        return np.asarray(stamps.astype("datetime64[us]"), np.int64)
     except ValueError:
         out = np.zeros(len(stamps), np.int64)
         for i, s in enumerate(stamps.tolist()):
             try:
-                out[i] = np.datetime64(s, "us").astype(np.int64)
+                text = s.decode() if isinstance(s, bytes) else s
+                out[i] = np.datetime64(text, "us").astype(np.int64)
             except ValueError:
                 ok[i] = False
         return out
@@ -259,16 +298,15 @@ def decode_ticks(lines: Sequence[bytes], now: datetime | None = None) -> TickCol
         docs = _docs(lines)
         canonical = _canonical(docs)
     if canonical is not None:
-        venue, symbol, price_raw, ts_raw = canonical
+        venue, symbol, price_raw, stamps = canonical
         ok = np.ones(len(lines), np.bool_)
         price = np.array(price_raw, np.float64)
-        stamps = np.array([ts[:-1] for ts in ts_raw])
     else:
         get: list[dict[str, Any]] = [d if type(d) is dict else {} for d in docs]
         venue = [d.get("venue") for d in get]
         symbol = [d.get("symbol") for d in get]
         price_raw = [d.get("price") for d in get]
-        ts_raw = [d.get("ts") for d in get]
+        ts_raw: list[Any] = [d.get("ts") for d in get]
         ok = _rows_ok(docs, venue, symbol, price_raw, ts_raw)
         price = np.array([p if k else 1.0 for p, k in zip(price_raw, ok, strict=True)], np.float64)
         stamps = np.array([t[:-1] if k else "1970-01-01" for t, k in zip(ts_raw, ok, strict=True)])

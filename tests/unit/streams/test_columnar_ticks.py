@@ -41,6 +41,14 @@ FIELDS: dict[str, list[Any]] = {
         "2025-03-01T00:00:00+00:00",
         "2025-02-30T00:00:00Z",
         "2025-03-01T24:00:00Z",
+        # 20 characters, the byte check's shape: each breaks one rule of the canonical form
+        "0025-03-01T00:00:00Z",
+        "2025-03-01T19:60:00Z",
+        "2025-03-01T19:00:60Z",
+        "2025-03-01 00:00:00Z",
+        "2025-03-01T00:00:00z",
+        "2025-03-01T00:00:0\u0663Z",  # an Arabic-Indic digit
+        "2025-03-01T23:59:59Z",  # and one that keeps them all
         "2025-03-01T00:00:00Z\n2025-03-01T00:00:00Z",
         "9999-01-01T00:00:00Z",
         1740787200,
@@ -107,7 +115,9 @@ def check_typed(docs: list[dict[str, Any]], drop: set[str]) -> None:
     ]
     cols = [[d.get(k) for d in parsed] for k in ("venue", "symbol", "price", "ts")]
     assert bool(_rows_ok(parsed, *cols).all())
-    assert list(typed) == cols
+    *names_and_prices, stamps = typed
+    assert names_and_prices == cols[:3]
+    assert [s + "Z" for s in stamps.astype(str).tolist()] == cols[3]
 
 
 @settings(max_examples=300, deadline=None)
