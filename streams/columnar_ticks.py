@@ -146,10 +146,18 @@ def _typed(lines: Sequence[bytes]) -> Columns | None:
     except (msgspec.DecodeError, TypeError):  # also its ValidationError; TypeError: a null value
         return None
     columns = [list(map(get, ticks)) for get in _tick_fields]
-    size = [x for x in map(_tick_size, ticks) if x is not None]
-    if size and not bool(np.all(np.isfinite(size) & (np.asarray(size) >= 0))):
+    if not _sizes_ok([x for x in map(_tick_size, ticks) if x is not None]):
         return None
     return _canonical_columns(*columns)
+
+
+def _sizes_ok(given: list[float]) -> bool:
+    """The sizes present (``None`` left out) are finite and not negative, as ``_size_ok``
+    requires of each; both fast paths check them so."""
+    if not given:
+        return True
+    sizes = np.array(given, np.float64)
+    return bool(np.all(np.isfinite(sizes) & (sizes >= 0)))
 
 
 def _load(line: bytes) -> Any:
@@ -259,10 +267,8 @@ def _canonical(docs: list[Any]) -> Columns | None:
     size_types = _types(size)
     if not size_types <= {type(None), float}:
         return None
-    if float in size_types:
-        given = np.array([x for x in size if x is not None], np.float64)
-        if not bool(np.all(np.isfinite(given) & (given >= 0))):
-            return None
+    if not _sizes_ok([x for x in size if x is not None]):
+        return None
     if _types(seq) != {int} or min(seq) < 0 or _types(version) - {int, bool, float}:
         return None
     if set(version) != {1}:  # as ``v == 1`` per row
