@@ -86,8 +86,8 @@ def test_an_idle_loop_waits_without_a_timer() -> None:
     Counted.waits = CountedFaust.waits = 0
     assert _run(Counted, _idle) == [[1]]
     assert _run(CountedFaust, _idle) == [[1]]
-    # Faust's loop woke about once per WITHIN over the idle stretch; the quiet one waited once
-    # for the arrival, and once more after handing it over.
+    # Faust's loop woke about once per WITHIN over the idle stretch. The quiet one waited for
+    # the arrival, then once with the timer (nothing came), then again without one.
     assert CountedFaust.waits >= 10
     assert Counted.waits <= 3
 
