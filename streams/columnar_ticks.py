@@ -267,7 +267,7 @@ def _canonical(docs: list[Any]) -> Columns | None:
     size_types = _types(size)
     if not size_types <= {type(None), float}:
         return None
-    if not _sizes_ok([x for x in size if x is not None]):
+    if float in size_types and not _sizes_ok([x for x in size if x is not None]):
         return None
     if _types(seq) != {int} or min(seq) < 0 or _types(version) - {int, bool, float}:
         return None
