@@ -68,7 +68,11 @@ async def run(settings: Settings, by_symbol: faust.TopicT, dlq: faust.TopicT) ->
     in_flight: tuple[list[Awaitable[Any]], dict[Any, list[Any]]] | None = None
     try:
         while True:
-            polled = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=BATCH)
+            # With a batch in flight, take only what is already fetched: when nothing is, the
+            # batch is committed now, not after an empty poll's full wait (a second after every
+            # burst, the last batch's offsets were still uncommitted).
+            wait = 0 if in_flight is not None else IDLE_POLL_MS
+            polled = await consumer.getmany(timeout_ms=wait, max_records=BATCH)
             records = [m for msgs in polled.values() for m in msgs]
             routed = None
             if records:
