@@ -331,6 +331,17 @@ def rows(name: str, r: dict[str, Any], every: dict[str, Any] | None = None) -> l
     return out
 
 
+def _rounds(sc: dict[str, Any]) -> str:
+    """The capacity rounds' ratios and the box's parallel ceiling in each, when there were
+    rounds (bench_scale's alternated one- and two-worker cases)."""
+    rounds = sc.get("rounds") or []
+    if not rounds:
+        return "one round"
+    ratios = ", ".join(_fmt(x["ratio_per_busiest_worker_cpu"]) for x in rounds)
+    ceiling = ", ".join(_fmt(x["box_parallel_ceiling"]) for x in rounds)
+    return f"median of {len(rounds)} alternated rounds: {ratios}; box ceiling {ceiling}"
+
+
 def scale_rows(r: dict[str, Any]) -> list[Row]:
     """Rows for bench_scale: whatever of its two parts ran."""
     out: list[Row] = []
@@ -354,7 +365,8 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
             (
                 "… per CPU-second of the busiest worker (the rate each could reach on a core "
                 "of its own; capacity cases drain backlogs, rebalanced: "
-                f"{'yes' if one.get('rebalanced') or two.get('rebalanced') else 'no'})",
+                f"{'yes' if one.get('rebalanced') or two.get('rebalanced') else 'no'}; "
+                f"{_rounds(sc)})",
                 _fmt(two["ticks_per_busiest_worker_cpu_s"]),
                 f"{_fmt(one['ticks_per_busiest_worker_cpu_s'])} (one worker)",
                 _fmt(sc["ratio_per_busiest_worker_cpu"]),

@@ -56,3 +56,31 @@ def test_per_worker_counts_only_symbols_whose_price_moved() -> None:
         "treasury_batches": 0,
         "holder_batches": 0,
     }
+
+
+def test_median_round_is_a_measured_round() -> None:
+    rounds = [{"ratio_per_busiest_worker_cpu": r, "id": i} for i, r in enumerate((1.7, 1.3, 1.9))]
+    assert b._median_round(rounds)["id"] == 0
+    assert b._median_round(rounds[:2])["id"] == 1  # even count: the lower middle
+    assert b._median_round(rounds[1:2])["id"] == 1
+
+
+def test_box_ceiling_runs_two_spins_at_once() -> None:
+    got = b._box_ceiling(repeats=2)
+    assert len(got["alone_cpu_s"]) == len(got["pair_slower_cpu_s"]) == 2
+    alone, pair = sum(got["alone_cpu_s"]) / 2, sum(got["pair_slower_cpu_s"]) / 2  # medians of 2
+    assert abs(got["ratio"] - 2 * alone / pair) < 0.02
+    assert 0 < got["ratio"] < 4  # CPU-s, not wall time: no more than ~2 whatever the load
+
+
+def test_rounds_row_lists_every_round_and_its_ceiling() -> None:
+    from bench.run import _rounds
+
+    sc = {
+        "rounds": [
+            {"ratio_per_busiest_worker_cpu": 1.5, "box_parallel_ceiling": 1.9},
+            {"ratio_per_busiest_worker_cpu": 1.75, "box_parallel_ceiling": 1.85},
+        ]
+    }
+    assert _rounds(sc) == "median of 2 alternated rounds: 1.50, 1.75; box ceiling 1.90, 1.85"
+    assert _rounds({}) == "one round"
