@@ -38,6 +38,7 @@ from faust.types import TP
 
 from cpwatch import metrics
 from cpwatch import topics as t
+from cpwatch.internal_topics import LIFECYCLE_INPUT, internal_topic
 from cpwatch.records import dumps
 from cpwatch.settings import Settings
 from cpwatch.state_versions import StateVersionError
@@ -102,7 +103,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     )
     processor = AlertProcessor({r.id: r.type for r in load_rules(settings.rules_path)})
     alert_input = app.topic(
-        f"{settings.topic_prefix}{settings.faust_app_id}-lifecycle-input",
+        internal_topic(settings, LIFECYCLE_INPUT),
         key_serializer="raw",
         value_serializer="raw",
         partitions=1,

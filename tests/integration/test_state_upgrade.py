@@ -201,10 +201,18 @@ def test_old_state_is_restored_and_migrated(kafka_settings: Settings, tmp_path: 
             done = moved and priced and held == {h.holder for h in holdings}
             return worker.poll() is not None or done
 
+        def news_state() -> str:
+            # Where the news path stopped: its position rows, what it sent, the worker's log.
+            found = read_all(s, changelog(s, "news-positions"))
+            rows = [(m.partition, m.key, m.value) for m in found]
+            articles = sorted(m.key for m in read_all(s, s.topic(t.ARTICLES)))
+            log = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+            return f"news-positions rows: {rows}\narticles sent: {articles}\nworker log:\n{log}"
+
         end_ts = ticks[-1].ts.timestamp()
         wait_for(treasury_caught_up, timeout=120)
         wait_for(treasury_saved_last_price, timeout=60)
-        wait_for(news_position_saved, timeout=60)
+        wait_for(news_position_saved, timeout=60, context=news_state)
         assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
 
         # (b) The migrated treasury state carried on exactly where the backtest is.
