@@ -749,8 +749,8 @@ def _rss_case(tmp: Path, n: int) -> dict[str, Any]:
 
 CASES = ("one", "two", "join")
 # Capacity rounds: the one- and two-worker cases alternate (one, two; two, one; ...) and the
-# round with the median ratio is reported. The same code measured 1.31 to 1.82 in single
-# rounds: a worker's CPU for the same 400,000 ticks ranged from 3.3 to 4.6 s between runs.
+# round with the median ratio is reported. The same code measured 1.16 to 1.84 in single
+# rounds: a worker's CPU for the same 400,000 ticks ranged from 2.9 to 4.6 s between runs.
 ROUNDS = 3
 SPIN = (
     "import time\nt=time.process_time()\nd={}\nfor i in range(8_000_000): d[i % 999] = i\n"

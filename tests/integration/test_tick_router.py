@@ -16,24 +16,12 @@ from cpwatch.settings import Settings
 from producers.kafka import Producer
 from runtime.consumers import group_id
 from streams import tick_router
+from tests.unit.streams.test_tick_router import Topic
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 DEADLINE_S = 90.0
-
-
-class Sent:
-    """Stands in for the Faust topics route-ticks sends to; a send resolves once recorded."""
-
-    def __init__(self) -> None:
-        self.keys: list[bytes] = []
-
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-        self.keys.append(key)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 def _committed(admin: KafkaAdminClient, group: str) -> int:
@@ -54,7 +42,7 @@ def test_last_batch_commits_without_waiting_for_the_idle_poll(
                 venue=f"v{i % 5}", symbol="BTC-USD", price=60_000.0 + i, ts=T0 + timedelta(i)
             )
             p.send(t.PRICE_TICKS, tick.key, tick.to_bytes())
-    by_symbol, dlq = Sent(), Sent()
+    by_symbol, dlq = Topic(), Topic()
     admin = KafkaAdminClient(**s.kafka_client_kwargs())
     group = group_id(s, tick_router.STAGE)
 
@@ -78,5 +66,5 @@ def test_last_batch_commits_without_waiting_for_the_idle_poll(
     finally:
         admin.close()
     assert committed == n, f"{committed} of {n} ticks committed within {DEADLINE_S}s"
-    assert by_symbol.keys and set(by_symbol.keys) == {b"BTC-USD"}
-    assert not dlq.keys
+    assert by_symbol.sent and {key for key, _ in by_symbol.sent} == {b"BTC-USD"}
+    assert not dlq.sent
