@@ -11,10 +11,15 @@ so a batch stays in flight for as long as the test needs, the worker commits wha
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from faust.serializers import codecs
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.children import child_pids
@@ -36,6 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 WARM, IN_FLIGHT, N_TICKS = 100, 150, 2_000  # IN_FLIGHT: one batch (BATCH = 200)
 SEED = 20261203
+SCRIPTS = str(Path(sys.executable).parent)  # py-spy, installed with the dev tools
 
 
 def classifier_processes(worker_pid: int) -> list[int]:
@@ -58,6 +64,46 @@ def internal_end(settings: Settings, name: str) -> int:
         return sum(reader.end_offsets(tps).values()) if tps else 0
     finally:
         reader.close()
+
+
+def news_path_state(s: Settings, w: Worker, want: set[str]) -> str:
+    """Where the news path stands when the articles are not all searchable: what is missing,
+    the news offsets committed against the ends, the positions the agent saved, and where the
+    worker's threads are (py-spy), so a stall and a loss read differently."""
+    missing = sorted(want - set(es_ids(s, "articles")))
+    group = f"{s.topic_prefix}{s.faust_app_id}"
+    reader = KafkaConsumer(group_id=group, enable_auto_commit=False, **s.kafka_client_kwargs())
+    try:
+        tps = [
+            TopicPartition(s.topic(t.NEWS), p)
+            for p in reader.partitions_for_topic(s.topic(t.NEWS)) or ()
+        ]
+        ends = reader.end_offsets(tps)
+        offsets = {tp.partition: (reader.committed(tp), ends[tp]) for tp in tps}
+        changelog = f"{group}-news-positions-changelog"
+        rows: dict[Any, Any] = {}
+        cl = [TopicPartition(changelog, p) for p in reader.partitions_for_topic(changelog) or ()]
+        reader.unsubscribe()
+        reader.assign(cl)
+        reader.seek_to_beginning()
+        cl_end = reader.end_offsets(cl)
+        while any(reader.position(tp) < cl_end[tp] for tp in cl):
+            for msgs in reader.poll(timeout_ms=1000).values():
+                for m in msgs:
+                    rows[m.key] = codecs.loads("json", m.value) if m.value else None
+    finally:
+        reader.close()
+    stacks = ""
+    if w.alive() and w.proc is not None and (spy := shutil.which("py-spy", path=SCRIPTS)):
+        dump = subprocess.run(
+            [spy, "dump", "--pid", str(w.proc.pid)], capture_output=True, text=True, timeout=60
+        )
+        stacks = dump.stdout[:8000] + dump.stderr[-1000:]
+    return (
+        f"worker alive: {w.alive()}; missing {len(missing)} of {len(want)}: {missing[:10]}\n"
+        f"news (committed, end) by partition: {offsets}\n"
+        f"news-positions rows: {rows}\nworker threads:\n{stacks}\nworker log:\n{w.tail()}"
+    )
 
 
 def test_kill_with_a_news_batch_in_flight(
@@ -105,6 +151,10 @@ def test_kill_with_a_news_batch_in_flight(
 
     w.start()
     want = {a.id for a in news}
-    wait_for(lambda: set(es_ids(s, "articles")) >= want, timeout=240, context=w.tail)
+    wait_for(
+        lambda: set(es_ids(s, "articles")) >= want,
+        timeout=240,
+        context=lambda: news_path_state(s, w, want),
+    )
     got = es_ids(s, "articles")
     assert len(got) == len(set(got)) == len(want)
