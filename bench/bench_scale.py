@@ -455,7 +455,7 @@ def _capacity_window(run: Run, n: int, res: dict[str, Any], profile: Path | None
         name = f"{len(run.procs)}w-worker"
         spies = [_spy(p.pid, profile / f"{name}{i}.txt") for i, p in enumerate(run.procs)]
     seconds, cpu, busy, total, chunks, sent = 0.0, [0.0] * len(run.procs), 0, 0, [], 0
-    chunk_cpu: list[float] = []  # the busiest worker's CPU-s, cumulative differences
+    chunk_cpu: list[float] = []  # per chunk, the CPU-s of whichever worker spent most on it
     with Producer(run.settings, client_id="bench-scale") as producer:
         while sent < n:
             run.signal(signal.SIGSTOP)
@@ -481,13 +481,14 @@ def _capacity_window(run: Run, n: int, res: dict[str, Any], profile: Path | None
                 time.sleep(POLL_S)
             seconds += time.perf_counter() - resumed
             box1 = _box_busy()
-            cpu = [
-                c + cpu_seconds(p.pid, children=False) - c0
-                for c, p, c0 in zip(cpu, run.procs, cpu0, strict=True)
+            spent = [
+                cpu_seconds(p.pid, children=False) - c0
+                for p, c0 in zip(run.procs, cpu0, strict=True)
             ]
+            cpu = [c + d for c, d in zip(cpu, spent, strict=True)]
             busy, total = busy + box1[0] - box0[0], total + box1[1] - box0[1]
             chunks.append(sent - first)
-            chunk_cpu.append(round(max(cpu) - sum(chunk_cpu), 2))
+            chunk_cpu.append(round(max(spent), 2))
             time.sleep(1.0)  # a heartbeat of every consumer before the next stop
     for spy in spies:
         spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT

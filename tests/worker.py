@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from cpwatch.settings import Settings
@@ -29,3 +31,24 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def dump_tasks(proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 15.0) -> None:
+    """Have a running worker log where each of its asyncio tasks waits and Faust's view of its
+    partitions (runtime/task_dump.py, SIGUSR2): for a failing test's report on a stall. Sent
+    only once the worker handles the signal: before, SIGUSR2 ends the process."""
+    if proc.poll() is not None or not _catches(proc.pid, signal.SIGUSR2):
+        return
+    proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "faust consumer:" in log_path.read_text(errors="replace")[-50_000:]:
+            return
+        time.sleep(0.2)
+
+
+def _catches(pid: int, sig: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False

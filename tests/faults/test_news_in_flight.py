@@ -36,6 +36,7 @@ from tests.faults.conftest import (
     send_holdings,
     ticks,
 )
+from tests.worker import dump_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -69,8 +70,9 @@ def internal_end(settings: Settings, name: str) -> int:
 def news_path_state(s: Settings, w: Worker, want: set[str]) -> str:
     """Where the news path stands when the articles are not all searchable: what is missing,
     the news offsets committed against the ends, the positions the agent saved, and where the
-    worker's threads are (py-spy), so a stall and a loss read differently."""
+    worker's tasks and threads are, so a stall and a loss read differently."""
     missing = sorted(want - set(es_ids(s, "articles")))
+    alive = w.alive()
     group = f"{s.topic_prefix}{s.faust_app_id}"
     reader = KafkaConsumer(group_id=group, enable_auto_commit=False, **s.kafka_client_kwargs())
     try:
@@ -80,6 +82,12 @@ def news_path_state(s: Settings, w: Worker, want: set[str]) -> str:
         ]
         ends = reader.end_offsets(tps)
         offsets = {tp.partition: (reader.committed(tp), ends[tp]) for tp in tps}
+        out = s.topic(t.ARTICLES)
+        sent = sum(
+            reader.end_offsets(
+                [TopicPartition(out, p) for p in reader.partitions_for_topic(out) or ()]
+            ).values()
+        )
         changelog = f"{group}-news-positions-changelog"
         rows: dict[Any, Any] = {}
         cl = [TopicPartition(changelog, p) for p in reader.partitions_for_topic(changelog) or ()]
@@ -94,15 +102,20 @@ def news_path_state(s: Settings, w: Worker, want: set[str]) -> str:
     finally:
         reader.close()
     stacks = ""
-    if w.alive() and w.proc is not None and (spy := shutil.which("py-spy", path=SCRIPTS)):
-        dump = subprocess.run(
-            [spy, "dump", "--pid", str(w.proc.pid)], capture_output=True, text=True, timeout=60
-        )
-        stacks = dump.stdout[:8000] + dump.stderr[-1000:]
+    if w.alive() and w.proc is not None:
+        # Where every asyncio task waits and Faust's view of its partitions (runtime/task_dump.py),
+        # then the threads (py-spy).
+        dump_tasks(w.proc, w.log_path)
+        if spy := shutil.which("py-spy", path=SCRIPTS):
+            for pid in [w.proc.pid, *classifier_processes(w.proc.pid)]:
+                dump = subprocess.run(
+                    [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60
+                )
+                stacks += dump.stdout[:6000] + dump.stderr[-1000:]
     return (
-        f"worker alive: {w.alive()}; missing {len(missing)} of {len(want)}: {missing[:10]}\n"
-        f"news (committed, end) by partition: {offsets}\n"
-        f"news-positions rows: {rows}\nworker threads:\n{stacks}\nworker log:\n{w.tail()}"
+        f"worker alive: {alive}; missing {len(missing)} of {len(want)}: {missing[:10]}\n"
+        f"news (committed, end) by partition: {offsets}; on the articles topic: {sent}\n"
+        f"news-positions rows: {rows}\nworker threads:\n{stacks}\nworker log:\n{w.tail(60_000)}"
     )
 
 
