@@ -109,8 +109,14 @@ def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Pope
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        from tests.worker import threads
+
+        stuck = threads(proc.pid)
         proc.kill()
-    log.close()
+        proc.wait(timeout=30)
+        pytest.fail(f"the worker did not stop within 30 s of SIGTERM; its threads:\n{stuck}")
+    finally:
+        log.close()
 
 
 def wait_for(

@@ -52,3 +52,28 @@ def _catches(pid: int, sig: int) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
     return False
+
+
+def threads(pid: int) -> str:
+    """Where each thread of ``pid`` and of its child processes is (py-spy, installed with the
+    dev tools): a stalled loop or a hung classifier shows here when a task dump cannot run."""
+    from bench.children import child_pids
+
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return "(py-spy not installed)"
+    out = []
+    for p in [pid, *child_pids(pid)]:
+        dump = subprocess.run(
+            [str(spy), "dump", "--pid", str(p)], capture_output=True, text=True, timeout=60
+        )
+        out.append(dump.stdout[:6000] + dump.stderr[-500:])
+    return "\n".join(out)
+
+
+def stall_report(proc: subprocess.Popen[bytes], log_path: Path) -> str:
+    """A failing wait's context on a worker: its tasks (in its log), threads and log tail."""
+    dump_tasks(proc, log_path)
+    alive = "running" if proc.poll() is None else f"exited {proc.returncode}"
+    log = log_path.read_text(errors="replace")[-60_000:]
+    return f"worker {alive}; threads:\n{threads(proc.pid)}\nworker log:\n{log}"

@@ -11,10 +11,7 @@ so a batch stays in flight for as long as the test needs, the worker commits wha
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +33,12 @@ from tests.faults.conftest import (
     send_holdings,
     ticks,
 )
-from tests.worker import dump_tasks
+from tests.worker import dump_tasks, threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 WARM, IN_FLIGHT, N_TICKS = 100, 150, 2_000  # IN_FLIGHT: one batch (BATCH = 200)
 SEED = 20261203
-SCRIPTS = str(Path(sys.executable).parent)  # py-spy, installed with the dev tools
 
 
 def classifier_processes(worker_pid: int) -> list[int]:
@@ -106,12 +102,7 @@ def news_path_state(s: Settings, w: Worker, want: set[str]) -> str:
         # Where every asyncio task waits and Faust's view of its partitions (runtime/task_dump.py),
         # then the threads (py-spy).
         dump_tasks(w.proc, w.log_path)
-        if spy := shutil.which("py-spy", path=SCRIPTS):
-            for pid in [w.proc.pid, *classifier_processes(w.proc.pid)]:
-                dump = subprocess.run(
-                    [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60
-                )
-                stacks += dump.stdout[:6000] + dump.stderr[-1000:]
+        stacks = threads(w.proc.pid)
     return (
         f"worker alive: {alive}; missing {len(missing)} of {len(want)}: {missing[:10]}\n"
         f"news (committed, end) by partition: {offsets}; on the articles topic: {sent}\n"

@@ -23,6 +23,7 @@ from cpwatch.records import HoldingUpdate, NewsArticle, PriceTick
 from cpwatch.settings import Settings
 from producers.kafka import Producer
 from tests.conftest import ROOT, free_port, wait_for
+from tests.worker import stall_report
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +192,9 @@ def test_worker_metrics_count_the_pipeline(
             return None  # every news partition reported, and nothing left behind
         return found
 
-    found = wait_for(settled, timeout=120)
+    found = wait_for(
+        settled, timeout=120, context=lambda: stall_report(worker, tmp_path / "worker.log")
+    )
     assert isinstance(found, dict)
     frozen = value(found, "cpwatch_gc_frozen_objects")  # runtime/heap.py, once started
     assert frozen is not None and frozen > 10_000

@@ -34,7 +34,7 @@ from tests.backtest_case import assert_same_alerts, backtest_case
 from tests.conftest import wait_for
 from tests.integration.test_news_stream import COPY_TEXT, SEED_TEXT
 from tests.integration.test_treasury_stream import HOLDINGS, RULES, _prices
-from tests.worker import dump_tasks, start_worker, stop_worker
+from tests.worker import stall_report, start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -202,13 +202,12 @@ def test_old_state_is_restored_and_migrated(kafka_settings: Settings, tmp_path: 
             return worker.poll() is not None or done
 
         def news_state() -> str:
-            # Where the news path stopped: its position rows, what it sent, the worker's tasks.
-            dump_tasks(worker, tmp_path / "worker.log")
+            # Where the news path stopped: its position rows, what it sent, the worker's state.
             found = read_all(s, changelog(s, "news-positions"))
             rows = [(m.partition, m.key, m.value) for m in found]
             articles = sorted(m.key for m in read_all(s, s.topic(t.ARTICLES)))
-            log = (tmp_path / "worker.log").read_text(errors="replace")[-60_000:]
-            return f"news-positions rows: {rows}\narticles sent: {articles}\nworker log:\n{log}"
+            report = stall_report(worker, tmp_path / "worker.log")
+            return f"news-positions rows: {rows}\narticles sent: {articles}\n{report}"
 
         end_ts = ticks[-1].ts.timestamp()
         wait_for(treasury_caught_up, timeout=120)
