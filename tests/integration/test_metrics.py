@@ -192,9 +192,16 @@ def test_worker_metrics_count_the_pipeline(
             return None  # every news partition reported, and nothing left behind
         return found
 
-    found = wait_for(
-        settled, timeout=120, context=lambda: stall_report(worker, tmp_path / "worker.log")
-    )
+    def unsettled() -> str:
+        # The series settled() reads, as scraped now, then where the worker is.
+        lines = [
+            line
+            for line in scrape(port).splitlines()
+            if line.startswith(("cpwatch_records_", "cpwatch_consumer_lag", "cpwatch_treasury"))
+        ]
+        return "\n".join(lines) + "\n" + stall_report(worker, tmp_path / "worker.log")
+
+    found = wait_for(settled, timeout=120, context=unsettled)
     assert isinstance(found, dict)
     frozen = value(found, "cpwatch_gc_frozen_objects")  # runtime/heap.py, once started
     assert frozen is not None and frozen > 10_000
