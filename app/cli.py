@@ -182,11 +182,22 @@ def run(
 
 
 @app.command("worker")
-def worker() -> None:
+def worker(
+    loglevel: Annotated[
+        str,
+        typer.Option(
+            "--loglevel",
+            help="debug, info, warning or error; info adds group joins, partition "
+            "assignments and table recovery.",
+        ),
+    ] = "warning",
+) -> None:
     """Run the Faust worker (all stream agents) in the foreground."""
     from app.worker import run_worker
 
-    run_worker(get_settings())
+    if loglevel.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(f"unknown level {loglevel!r}", param_hint="--loglevel")
+    run_worker(get_settings(), loglevel.lower())
 
 
 @produce_app.command("news")

@@ -72,6 +72,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if loglevel == "info":  # a line per Elasticsearch request and per admin-client connection
+        for chatty in ("elastic_transport", "kafka"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     prepare(settings)
     start_metrics_server(settings.metrics_port, settings.metrics_host)
     app, topics = create_app(settings)

@@ -21,6 +21,9 @@ from cpwatch.namespace import child_env, drop_namespace
 from cpwatch.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# Tests run workers at info: a failure's log then shows the group joins, partition
+# assignments and table recoveries around it.
+WORKER = [sys.executable, "-m", "app.cli", "worker", "--loglevel", "info"]
 EXTERNAL = os.environ.get("CPWATCH_EXTERNAL_STACK") == "1"
 
 
@@ -98,7 +101,7 @@ def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Pope
     """A real Faust worker process (`cpwatch worker`) on this test's topics and indices."""
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
+        WORKER,
         env=settings_env(kafka_settings),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 from cpwatch.settings import Settings
-from tests.conftest import ROOT, settings_env
+from tests.conftest import ROOT, WORKER, settings_env
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     """The worker on ``settings``, its output (stdout and stderr) in ``log_path``."""
     with log_path.open("wb") as log:  # the child keeps a descriptor of its own
         return subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            WORKER,
             env=settings_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -39,12 +39,15 @@ def dump_tasks(proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 1
     only once the worker handles the signal: before, SIGUSR2 ends the process."""
     if proc.poll() is not None or not _catches(proc.pid, signal.SIGUSR2):
         return
+    dumps = _dumps(log_path)  # a restarted worker's log can hold an earlier dump
     proc.send_signal(signal.SIGUSR2)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if "faust consumer:" in log_path.read_text(errors="replace")[-50_000:]:
-            return
+    while time.monotonic() < deadline and _dumps(log_path) == dumps:
         time.sleep(0.2)
+
+
+def _dumps(log_path: Path) -> int:
+    return log_path.read_text(errors="replace").count("faust consumer:")
 
 
 def _catches(pid: int, sig: int) -> bool:

@@ -12,7 +12,6 @@ import math
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,8 @@ from cpwatch.settings import Settings
 from streams.alerts import Alert
 from streams.backtest import PriceRow, run_backtest
 from streams.rules import RuleEngine, load_rules
-from tests.conftest import ROOT, settings_env
+from tests.conftest import ROOT, WORKER, settings_env
+from tests.worker import stall_report
 
 RULES = """
 rules:
@@ -114,7 +114,7 @@ class Worker:
         log.write(f"\n===== start {self.starts} at {time.time():.1f}\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            WORKER,
             env=settings_env(self.settings),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -143,6 +143,12 @@ class Worker:
 
     def tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:]
+
+    def report(self) -> str:
+        """A failing wait's context: the worker's tasks, threads and log (tests/worker.py)."""
+        if self.proc is None:
+            return "worker never started"
+        return stall_report(self.proc, self.log_path)
 
 
 @pytest.fixture
@@ -191,6 +197,40 @@ def commit_to_end(settings: Settings, topic: str) -> dict[TopicPartition, int]:
         admin.close()
     assert all(err.errno == 0 for err in result.values()), result
     return ends
+
+
+def news_offsets(settings: Settings) -> str:
+    """The news offsets the worker's group committed against the partition ends, how many
+    articles reached the articles topic, and the positions classify-news saved: a stall
+    shows commits behind the ends with positions equal to them, a loss shows neither."""
+    group, _ = worker_groups(settings)
+    reader = KafkaConsumer(
+        group_id=group, enable_auto_commit=False, **settings.kafka_client_kwargs()
+    )
+    try:
+        news = settings.topic(t.NEWS)
+        tps = [TopicPartition(news, p) for p in reader.partitions_for_topic(news) or ()]
+        ends = reader.end_offsets(tps)
+        offsets = {tp.partition: (reader.committed(tp), ends[tp]) for tp in tps}
+        out = settings.topic(t.ARTICLES)
+        outs = [TopicPartition(out, p) for p in reader.partitions_for_topic(out) or ()]
+        sent = sum(reader.end_offsets(outs).values())
+        changelog = f"{group}-news-positions-changelog"
+        cl = [TopicPartition(changelog, p) for p in reader.partitions_for_topic(changelog) or ()]
+        rows: dict[Any, Any] = {}
+        reader.assign(cl)
+        reader.seek_to_beginning()
+        cl_end = reader.end_offsets(cl)
+        while any(reader.position(tp) < cl_end[tp] for tp in cl):
+            for msgs in reader.poll(timeout_ms=1000).values():
+                for m in msgs:
+                    rows[m.key] = json.loads(m.value) if m.value else None
+    finally:
+        reader.close()
+    return (
+        f"news (committed, end) by partition: {offsets}; on the articles topic: {sent}\n"
+        f"news-positions rows: {rows}"
+    )
 
 
 def committed(settings: Settings, name: str, *, internal: bool = False) -> int:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from faust.serializers import codecs
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.children import child_pids
@@ -30,10 +28,10 @@ from tests.faults.conftest import (
     committed,
     es_count,
     es_ids,
+    news_offsets,
     send_holdings,
     ticks,
 )
-from tests.worker import dump_tasks, threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -65,49 +63,10 @@ def internal_end(settings: Settings, name: str) -> int:
 
 def news_path_state(s: Settings, w: Worker, want: set[str]) -> str:
     """Where the news path stands when the articles are not all searchable: what is missing,
-    the news offsets committed against the ends, the positions the agent saved, and where the
-    worker's tasks and threads are, so a stall and a loss read differently."""
+    the news offsets and saved positions (news_offsets), then the worker's tasks, threads and
+    log, so a stall and a loss read differently."""
     missing = sorted(want - set(es_ids(s, "articles")))
-    alive = w.alive()
-    group = f"{s.topic_prefix}{s.faust_app_id}"
-    reader = KafkaConsumer(group_id=group, enable_auto_commit=False, **s.kafka_client_kwargs())
-    try:
-        tps = [
-            TopicPartition(s.topic(t.NEWS), p)
-            for p in reader.partitions_for_topic(s.topic(t.NEWS)) or ()
-        ]
-        ends = reader.end_offsets(tps)
-        offsets = {tp.partition: (reader.committed(tp), ends[tp]) for tp in tps}
-        out = s.topic(t.ARTICLES)
-        sent = sum(
-            reader.end_offsets(
-                [TopicPartition(out, p) for p in reader.partitions_for_topic(out) or ()]
-            ).values()
-        )
-        changelog = f"{group}-news-positions-changelog"
-        rows: dict[Any, Any] = {}
-        cl = [TopicPartition(changelog, p) for p in reader.partitions_for_topic(changelog) or ()]
-        reader.unsubscribe()
-        reader.assign(cl)
-        reader.seek_to_beginning()
-        cl_end = reader.end_offsets(cl)
-        while any(reader.position(tp) < cl_end[tp] for tp in cl):
-            for msgs in reader.poll(timeout_ms=1000).values():
-                for m in msgs:
-                    rows[m.key] = codecs.loads("json", m.value) if m.value else None
-    finally:
-        reader.close()
-    stacks = ""
-    if w.alive() and w.proc is not None:
-        # Where every asyncio task waits and Faust's view of its partitions (runtime/task_dump.py),
-        # then the threads (py-spy).
-        dump_tasks(w.proc, w.log_path)
-        stacks = threads(w.proc.pid)
-    return (
-        f"worker alive: {alive}; missing {len(missing)} of {len(want)}: {missing[:10]}\n"
-        f"news (committed, end) by partition: {offsets}; on the articles topic: {sent}\n"
-        f"news-positions rows: {rows}\nworker threads:\n{stacks}\nworker log:\n{w.tail(60_000)}"
-    )
+    return f"missing {len(missing)} of {len(want)}: {missing[:10]}\n{news_offsets(s)}\n{w.report()}"
 
 
 def test_kill_with_a_news_batch_in_flight(

@@ -11,7 +11,14 @@ from cpwatch import topics as t
 from cpwatch.settings import Settings
 from producers.kafka import Producer
 from tests.conftest import wait_for
-from tests.faults.conftest import Worker, articles, commit_to_end, es_count, es_ids
+from tests.faults.conftest import (
+    Worker,
+    articles,
+    commit_to_end,
+    es_count,
+    es_ids,
+    news_offsets,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -33,7 +40,7 @@ def test_articles_committed_past_unprocessed_are_still_indexed(
     news = articles(BEFORE + SKIPPED + AFTER, SEED)
     w.start()
     send(s, news[:BEFORE])
-    wait_for(lambda: es_count(s, "articles") >= BEFORE, timeout=180, interval=1.0)
+    wait_for(lambda: es_count(s, "articles") >= BEFORE, timeout=180, interval=1.0, context=w.report)
     w.stop()  # graceful: the group is left empty, so its offsets can be altered
 
     send(s, news[BEFORE : BEFORE + SKIPPED])
@@ -42,7 +49,12 @@ def test_articles_committed_past_unprocessed_are_still_indexed(
 
     w.start()
     send(s, news[BEFORE + SKIPPED :])
-    wait_for(lambda: es_count(s, "articles") >= len(news), timeout=180, interval=1.0)
+    wait_for(
+        lambda: es_count(s, "articles") >= len(news),
+        timeout=180,
+        interval=1.0,
+        context=lambda: f"{news_offsets(s)}\n{w.report()}",
+    )
     ids = es_ids(s, "articles")
     assert sorted(ids) == sorted(a.id for a in news)
     log = w.log_path.read_text(errors="replace")

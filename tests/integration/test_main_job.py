@@ -26,7 +26,7 @@ from kafka import KafkaConsumer, TopicPartition
 from app.supervisor import sample_file
 from cpwatch import topics as t
 from cpwatch.settings import Settings
-from tests.conftest import ROOT, free_port, settings_env, wait_for
+from tests.conftest import ROOT, WORKER, free_port, settings_env, wait_for
 from tests.faults.conftest import committed
 
 pytestmark = pytest.mark.integration
@@ -233,7 +233,7 @@ def test_holdings_after_half_the_prices_follow_the_late_rules(
     env = {**settings_env(s), "CPWATCH_METRICS_PORT": str(port)}
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            WORKER,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

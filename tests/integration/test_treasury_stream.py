@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from cpwatch import topics as t
 from cpwatch.records import PriceTick
 from cpwatch.settings import Settings
 from tests.backtest_case import assert_same_alerts, backtest_case
-from tests.conftest import wait_for
+from tests.conftest import WORKER, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +57,7 @@ def test_stream_alerts_equal_backtest(
 
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
+        WORKER,
         env=settings_env(s),
         stdout=log,
         stderr=subprocess.STDOUT,

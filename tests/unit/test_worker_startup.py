@@ -56,3 +56,13 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(ValueError):
         c.retry(failing(ValueError("bad template")), 300)
     assert c.slept == []
+
+
+def test_worker_refuses_an_unknown_log_level_before_starting() -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    result = CliRunner().invoke(app, ["worker", "--loglevel", "loud"])
+    assert result.exit_code == 2
+    assert "--loglevel" in result.output and "loud" in result.output
