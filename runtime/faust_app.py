@@ -10,10 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
+from runtime.flow_control import KeepingFlowControl
 from runtime.quiet_stream import QuietStream
+
+
+class App(faust.App):
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        """Faust's, but a resume while flowing keeps what is queued (runtime/flow_control.py)."""
+        return KeepingFlowControl(loop=self.loop)
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     app_id = f"{settings.topic_prefix}{settings.faust_app_id}"
     datadir = settings.faust_data_dir or settings.home / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(
         app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
