@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+import pytest
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from cpwatch.settings import Settings
@@ -20,26 +21,20 @@ def _queue(flow: FlowControlEvent) -> FlowControlQueue[int]:
     return queue
 
 
-def test_a_resume_while_flowing_keeps_what_is_queued() -> None:
+@pytest.mark.parametrize(
+    ("flow_cls", "kept"),
+    [
+        (KeepingFlowControl, 3),
+        (FlowControlEvent, 0),  # what the subclass is for: mode's resume empties them while flowing
+    ],
+)
+def test_a_resume_while_flowing(flow_cls: type[FlowControlEvent], kept: int) -> None:
     async def main() -> None:
-        flow = KeepingFlowControl()
+        flow = flow_cls()
         flow.resume()  # Faust's first resume: recovery starts
         queue = _queue(flow)
         flow.resume()  # Faust's second: the worker is ready
-        assert queue.qsize() == 3
-
-    asyncio.run(main())
-
-
-def test_mode_own_flow_control_drops_them_there() -> None:
-    """What the subclass is for: mode's resume empties the queues even while flowing."""
-
-    async def main() -> None:
-        flow = FlowControlEvent()
-        flow.resume()
-        queue = _queue(flow)
-        flow.resume()
-        assert queue.qsize() == 0
+        assert queue.qsize() == kept
 
     asyncio.run(main())
 
