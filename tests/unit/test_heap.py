@@ -27,7 +27,10 @@ def unfreeze() -> Iterator[None]:
 def test_objects_alive_at_the_freeze_leave_the_collectors_passes() -> None:
     before = Node()
     n = freeze_long_lived("test")
-    assert n == gc.get_freeze_count() > 0
+    # n is the permanent generation's size at the freeze. It can only shrink afterwards:
+    # reference counting still frees frozen objects (here, those of other threads of the
+    # test process), and nothing enters it without another freeze.
+    assert 0 < gc.get_freeze_count() <= n
     assert REGISTRY.get_sample_value("cpwatch_gc_frozen_objects") == n
     assert not any(o is before for o in gc.get_objects())  # tracked, but in no generation
 
