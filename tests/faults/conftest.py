@@ -201,8 +201,8 @@ def commit_to_end(settings: Settings, topic: str) -> dict[TopicPartition, int]:
 
 def news_offsets(settings: Settings) -> str:
     """The news offsets the worker's group committed against the partition ends, how many
-    articles reached the articles topic, and the positions classify-news saved: a stall
-    shows commits behind the ends with positions equal to them, a loss shows neither."""
+    articles reached the articles topic, and the positions classify-news saved: where each
+    partition stands between Kafka, the agent and its outputs when articles are missing."""
     group, _ = worker_groups(settings)
     reader = KafkaConsumer(
         group_id=group, enable_auto_commit=False, **settings.kafka_client_kwargs()
