@@ -639,7 +639,9 @@ def _per_worker(
 
 
 _BATCHES = {"treasury": "treasury_batches", "treasury-holders": "holder_batches"}
-_COUNTED = ("valuations_sent", *_BATCHES.values())
+# Bulk requests per sink: each costs a request and a commit whatever its size.
+_BULKS = {"treasury-valuations": "valuation_bulk_writes", "alerts": "alert_bulk_writes"}
+_COUNTED = ("valuations_sent", *_BATCHES.values(), *_BULKS.values())
 
 
 def _parse_metrics(text: str) -> dict[str, float]:
@@ -662,6 +664,8 @@ def _parse_metrics(text: str) -> dict[str, float]:
             elif sample.name == "cpwatch_processing_seconds_count":
                 if (stage := labels.get("stage")) in _BATCHES:
                     out[_BATCHES[stage]] += sample.value
+            elif sample.name == "cpwatch_es_bulk_seconds_count" and labels.get("index") in _BULKS:
+                out[_BULKS[labels["index"]]] += sample.value
             elif sample.name == "cpwatch_reference_price_usd":
                 out[f"ref:{sample.labels['symbol']}"] = sample.value
     return out

@@ -18,7 +18,7 @@ def test_ticks_by_partition_covers_every_tick_on_both_topics() -> None:
     assert set(on_ticks) | set(on_symbols) <= set(range(b.PARTITIONS))
 
 
-def test_parse_metrics_reads_route_ticks_and_reference_prices() -> None:
+def test_parse_metrics_reads_route_ticks_prices_batches_and_bulks() -> None:
     text = (
         "# TYPE cpwatch_records_in_total counter\n"
         'cpwatch_records_in_total{stage="route-ticks",topic="price-ticks"} 1200.0\n'
@@ -33,6 +33,10 @@ def test_parse_metrics_reads_route_ticks_and_reference_prices() -> None:
         'cpwatch_processing_seconds_count{stage="treasury"} 4.0\n'
         'cpwatch_processing_seconds_count{stage="treasury-holders"} 5.0\n'
         'cpwatch_processing_seconds_count{stage="classify-news"} 9.0\n'
+        "# TYPE cpwatch_es_bulk_seconds histogram\n"
+        'cpwatch_es_bulk_seconds_count{index="treasury-valuations"} 11.0\n'
+        'cpwatch_es_bulk_seconds_count{index="alerts"} 3.0\n'
+        'cpwatch_es_bulk_seconds_count{index="articles"} 8.0\n'
     )
     assert b._parse_metrics(text) == {
         "route_ticks": 1200.0,
@@ -40,6 +44,8 @@ def test_parse_metrics_reads_route_ticks_and_reference_prices() -> None:
         "valuations_sent": 30.0,
         "treasury_batches": 4.0,
         "holder_batches": 5.0,
+        "valuation_bulk_writes": 11.0,
+        "alert_bulk_writes": 3.0,
     }
 
 
@@ -55,6 +61,8 @@ def test_per_worker_counts_only_symbols_whose_price_moved() -> None:
         "valuations_sent": 0,
         "treasury_batches": 0,
         "holder_batches": 0,
+        "valuation_bulk_writes": 0,
+        "alert_bulk_writes": 0,
     }
 
 
