@@ -14,9 +14,11 @@ to slots 1 (three of them), 3, 5 and 7.
     (SIGSTOP) while ticks are produced for at most STOP_S (under the 10 s session timeout: no
     rebalance ever), and resumed; time and CPU run from the resume until the group has
     committed the chunk on both stages. Worker start-up and the producer are outside the
-    measurement, and each chunk is a backlog. The two capacity cases alternate over 3
-    rounds; the round with the median ratio is reported, with every round's figures and the
-    box's parallel ceiling (what two CPU-bound Python processes reach together). Mid-stream
+    measurement, and each chunk is a backlog. Both capacity cases run at once, each in its
+    namespace, and their chunks alternate: the other case's workers idle meanwhile. The
+    order of the cases alternates over 3 rounds; the round with the median ratio is
+    reported, with every round's figures and the box's parallel ceiling (what two CPU-bound
+    Python processes reach together). Mid-stream
     join (an exactness test): 1 worker, ticks produced live at full speed, a second worker
     joining once 30 % of the ticks are committed. Alerts in Elasticsearch and on the alerts
     topic are compared with ``run_backtest`` over the BTC-USD ticks (one venue: reference
@@ -67,9 +69,12 @@ from streams.rules import RuleEngine, load_rules
 from streams.treasury_processor import ASSET_SYMBOL
 
 METHOD = (
-    "capacity cases (1 and 2 workers): the workers, started and idle in stable groups, are "
-    "stopped (SIGSTOP) while a chunk of ticks is produced (80,000 ticks in both cases, so each "
-    "case pays the same number of starts; cut short at 6 s, inside the 10 s session "
+    "capacity cases (1 and 2 workers), run at once in two namespaces with their chunks "
+    "alternated (one case's chunk, the other's, the next pair in the other order: one "
+    "worker's CPU for the same ticks varied by up to a third between cases a minute apart, and "
+    "alternating puts such drifts on both cases): the workers, started and idle in stable "
+    "groups, are stopped (SIGSTOP) while a chunk of ticks is produced (80,000 ticks in both "
+    "cases, so each case pays the same number of starts; cut short at 6 s, inside the 10 s session "
     "timeout, so the groups never rebalance: checked by member ids and partitions before and "
     "after), then resumed; seconds and worker CPU (/proc/<pid>/stat) run from each resume to "
     "the first poll where the group had committed every tick sent so far and all of the "
@@ -395,25 +400,46 @@ def _alerts(run: Run, n_expected: int) -> dict[str, Any]:
 def _scale_case(
     tmp: Path, n: int, workers: int, join_at: float | None, profile: Path | None = None
 ) -> dict[str, Any]:
-    run = Run(tmp)
-    res: dict[str, Any] = {
-        "workers_at_start": workers,
-        "second_joins_at": join_at,
-        "loadavg_1m_at_start": float(Path("/proc/loadavg").read_text().split()[0]),
-    }
+    case = _Case(tmp, n, workers, join_at)
     try:
-        expected = _expected(run.settings.rules_path, n, run.t0)
-        for _ in range(workers):
-            run.spawn()
-        run.wait_members(workers)
-        run.send_holdings()
         if join_at is None:
-            _capacity_window(run, n, res, profile)
+            window = _CapacityWindow(case.run, n, profile)
+            while window.chunk():
+                pass
+            window.finish(case.res)
         else:
-            _live_window(run, n, join_at, res)
+            _live_window(case.run, n, join_at, case.res)
+        case.check_alerts()
+    finally:
+        case.close()
+    return case.res
+
+
+class _Case:
+    """One namespace with ``workers`` workers started, its groups stable and holdings sent."""
+
+    def __init__(self, tmp: Path, n: int, workers: int, join_at: float | None = None) -> None:
+        self.run = Run(tmp)
+        self.res: dict[str, Any] = {
+            "workers_at_start": workers,
+            "second_joins_at": join_at,
+            "loadavg_1m_at_start": float(Path("/proc/loadavg").read_text().split()[0]),
+        }
+        try:
+            self.expected = _expected(self.run.settings.rules_path, n, self.run.t0)
+            for _ in range(workers):
+                self.run.spawn()
+            self.run.wait_members(workers)
+            self.run.send_holdings()
+        except BaseException:
+            self.close()
+            raise
+
+    def check_alerts(self) -> None:
+        run, expected = self.run, self.expected
         got = _alerts(run, len(expected))
         exp = set(expected)
-        res["alerts"] = {
+        self.res["alerts"] = alerts = {
             "expected": len(expected),
             "es": len(got["es"]),
             "es_missing": len(exp - set(got["es"])),
@@ -428,92 +454,106 @@ def _scale_case(
         # batch's alerts (at-least-once); those repeats are counted, and the fingerprints make
         # them one document and one delivery.
         exact = set(got["es"]) == exp == set(got["topic"]) and len(got["es"]) == len(exp)
-        res["alerts"]["exact"] = exact
+        alerts["exact"] = exact
         if not exact:  # the namespace goes; its workers' logs stay for a look
             keep = Path(tempfile.gettempdir()) / f"cpwatch-bench-scale-logs-{run.tmp.name}"
             keep.mkdir()
             for log in run.tmp.glob("worker-*.log"):
                 shutil.copy(log, keep / log.name)
-            res["alerts"]["worker_logs"] = str(keep)
-    finally:
-        problems = run.close()
-        if problems:
-            res["cleanup_problems"] = problems
-    return res
+            alerts["worker_logs"] = str(keep)
+
+    def close(self) -> None:
+        if problems := self.run.close():
+            self.res["cleanup_problems"] = problems
 
 
-def _capacity_window(run: Run, n: int, res: dict[str, Any], profile: Path | None) -> None:
+class _CapacityWindow:
     """Drain backlogs with every worker in a group that never rebalances: the workers are
     stopped (SIGSTOP) while a chunk of ticks is produced, for at most STOP_S so no session
     expires, then resumed; time and CPU from each resume until the group has committed the
-    chunk on both stages are summed over the chunks."""
-    encoded = [(t.key, t.to_bytes()) for t in _ticks(n, run.t0)]  # before any timing
-    members0 = run.members()
-    m0 = run.scrape()
-    spies = []
-    if profile:
-        name = f"{len(run.procs)}w-worker"
-        spies = [_spy(p.pid, profile / f"{name}{i}.txt") for i, p in enumerate(run.procs)]
-    seconds, cpu, busy, total, chunks, sent = 0.0, [0.0] * len(run.procs), 0, 0, [], 0
-    chunk_cpu: list[float] = []  # per chunk, the CPU-s of whichever worker spent most on it
-    with Producer(run.settings, client_id="bench-scale") as producer:
-        while sent < n:
-            run.signal(signal.SIGSTOP)
-            try:
-                stop = time.monotonic() + STOP_S - 1.5  # the flush must fit in STOP_S too
-                first = sent
-                end = min(n, first + CHUNK_TICKS)
-                while sent < end and (sent % 1000 or time.monotonic() < stop):
-                    producer.send(topics.PRICE_TICKS, *encoded[sent])
-                    sent += 1
-                producer.flush()
-                # stopped: exact
-                cpu0 = [cpu_seconds(p.pid, children=False) for p in run.procs]
-                box0 = _box_busy()
-            finally:
-                run.signal(signal.SIGCONT)
-            resumed = time.perf_counter()
-            deadline = time.monotonic() + RUN_S
-            while not run.done(sent, run.committed()):
-                run.check_alive()
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"not done with {sent} ticks in {RUN_S}s")
-                time.sleep(POLL_S)
-            seconds += time.perf_counter() - resumed
-            box1 = _box_busy()
-            spent = [
-                cpu_seconds(p.pid, children=False) - c0
-                for p, c0 in zip(run.procs, cpu0, strict=True)
-            ]
-            cpu = [c + d for c, d in zip(cpu, spent, strict=True)]
-            busy, total = busy + box1[0] - box0[0], total + box1[1] - box0[1]
-            chunks.append(sent - first)
-            chunk_cpu.append(round(max(spent), 2))
-            time.sleep(1.0)  # a heartbeat of every consumer before the next stop
-    for spy in spies:
-        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-        spy.wait(timeout=60)
-    members1 = run.members()
-    per_worker = _per_worker(m0, run.scrape(), cpu, n)
-    symbols = [s for w in per_worker for s in w["treasury_symbols"]]
-    res.update(
-        chunks=chunks,
-        busiest_worker_cpu_s_per_chunk=chunk_cpu,
-        ticks_measured=n,
-        seconds=round(seconds, 2),
-        ticks_per_s=round(n / seconds),
-        worker_cpu_s=[round(x, 1) for x in cpu],
-        worker_cpu_us_per_tick=round(sum(cpu) / n * 1e6),
-        # What the rate would be if each worker had a core of its own (the busiest bounds it).
-        ticks_per_busiest_worker_cpu_s=round(n / max(cpu)),
-        box_cpu_busy_pct=round(100 * busy / max(1, total)),
-        partitions_per_member=_partitions_per_member(members1, run.ticks_topic),
-        # Same member ids and partitions before and after: no rebalance at all.
-        rebalanced=members1 != members0,
-        symbols_valued_by_two_workers=sorted({s for s in symbols if symbols.count(s) > 1}),
-        split_by_assignment=_split(members1, run, n),
-        per_worker=per_worker,
-    )
+    chunk on both stages are summed over the chunks (``chunk`` measures the next one)."""
+
+    def __init__(self, run: Run, n: int, profile: Path | None) -> None:
+        self.run, self.n = run, n
+        self.encoded = [(t.key, t.to_bytes()) for t in _ticks(n, run.t0)]  # before any timing
+        self.members0 = run.members()
+        self.m0 = run.scrape()
+        self.spies = []
+        if profile:
+            name = f"{len(run.procs)}w-worker"
+            self.spies = [_spy(p.pid, profile / f"{name}{i}.txt") for i, p in enumerate(run.procs)]
+        self.seconds, self.busy, self.total, self.sent = 0.0, 0, 0, 0
+        self.cpu = [0.0] * len(run.procs)
+        self.chunks: list[int] = []
+        self.chunk_cpu: list[float] = []  # per chunk, the CPU-s of whichever worker spent most
+        self.producer = Producer(run.settings, client_id="bench-scale")
+
+    def chunk(self) -> bool:
+        """Measure one more chunk; False once every tick was measured."""
+        run, n = self.run, self.n
+        if self.sent >= n:
+            return False
+        run.signal(signal.SIGSTOP)
+        try:
+            stop = time.monotonic() + STOP_S - 1.5  # the flush must fit in STOP_S too
+            first = self.sent
+            end = min(n, first + CHUNK_TICKS)
+            while self.sent < end and (self.sent % 1000 or time.monotonic() < stop):
+                self.producer.send(topics.PRICE_TICKS, *self.encoded[self.sent])
+                self.sent += 1
+            self.producer.flush()
+            # stopped: exact
+            cpu0 = [cpu_seconds(p.pid, children=False) for p in run.procs]
+            box0 = _box_busy()
+        finally:
+            run.signal(signal.SIGCONT)
+        resumed = time.perf_counter()
+        deadline = time.monotonic() + RUN_S
+        while not run.done(self.sent, run.committed()):
+            run.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not done with {self.sent} ticks in {RUN_S}s")
+            time.sleep(POLL_S)
+        self.seconds += time.perf_counter() - resumed
+        box1 = _box_busy()
+        spent = [
+            cpu_seconds(p.pid, children=False) - c0 for p, c0 in zip(run.procs, cpu0, strict=True)
+        ]
+        self.cpu = [c + d for c, d in zip(self.cpu, spent, strict=True)]
+        self.busy, self.total = self.busy + box1[0] - box0[0], self.total + box1[1] - box0[1]
+        self.chunks.append(self.sent - first)
+        self.chunk_cpu.append(round(max(spent), 2))
+        time.sleep(1.0)  # a heartbeat of every consumer before the next stop
+        return True
+
+    def finish(self, res: dict[str, Any]) -> None:
+        run, n, cpu = self.run, self.n, self.cpu
+        self.producer.close()
+        for spy in self.spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(timeout=60)
+        members1 = run.members()
+        per_worker = _per_worker(self.m0, run.scrape(), cpu, n)
+        symbols = [s for w in per_worker for s in w["treasury_symbols"]]
+        res.update(
+            chunks=self.chunks,
+            busiest_worker_cpu_s_per_chunk=self.chunk_cpu,
+            ticks_measured=n,
+            seconds=round(self.seconds, 2),
+            ticks_per_s=round(n / self.seconds),
+            worker_cpu_s=[round(x, 1) for x in cpu],
+            worker_cpu_us_per_tick=round(sum(cpu) / n * 1e6),
+            # What the rate would be if each worker had a core of its own (the busiest bounds
+            # it).
+            ticks_per_busiest_worker_cpu_s=round(n / max(cpu)),
+            box_cpu_busy_pct=round(100 * self.busy / max(1, self.total)),
+            partitions_per_member=_partitions_per_member(members1, run.ticks_topic),
+            # Same member ids and partitions before and after: no rebalance at all.
+            rebalanced=members1 != self.members0,
+            symbols_valued_by_two_workers=sorted({s for s in symbols if symbols.count(s) > 1}),
+            split_by_assignment=_split(members1, run, n),
+            per_worker=per_worker,
+        )
 
 
 def _live_window(run: Run, n: int, join_at: float, res: dict[str, Any]) -> None:
@@ -795,13 +835,37 @@ def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
+def _paired_cases(
+    tmp: Path, n: int, order: tuple[int, int], profile: Path | None
+) -> dict[int, dict[str, Any]]:
+    """The two capacity cases at once, each in its namespace: both sets of workers start and
+    settle, then the cases' chunks alternate (one case's chunk, the other's; the next pair in
+    the other order), so a slow or fast spell of the host falls on both cases alike."""
+    cases: dict[int, _Case] = {}
+    try:
+        for w in order:
+            cases[w] = _Case(tmp, n, w)
+        windows = {w: _CapacityWindow(cases[w].run, n, profile) for w in order}
+        for k in itertools.count():
+            turn = order if k % 2 == 0 else order[::-1]
+            if not any([windows[w].chunk() for w in turn]):  # a list: both take their turn
+                break
+        for w in order:
+            windows[w].finish(cases[w].res)
+            cases[w].check_alerts()
+    finally:
+        for case in cases.values():
+            case.close()
+    return {w: case.res for w, case in cases.items()}
+
+
 def _capacity_rounds(tmp: Path, n: int, rounds: int, profile: Path | None) -> dict[str, Any]:
     """Alternated capacity rounds; the round with the median ratio is the one reported."""
     done: list[dict[str, Any]] = []
     for k in range(rounds):
         order = (1, 2) if k % 2 == 0 else (2, 1)
         ceiling = _box_ceiling()  # before the cases: no namespace is being deleted meanwhile
-        case = {w: _scale_case(tmp, n, w, None, profile if k == 0 else None) for w in order}
+        case = _paired_cases(tmp, n, order, profile if k == 0 else None)
         one, two = case[1], case[2]
         done.append(
             {
