@@ -404,9 +404,12 @@ def _scale_case(
     try:
         if join_at is None:
             window = _CapacityWindow(case.run, n, profile)
-            while window.chunk():
-                pass
-            window.finish(case.res)
+            try:
+                while window.chunk():
+                    pass
+                window.finish(case.res)
+            finally:
+                window.close()
         else:
             _live_window(case.run, n, join_at, case.res)
         case.check_alerts()
@@ -526,9 +529,16 @@ class _CapacityWindow:
         time.sleep(1.0)  # a heartbeat of every consumer before the next stop
         return True
 
+    def close(self) -> None:
+        """The producer, and any py-spy still recording (``finish`` never ran)."""
+        self.producer.close()
+        for spy in self.spies:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
+
     def finish(self, res: dict[str, Any]) -> None:
         run, n, cpu = self.run, self.n, self.cpu
-        self.producer.close()
         for spy in self.spies:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(timeout=60)
@@ -842,10 +852,12 @@ def _paired_cases(
     settle, then the cases' chunks alternate (one case's chunk, the other's; the next pair in
     the other order), so a slow or fast spell of the host falls on both cases alike."""
     cases: dict[int, _Case] = {}
+    windows: dict[int, _CapacityWindow] = {}
     try:
         for w in order:
             cases[w] = _Case(tmp, n, w)
-        windows = {w: _CapacityWindow(cases[w].run, n, profile) for w in order}
+        for w in order:
+            windows[w] = _CapacityWindow(cases[w].run, n, profile)
         for k in itertools.count():
             turn = order if k % 2 == 0 else order[::-1]
             if not any([windows[w].chunk() for w in turn]):  # a list: both take their turn
@@ -854,6 +866,8 @@ def _paired_cases(
             windows[w].finish(cases[w].res)
             cases[w].check_alerts()
     finally:
+        for window in windows.values():
+            window.close()
         for case in cases.values():
             case.close()
     return {w: case.res for w, case in cases.items()}
