@@ -400,18 +400,11 @@ def _alerts(run: Run, n_expected: int) -> dict[str, Any]:
 def _scale_case(
     tmp: Path, n: int, workers: int, join_at: float | None, profile: Path | None = None
 ) -> dict[str, Any]:
+    if join_at is None:
+        return _capacity_cases(tmp, n, (workers,), profile)[workers]
     case = _Case(tmp, n, workers, join_at)
     try:
-        if join_at is None:
-            window = _CapacityWindow(case.run, n, profile)
-            try:
-                while window.chunk():
-                    pass
-                window.finish(case.res)
-            finally:
-                window.close()
-        else:
-            _live_window(case.run, n, join_at, case.res)
+        _live_window(case.run, n, join_at, case.res)
         case.check_alerts()
     finally:
         case.close()
@@ -553,8 +546,7 @@ class _CapacityWindow:
             ticks_per_s=round(n / self.seconds),
             worker_cpu_s=[round(x, 1) for x in cpu],
             worker_cpu_us_per_tick=round(sum(cpu) / n * 1e6),
-            # What the rate would be if each worker had a core of its own (the busiest bounds
-            # it).
+            # The rate each worker could reach on a core of its own: the busiest bounds it.
             ticks_per_busiest_worker_cpu_s=round(n / max(cpu)),
             box_cpu_busy_pct=round(100 * self.busy / max(1, self.total)),
             partitions_per_member=_partitions_per_member(members1, run.ticks_topic),
@@ -845,12 +837,13 @@ def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def _paired_cases(
-    tmp: Path, n: int, order: tuple[int, int], profile: Path | None
+def _capacity_cases(
+    tmp: Path, n: int, order: tuple[int, ...], profile: Path | None
 ) -> dict[int, dict[str, Any]]:
-    """The two capacity cases at once, each in its namespace: both sets of workers start and
-    settle, then the cases' chunks alternate (one case's chunk, the other's; the next pair in
-    the other order), so a slow or fast spell of the host falls on both cases alike."""
+    """Capacity cases at once (workers per case in ``order``), each in its namespace: every set
+    of workers starts and settles, then the cases' chunks alternate (one case's chunk, the
+    next's; the next round of chunks in the reverse order), so a slow or fast spell of the host
+    falls on every case alike."""
     cases: dict[int, _Case] = {}
     windows: dict[int, _CapacityWindow] = {}
     try:
@@ -879,7 +872,7 @@ def _capacity_rounds(tmp: Path, n: int, rounds: int, profile: Path | None) -> di
     for k in range(rounds):
         order = (1, 2) if k % 2 == 0 else (2, 1)
         ceiling = _box_ceiling()  # before the cases: no namespace is being deleted meanwhile
-        case = _paired_cases(tmp, n, order, profile if k == 0 else None)
+        case = _capacity_cases(tmp, n, order, profile if k == 0 else None)
         one, two = case[1], case[2]
         done.append(
             {
