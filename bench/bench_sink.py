@@ -5,8 +5,9 @@
 Bare: ``helpers.bulk`` (chunks of 500) of N article documents into a fresh index, timed to the
 last acknowledged chunk. Ours: the same N documents pre-loaded on the `articles` topic, a
 worker started on it, timed from the first document visible in the alias to the N-th (worker
-start-up excluded; counted every 0.2 s without forcing refreshes, which would slow indexing,
-so the last count may lag by up to the 1 s refresh interval: ours is understated, if anything).
+start-up excluded), with the worker's CPU over the same window per document. Counts are read
+every 0.2 s without forcing refreshes, which would slow indexing, so the last count may lag by
+up to the 1 s refresh interval: ours is understated, if anything.
 Rounds run bare, ours, ours, bare, so whichever side indexes while Elasticsearch still merges
 the previous round's segments is each side once; the figures are the means of the two rounds.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_pipeline import ROOT, _cleanup, _produce, _spawn_worker
+from bench.children import cpu_seconds
 from cpwatch import topics
 from cpwatch.settings import Settings
 from cpwatch.topics import ensure_topics
@@ -97,6 +99,7 @@ def _ours(es: Any, settings: Settings, docs: list[dict[str, Any]], tmp: Path) ->
                 now = time.perf_counter()
                 if n and first_t is None:
                     first_t, first_n = now, n
+                    cpu0 = cpu_seconds(proc.pid, children=False)
                 if n >= n_docs:
                     break
                 if proc.poll() is not None:
@@ -104,6 +107,7 @@ def _ours(es: Any, settings: Settings, docs: list[dict[str, Any]], tmp: Path) ->
                 time.sleep(0.2)
             if first_t is None or first_n is None:
                 raise RuntimeError("no document indexed before the deadline")
+            cpu = cpu_seconds(proc.pid, children=False) - cpu0
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -112,6 +116,7 @@ def _ours(es: Any, settings: Settings, docs: list[dict[str, Any]], tmp: Path) ->
         "completed": n >= n_docs,
         "indexed": n,
         "docs_per_s": (n - first_n) / max(now - first_t, 1e-9),
+        "worker_cpu_us_per_doc": cpu / max(n - first_n, 1) * 1e6,
     }
 
 
@@ -155,6 +160,10 @@ def run(n_docs: int = N_DOCS) -> dict[str, Any]:
             "indexed": min(o["indexed"] for o in ours),
             "docs_per_s": round(our_rate),
             "rounds": [round(o["docs_per_s"]) for o in ours],
+            # The worker's CPU over the same window (its Kafka reads, the sink's bulk requests).
+            "worker_cpu_us_per_doc": round(
+                sum(o["worker_cpu_us_per_doc"] for o in ours) / len(ours), 1
+            ),
             "ratio_vs_bare_bulk": round(our_rate / bare_rate, 3),
             "goal_ratio": 0.8,
         }
