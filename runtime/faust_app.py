@@ -15,6 +15,7 @@ from mode.utils.queues import FlowControlEvent
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
+from runtime.faust_consumer import Transport
 from runtime.flow_control import KeepingFlowControl
 from runtime.quiet_stream import QuietStream
 
@@ -24,6 +25,11 @@ class App(faust.App):
     def flow_control(self) -> FlowControlEvent:
         """Faust's, but a resume while flowing keeps what is queued (runtime/flow_control.py)."""
         return KeepingFlowControl(loop=self.loop)
+
+    def _new_transport(self) -> faust.types.TransportT:
+        """Faust's aiokafka transport, with a consumer that cannot ask aiokafka for every
+        partition while Faust has none active (runtime/faust_consumer.py)."""
+        return Transport(self.conf.broker_consumer, self)
 
 
 @dataclass(frozen=True)

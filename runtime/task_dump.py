@@ -96,5 +96,25 @@ def dump_consumer(app: Any) -> str:
         "buffered": tps(getattr(c, "_buffered_partitions", ())),
         "read_offset": {str(k): v for k, v in getattr(c, "_read_offset", {}).items()},
         "committed": {str(k): v for k, v in getattr(c, "_committed_offset", {}).items()},
+        "aiokafka": _aiokafka_view(c),
     }
     return "\n".join(f"  {k}: {v}" for k, v in fields.items())
+
+
+def _aiokafka_view(c: Any) -> str:
+    """The aiokafka consumer's own state per input partition (changelogs left out): paused,
+    its fetch position (or the reset it awaits), and whether fetched records wait for it."""
+    try:
+        consumer = c._thread._consumer
+        assignment = consumer._subscription.subscription.assignment
+        waiting = set(consumer._fetcher._records)
+    except AttributeError as exc:
+        return f"unavailable ({exc})"
+    rows = []
+    for tp, st in sorted(assignment._tp_state.items()):
+        if tp.topic.endswith("-changelog"):
+            continue
+        at = st._position if st.has_valid_position else f"reset:{st._status.name}"
+        flags = ("paused " if st.paused else "") + ("records " if tp in waiting else "")
+        rows.append(f"{'-'.join(tp.topic.split('-')[-2:])}/{tp.partition}={at} {flags}".strip())
+    return ", ".join(rows)
