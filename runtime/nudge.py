@@ -1,10 +1,13 @@
-"""Nudge an internal input partition that stands still behind its end.
+"""Restart an input partition that stands still behind its end.
 
 The input-position guard (``runtime.positions``) reads a skipped range in when the partition's
-next message reveals it. When Faust dropped a partition's last messages at a rebalance, no next
-message comes and the partition stands still for good (``StallWatch`` says why). For a topic
-the worker owns, writing a message the agent recognises and ignores is that next message.
-Contract topics can't be nudged this way: their consumers outside the worker would read it.
+next message reveals it. When Faust dropped a partition's last messages at a rebalance, or its
+group committed past them, no next message comes and the partition stands still for good
+(``StallWatch`` says why). For a topic the worker owns, writing a message the agent recognises
+and ignores is that next message (a nudge). A contract topic can't be written to: its consumers
+outside the worker would read the nudge. There Faust's consumer is sought back to the agent's
+expected offset, so the missing messages are fetched again; any it still had queued come twice,
+and the guard drops the second copies as already applied.
 """
 
 from __future__ import annotations
@@ -32,14 +35,15 @@ def watch_stalls(
     start: Start,
     *,
     stage: str,
-    nudge: bytes,
+    nudge: bytes | None,
     after_s: float = AFTER_S,
 ) -> None:
     """Check every ``after_s / 2`` each partition of ``topic`` assigned to this worker, and
     write ``nudge`` to one whose expected position has not moved for ``after_s`` while the
-    broker holds more. ``expected(partition)`` is the agent's next offset there, read from its
-    table while the agent has not loaded it yet (a restarted worker whose first messages were
-    committed past gets no message to load it with); ``None``: where the group resumes it.
+    broker holds more (``nudge`` None: seek Faust's consumer back to that position).
+    ``expected(partition)`` is the agent's next offset there, read from its table while the
+    agent has not loaded it yet (a restarted worker whose first messages were committed past
+    gets no message to load it with); ``None``: where the group resumes it.
     Call only in at-least-once mode."""
     stalls = StallWatch(after_s)
     # Where the group resumes a partition the agent has no position for, asked once per
@@ -72,11 +76,16 @@ def watch_stalls(
                 at = expected(tp.partition)
                 if at is None:
                     at = starts[tp.partition]
-                if stalls.due(tp.partition, at, end, now):
-                    log.warning(
-                        "%s: %s-%d stands at %d of %d; nudged", stage, name, tp.partition, at, end
-                    )
+                if not stalls.due(tp.partition, at, end, now):
+                    continue
+                done = "nudged" if nudge is not None else "sought back to it"
+                log.warning(
+                    "%s: %s-%d stands at %d of %d; %s", stage, name, tp.partition, at, end, done
+                )
+                if nudge is not None:
                     await topic.send(key=b"", value=nudge, partition=tp.partition)
+                else:
+                    await app.consumer.seek(tp, at)
         except Exception as exc:  # noqa: BLE001 - the next period tries again
             log.warning("%s: stall check failed: %r", stage, exc)
 

@@ -113,6 +113,14 @@ class PositionTable:
                 self.app, topic, self.expected_at, self.start, stage=self.stage, nudge=NUDGE
             )
 
+    def seek_when_stalled(self, topic: faust.TopicT) -> None:
+        """Seek Faust's consumer back to the expected offset of a partition of ``topic`` (a
+        contract topic, not the worker's to write) that stands still behind its end."""
+        if self.enabled:
+            watch_stalls(
+                self.app, topic, self.expected_at, self.start, stage=self.stage, nudge=None
+            )
+
     def save(self, batch: Sequence[Any]) -> None:
         """Record the next offset of each partition of ``batch``: call after its outputs
         were acknowledged, so a saved position never claims work that could still be lost."""

@@ -61,6 +61,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # The next news offset per partition whose outputs Kafka acknowledged: after a restart the
     # agent reads again anything Faust committed past without processing (streams/positions).
     positions = PositionTable(app, "news-positions", settings, STAGE)
+    # A partition whose last articles were committed past or dropped has no next article to
+    # reveal the hole: its fetch is sought back instead (news is a contract topic, not nudged).
+    positions.seek_when_stalled(topics[t.NEWS])
 
     # The clusterer's input positions, saved once its policy events were acknowledged: a
     # range Faust committed past, or dropped at a rebalance, is read in (runtime/positions).

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
@@ -26,6 +26,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SEED = 20261127
 BEFORE, SKIPPED, AFTER = 120, 80, 40
+
+
+def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
+    reader = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
+    try:
+        return reader.end_offsets(
+            [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
+        )
+    finally:
+        reader.close()
 
 
 def send(s: Settings, batch: list) -> None:  # noqa: ANN001 - NewsArticle list
@@ -88,3 +98,37 @@ def test_articles_committed_past_unprocessed_are_still_indexed(
     rows = [(m.partition, m.key) for m in reader if m.value is not None]
     reader.close()
     assert rows and all(int(key.split(b"~")[0]) == part for part, key in rows), rows
+
+
+def test_last_articles_committed_past_are_still_indexed(
+    kafka_settings: Settings, restartable_worker: Worker
+) -> None:
+    """The same jump over each partition's last articles: no later article reveals the hole,
+    and the news topic is not the worker's to nudge. The stall watch seeks Faust's consumer
+    back to the saved position instead (runtime/nudge.py)."""
+    s, w = kafka_settings, restartable_worker
+    news = articles(BEFORE + SKIPPED, SEED + 1)
+    w.start()
+    send(s, news[:BEFORE])
+    wait_for(lambda: es_count(s, "articles") >= BEFORE, timeout=180, interval=1.0, context=w.report)
+    w.stop()
+
+    before = end_offsets(s, s.topic(t.NEWS))
+    send(s, news[BEFORE:])
+    ends = commit_to_end(s, s.topic(t.NEWS))
+    assert sum(ends.values()) == len(news)
+
+    w.start()  # nothing more is sent: the skipped articles are every partition's last
+    wait_for(
+        lambda: es_count(s, "articles") >= len(news),
+        timeout=180,
+        interval=1.0,
+        context=lambda: f"{news_offsets(s)}\n{w.report()}",
+    )
+    assert sorted(es_ids(s, "articles")) == sorted(a.id for a in news)
+    restarted = w.log_path.read_text(errors="replace").split("===== start 1")[1]
+    sought = re.findall(
+        rf"{re.escape(s.topic(t.NEWS))}-(\d+) stands at \d+ of \d+; sought", restarted
+    )
+    skipped = {tp.partition for tp, end in ends.items() if end > before[tp]}
+    assert {int(p) for p in sought} == skipped, w.tail()

@@ -24,13 +24,19 @@ class FakeApp:
         done = SimpleNamespace(is_set=lambda: True)
         self.tables = SimpleNamespace(recovery=SimpleNamespace(completed=done))
         self.ends = ends
-        self.consumer = SimpleNamespace(assignment=self._assignment, highwaters=self._highwaters)
+        self.sought: list[tuple[TopicPartition, int]] = []
+        self.consumer = SimpleNamespace(
+            assignment=self._assignment, highwaters=self._highwaters, seek=self._seek
+        )
         self.timers: list[Callable[[], Awaitable[None]]] = []
         self.revoked: list[Callable[..., Awaitable[None]]] = []
         self.on_partitions_revoked = SimpleNamespace(connect=self.revoked.append)
 
     def _assignment(self) -> set[TopicPartition]:
         return {TopicPartition(TOPIC, p) for p in self.ends}
+
+    async def _seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought.append((tp, offset))
 
     async def _highwaters(self, *tps: TopicPartition) -> dict[TopicPartition, int]:
         return {tp: self.ends[tp.partition] for tp in tps}
@@ -79,3 +85,23 @@ def test_group_start_is_asked_once_per_assignment_and_a_stall_is_still_nudged() 
     assert asked == [[0, 1], [0, 1]]  # asked again after a rebalance
     assert topic.sent and {p for p, _ in topic.sent} == {1}  # only the one behind its end
     assert all(v == b"N" for _, v in topic.sent)
+
+
+def test_a_topic_not_to_be_written_is_sought_back_instead() -> None:
+    app, topic = FakeApp({0: 50, 1: 80, 2: 0}), FakeTopic()
+    expected = {0: 50, 1: 30}  # partition 1 stands 50 behind its end; 2 is empty
+
+    async def start(name: str, partitions: Sequence[int]) -> dict[int, int]:
+        raise AssertionError("every partition with messages has a position")
+
+    watch_stalls(app, topic, expected.get, start, stage="s", nudge=None, after_s=0.0)  # type: ignore[arg-type]
+    (check,) = app.timers
+
+    async def run() -> None:
+        await check()  # the first sighting starts the clock
+        assert app.sought == []
+        await check()
+
+    asyncio.run(run())
+    assert app.sought == [(TopicPartition(TOPIC, 1), 30)]
+    assert topic.sent == []  # nothing written to it
