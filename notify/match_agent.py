@@ -117,9 +117,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # the kill test lost matches to such a jump).
     positions = PositionTable(app, "match-positions", settings, "match-subscriptions")
     # The same guard on the alert path: route-alerts' input (alerts: a contract topic, so a
-    # dropped last alert waits for the next one) and the tracker's internal input, which a
-    # stall nudge reveals (runtime/nudge.py).
+    # partition standing still behind its end is sought back, not nudged) and the tracker's
+    # internal input, which a stall nudge reveals (runtime/nudge.py).
     route_positions = PositionTable(app, "route-alerts-positions", settings, "route-alerts")
+    route_positions.seek_when_stalled(topics[t.ALERTS])
     lifecycle_positions = PositionTable(
         app, "lifecycle-positions", settings, "alert-lifecycle", partitions=1
     )
