@@ -11,6 +11,7 @@ upgrade test on a loaded box), so a watchdog ends the process if it is still the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -23,7 +24,11 @@ from cpwatch import state_versions as sv
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 20.0  # a clean Faust shutdown takes a few seconds
+STOP_GRACE_S = 20.0
+RETRY_FIRST_S, RETRY_MAX_S = (
+    0.5,
+    30.0,
+)  # a failed batch's backoff (run_batches)  # a clean Faust shutdown takes a few seconds
 _watchdog: list[threading.Timer] = []
 
 
@@ -103,11 +108,31 @@ async def run_batches(
     size: int,
     within_s: float,
     handle: Callable[[list[Any]], Awaitable[None]],
+    restart: Callable[[], None],
 ) -> None:
     """A stateful agent's loop: ``handle`` each ``take_events`` batch; a record from a newer
-    release stops the worker (``stop_worker``) instead of being misread."""
+    release stops the worker (``stop_worker``) instead of being misread.
+
+    A batch that fails otherwise (Kafka unreachable mid-batch: a broker restart) is handled
+    again after a capped backoff, from the state last saved: ``restart()`` makes the next call
+    reload it, so what the failed attempt applied but never saved is applied again, and what
+    it sent is sent again under the same ids. Raised out of the agent, the error went to
+    Faust's handler, which commits and so flushes the producer: in a CI run of the broker
+    restart test the holder stage's agent failed as Kafka stopped and then waited on that
+    flush until the test ended, its input standing still."""
     async for batch in stream.take_events(size, within=within_s):
-        try:
-            await handle(batch)
-        except sv.StateVersionError as exc:
-            await stop_worker(app, exc)
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await handle(batch)
+                break
+            except sv.StateVersionError as exc:
+                await stop_worker(app, exc)
+            except Exception:
+                name = getattr(handle, "__name__", "batch")
+                log.exception(
+                    "%s of %d failed; again from the saved state in %.1f s", name, len(batch), delay
+                )
+                restart()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)

@@ -48,6 +48,11 @@ class TableStates(Generic[S]):
             return self.positions.expected.get(partition)
         return stored_positions(self.table.values()).get(partition)
 
+    def restart(self) -> None:
+        """Reload from the table before the next batch: a batch failed after changing the cache,
+        and is handled again from the last saved states."""
+        self.reload_pending = True
+
     def reload_if_pending(self) -> None:
         """Restart from the table after a rebalance: every local key, and the offsets the saved
         states expect next."""
