@@ -115,6 +115,11 @@ INPUT_REFILLS = Counter(
     "Input messages the consumer skipped, read again from the broker before going on.",
     ["stage"],
 )
+BATCH_RETRIES = Counter(
+    "cpwatch_batch_retries_total",
+    "Batches of a stateful stage handled again from the saved state after failing part-way.",
+    ["stage"],
+)
 VENUE_EVENTS = Counter(
     "cpwatch_venue_events_total",
     "Venue status changes against the reference price (stale, diverging, recovered).",

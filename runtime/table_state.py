@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import faust
 
+from cpwatch import metrics
 from cpwatch import state_versions as sv
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ async def run_batches(
     within_s: float,
     handle: Callable[[list[Any]], Awaitable[None]],
     restart: Callable[[], None],
+    *,
+    stage: str,
 ) -> None:
     """A stateful agent's loop: ``handle`` each ``take_events`` batch; a record from a newer
     release stops the worker (``stop_worker``) instead of being misread.
@@ -129,10 +132,13 @@ async def run_batches(
             except sv.StateVersionError as exc:
                 await stop_worker(app, exc)
             except Exception:
-                name = getattr(handle, "__name__", "batch")
                 log.exception(
-                    "%s of %d failed; again from the saved state in %.1f s", name, len(batch), delay
+                    "%s: a batch of %d failed; again from the saved state in %.1f s",
+                    stage,
+                    len(batch),
+                    delay,
                 )
+                metrics.BATCH_RETRIES.labels(stage).inc()
                 restart()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

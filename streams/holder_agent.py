@@ -99,7 +99,7 @@ def register(
 
     @app.agent(holder_prices, name=STAGE, concurrency=1)  # stateful: never more than 1
     async def holders(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, BATCH, WITHIN_S, holder_batch, states.restart)
+        await run_batches(app, stream, BATCH, WITHIN_S, holder_batch, states.restart, stage=STAGE)
 
     async def holder_batch(batch: list[Any]) -> None:
         t0 = time.perf_counter()

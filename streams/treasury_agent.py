@@ -143,7 +143,9 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         # committed after the batch, so a crash replays it whole and the restored state drops
         # what it already saw (event time never goes back); prices it sends again carry the
         # same numbers, which the holder slots drop.
-        await run_batches(app, stream, BATCH, WITHIN_S, treasury_batch, states.restart)
+        await run_batches(
+            app, stream, BATCH, WITHIN_S, treasury_batch, states.restart, stage="treasury"
+        )
 
     async def treasury_batch(batch: list[Any]) -> None:
         t0 = time.perf_counter()

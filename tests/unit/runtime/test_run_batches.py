@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cpwatch import metrics
 from cpwatch import state_versions as sv
 from runtime import table_state
 from runtime.table_state import run_batches
@@ -40,8 +41,11 @@ def test_a_failed_batch_is_handled_again_after_a_restart(
     def restart() -> None:
         log.append("restart")
 
+    retries = metrics.BATCH_RETRIES.labels("s")
+    before = retries._value.get()
     stream: Any = Stream([[1, 2], [3]])
-    asyncio.run(run_batches(None, stream, 2, 0.05, handle, restart))  # type: ignore[arg-type]
+    asyncio.run(run_batches(None, stream, 2, 0.05, handle, restart, stage="s"))  # type: ignore[arg-type]
+    assert retries._value.get() - before == 2
     assert handled == [[1, 2], [1, 2], [1, 2], [3]]  # the same batch until it went through
     assert log == ["handle", "restart", "handle", "restart", "handle", "handle"]
 
@@ -60,5 +64,5 @@ def test_a_newer_state_still_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -
 
     stream: Any = Stream([[1]])
     with pytest.raises(sv.StateVersionError):
-        asyncio.run(run_batches(None, stream, 1, 0.05, handle, lambda: None))  # type: ignore[arg-type]
+        asyncio.run(run_batches(None, stream, 1, 0.05, handle, lambda: None, stage="s"))  # type: ignore[arg-type]
     assert len(stopped) == 1
