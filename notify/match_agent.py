@@ -120,11 +120,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     # partition standing still behind its end is sought back, not nudged) and the tracker's
     # internal input, which a stall nudge reveals (runtime/nudge.py).
     route_positions = PositionTable(app, "route-alerts-positions", settings, "route-alerts")
-    route_positions.seek_when_stalled(topics[t.ALERTS])
+    route_positions.restart_when_stalled(topics[t.ALERTS], nudge=False)
     lifecycle_positions = PositionTable(
         app, "lifecycle-positions", settings, "alert-lifecycle", partitions=1
     )
-    lifecycle_positions.nudge_when_stalled(alert_input)
+    lifecycle_positions.restart_when_stalled(alert_input, nudge=True)
     dlq = topics[t.DEAD_LETTER]
 
     async def send_delivery(sid: str, msg: dict[str, Any]) -> None:

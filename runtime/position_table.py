@@ -105,20 +105,19 @@ class PositionTable:
             return self.load().get(partition)
         return self.positions.expected.get(partition)
 
-    def nudge_when_stalled(self, topic: faust.TopicT) -> None:
-        """Nudge a partition of ``topic`` (the agent's input: internal, its values JSON) that
-        stands still behind its end with ``runtime.nudge.NUDGE``, which the agent skips."""
+    def restart_when_stalled(self, topic: faust.TopicT, *, nudge: bool) -> None:
+        """Restart a partition of ``topic`` (the agent's input) that stands still behind its
+        end (``runtime.nudge``): with ``nudge``, an internal topic of JSON values, by writing
+        ``runtime.nudge.NUDGE``, which the agent skips; otherwise, a contract topic not the
+        worker's to write, by seeking Faust's consumer back to the expected offset."""
         if self.enabled:
             watch_stalls(
-                self.app, topic, self.expected_at, self.start, stage=self.stage, nudge=NUDGE
-            )
-
-    def seek_when_stalled(self, topic: faust.TopicT) -> None:
-        """Seek Faust's consumer back to the expected offset of a partition of ``topic`` (a
-        contract topic, not the worker's to write) that stands still behind its end."""
-        if self.enabled:
-            watch_stalls(
-                self.app, topic, self.expected_at, self.start, stage=self.stage, nudge=None
+                self.app,
+                topic,
+                self.expected_at,
+                self.start,
+                stage=self.stage,
+                nudge=NUDGE if nudge else None,
             )
 
     def save(self, batch: Sequence[Any]) -> None:

@@ -25,11 +25,9 @@ from cpwatch import state_versions as sv
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 20.0
-RETRY_FIRST_S, RETRY_MAX_S = (
-    0.5,
-    30.0,
-)  # a failed batch's backoff (run_batches)  # a clean Faust shutdown takes a few seconds
+STOP_GRACE_S = 20.0  # a clean Faust shutdown takes a few seconds
+RETRY_FIRST_S = 0.5  # a failed batch's first backoff (run_batches), doubled each time
+RETRY_MAX_S = 30.0
 _watchdog: list[threading.Timer] = []
 
 

@@ -63,14 +63,14 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     positions = PositionTable(app, "news-positions", settings, STAGE)
     # A partition whose last articles were committed past or dropped has no next article to
     # reveal the hole: its fetch is sought back instead (news is a contract topic, not nudged).
-    positions.seek_when_stalled(topics[t.NEWS])
+    positions.restart_when_stalled(topics[t.NEWS], nudge=False)
 
     # The clusterer's input positions, saved once its policy events were acknowledged: a
     # range Faust committed past, or dropped at a rebalance, is read in (runtime/positions).
     story_positions = PositionTable(
         app, "story-positions", settings, "cluster-stories", partitions=1
     )
-    story_positions.nudge_when_stalled(stories)
+    story_positions.restart_when_stalled(stories, nudge=True)
 
     producer = app.producer
     targets = {

@@ -179,15 +179,21 @@ def worker_groups(settings: Settings) -> tuple[str, str]:
     return faust_group, f"{faust_group}-route-ticks"
 
 
-def commit_to_end(settings: Settings, topic: str) -> dict[TopicPartition, int]:
-    """Commit the worker's Faust group at the end of every partition of ``topic`` (a full
-    name), as if processed: what Faust's gap handling can leave. The worker must be stopped."""
+def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topic`` (a full name)."""
     reader = KafkaConsumer(group_id=None, **settings.kafka_client_kwargs())
     try:
         tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
         ends: dict[TopicPartition, int] = reader.end_offsets(tps)
+        return ends
     finally:
         reader.close()
+
+
+def commit_to_end(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    """Commit the worker's Faust group at the end of every partition of ``topic`` (a full
+    name), as if processed: what Faust's gap handling can leave. The worker must be stopped."""
+    ends = end_offsets(settings, topic)
     admin = KafkaAdminClient(**settings.kafka_client_kwargs())
     try:
         faust_group, _ = worker_groups(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
@@ -17,6 +17,7 @@ from tests.faults.conftest import (
     Worker,
     articles,
     commit_to_end,
+    end_offsets,
     es_count,
     es_ids,
     news_offsets,
@@ -26,16 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SEED = 20261127
 BEFORE, SKIPPED, AFTER = 120, 80, 40
-
-
-def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
-    reader = KafkaConsumer(group_id=None, **s.kafka_client_kwargs())
-    try:
-        return reader.end_offsets(
-            [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
-        )
-    finally:
-        reader.close()
 
 
 def send(s: Settings, batch: list) -> None:  # noqa: ANN001 - NewsArticle list
