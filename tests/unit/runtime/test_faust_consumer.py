@@ -61,3 +61,21 @@ def test_a_client_only_question_stays_every_partition() -> None:
 def test_the_app_uses_it(tmp_path: Path) -> None:
     app, _ = create_app(Settings(home=tmp_path))
     assert type(app.consumer) is Consumer
+
+
+def test_the_livelock_check_visits_every_partition_until_stopped() -> None:
+    tps = [TP("news", p) for p in range(4)]
+    visited: list[TP] = []
+
+    class Fake:
+        should_stop = False
+
+        def assignment(self) -> list[TP]:
+            return tps
+
+        def verify_event_path(self, now: float, tp: TP) -> None:
+            visited.append(tp)
+            self.should_stop = tp.partition == 2  # stopping mid-way ends the round
+
+    asyncio.run(Consumer.verify_all_partitions_active(Fake()))  # type: ignore[arg-type]
+    assert visited == tps[:3]
