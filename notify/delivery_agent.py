@@ -38,7 +38,7 @@ from notify.matcher import SubscriptionLookup
 from notify.offsets import OffsetTracker
 from notify.senders import Senders, attempt_doc, items_from_message
 from notify.subscriptions import Subscription
-from runtime.consumers import group_consumer
+from runtime.consumers import group_consumer, pace_fetches
 from runtime.elasticsearch import BulkWriter, async_client
 from runtime.faust_app import Topics
 
@@ -210,6 +210,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                     progress.clear()
                     await progress.wait()
                 polled = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH)
+                pace_fetches(consumer, idle=not polled)
                 for tp, msgs in polled.items():
                     metrics.count_in(STAGE, t.DELIVERIES, len(msgs))
                     for m in msgs:

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from cpwatch import metrics
 from cpwatch.settings import Settings
-from runtime.consumers import commit_polled, group_consumer
+from runtime.consumers import commit_polled, group_consumer, pace_fetches
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class SinkConsumer:
             while True:
                 polled = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=self.batch)
                 records = [m for msgs in polled.values() for m in msgs]
+                pace_fetches(consumer, idle=not records)
                 if records:
                     await self.handle(records)
                     await commit_polled(consumer, polled, self.group)

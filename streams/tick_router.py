@@ -19,12 +19,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer
 
 from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.settings import Settings
-from runtime.consumers import commit_polled, group_consumer
+from runtime.consumers import commit_polled, group_consumer, pace_fetches
 from runtime.deadletter import dead_letter
 from runtime.range_reader import Message, Replayed
 from streams.columnar_ticks import decode_ticks, to_frame
@@ -37,11 +36,9 @@ IDLE_POLL_MS = 1_000
 # still being routed, aiokafka fetches the others, mostly empty, in a request that holds the
 # connection for this long; the busy partition's next fetch waits behind it (at aiokafka's 500 ms
 # default, route-ticks stood idle for ~0.4 s of a 1.3 s run in bench_pipeline).
+# Once a poll waited IDLE_POLL_MS for nothing, the wait is long (runtime/consumers.py): at
+# 100 ms the idle loop fetched ten times a second, a third of an idle worker's CPU.
 FETCH_WAIT_MS = 100
-# Once a poll found nothing for IDLE_POLL_MS, no partition has records waiting, so one fetch
-# asks for all of them and returns as soon as any tick arrives: a long wait adds no latency.
-# At 100 ms the idle loop fetched ten times a second, a third of an idle worker's CPU.
-IDLE_FETCH_WAIT_MS = 1_000
 
 
 async def route_batch(
@@ -80,7 +77,7 @@ async def run(settings: Settings, by_symbol: faust.TopicT, dlq: faust.TopicT) ->
             polled = await consumer.getmany(timeout_ms=wait, max_records=BATCH)
             records = [m for msgs in polled.values() for m in msgs]
             if records or wait == IDLE_POLL_MS:  # set before the fetcher's next request
-                _fetch_wait(consumer, FETCH_WAIT_MS if records else IDLE_FETCH_WAIT_MS)
+                pace_fetches(consumer, idle=not records, busy_ms=FETCH_WAIT_MS)
             routed = None
             if records:
                 metrics.count_in(STAGE, t.PRICE_TICKS, len(records))
@@ -91,9 +88,3 @@ async def run(settings: Settings, by_symbol: faust.TopicT, dlq: faust.TopicT) ->
             in_flight = routed
     finally:
         await consumer.stop()
-
-
-def _fetch_wait(consumer: AIOKafkaConsumer, ms: int) -> None:
-    """The broker wait of the consumer's next fetch requests. aiokafka has no setter; its
-    fetcher reads this attribute for every request it builds (tests/unit/streams pin it)."""
-    consumer._fetcher._fetch_max_wait_ms = ms  # noqa: SLF001

@@ -133,17 +133,3 @@ def test_a_valid_tick_in_another_spelling_is_forwarded_as_the_same_tick() -> Non
     assert len(by_symbol.sent) == 1
     seen = ("kraken", "BTC-USD", 100.0, T0)
     assert _forwarded(by_symbol.sent) == {"BTC-USD": [seen, seen]}
-
-
-def test_the_fetch_wait_reaches_aiokafkas_next_request() -> None:
-    """route-ticks lengthens the broker wait while idle by setting the fetcher's attribute; an
-    aiokafka that stopped reading it per request would silently keep the short wait."""
-    import inspect
-    from types import SimpleNamespace
-
-    from aiokafka.consumer.fetcher import Fetcher
-
-    assert "self._fetch_max_wait_ms" in inspect.getsource(Fetcher._get_actions_per_node)
-    consumer = SimpleNamespace(_fetcher=SimpleNamespace(_fetch_max_wait_ms=500))
-    tick_router._fetch_wait(consumer, tick_router.IDLE_FETCH_WAIT_MS)  # type: ignore[arg-type]
-    assert consumer._fetcher._fetch_max_wait_ms == tick_router.IDLE_FETCH_WAIT_MS
