@@ -10,9 +10,9 @@ holder-prices), where holder valuations and rules run, so they spread over worke
 to slots 1 (three of them), 3, 5 and 7.
 
 (1) scale, three cases. Capacity (1 worker; 2 workers): the workers start on an empty topic,
-    the groups are stable, holdings are routed. Then, in chunks: the workers are stopped
-    (SIGSTOP) while ticks are produced for at most STOP_S (under the 10 s session timeout: no
-    rebalance ever), and resumed; time and CPU run from the resume until the group has
+    the groups are stable, holdings are routed. Then, in chunks of CHUNK_TICKS: the workers are
+    stopped (SIGSTOP) while kcat produces ticks for at most STOP_S (under the 10 s session
+    timeout: no rebalance ever), and resumed; time and CPU run from the resume until the group has
     committed the chunk on both stages. Worker start-up and the producer are outside the
     measurement, and each chunk is a backlog. Both capacity cases run at once, each in its
     namespace, and their chunks alternate: the other case's workers idle meanwhile. The
@@ -73,8 +73,10 @@ METHOD = (
     "alternated (one case's chunk, the other's, the next pair in the other order: one "
     "worker's CPU for the same ticks varied by up to a third between cases a minute apart, and "
     "alternating puts such drifts on both cases): the workers, started and idle in stable "
-    "groups, are stopped (SIGSTOP) while a chunk of ticks is produced (80,000 ticks in both "
-    "cases, so each case pays the same number of starts; cut short at 6 s, inside the 10 s session "
+    "groups, are stopped (SIGSTOP) while a chunk of ticks is produced (200,000 ticks in both "
+    "cases, by kcat with the workers' producer settings and Java's partitioner, checked "
+    "against the keys' partitions; 80,000 by kafka-python before 2026-12-05; so each case "
+    "pays the same number of starts; cut short at 6 s, inside the 10 s session "
     "timeout, so the groups never rebalance: checked by member ids and partitions before and "
     "after), then resumed; seconds and worker CPU (/proc/<pid>/stat) run from each resume to "
     "the first poll where the group had committed every tick sent so far and all of the "
@@ -127,9 +129,13 @@ STARTUP_S, RUN_S, ES_S = 180.0, 600.0, 120.0
 # Stopped workers must not miss a session (10 s, heartbeats every 3 s): at most this long.
 STOP_S = 6.0
 # Ticks per capacity chunk. Each chunk costs every worker a start from idle (fetches, first
-# batches, commits); chunks bounded only by STOP_S followed the producer's speed, and a run
-# whose one-worker case got 5 chunks against the two-worker case's 4 measured 2.92.
-CHUNK_TICKS = 80_000
+# batches, commits) and an idle tail until the group's commit is seen: a cost of this method,
+# not of a backlog being drained, so chunks are as large as the producer can fill in a stop.
+# kcat fills 200,000 in about 0.7 s here; kafka-python filled 80,000 in 4-5 s. Chunks bounded
+# only by STOP_S followed the producer's speed, and a run whose one-worker case got 5 chunks
+# against the two-worker case's 4 measured 2.92.
+CHUNK_TICKS = {"kcat": 200_000, "python": 80_000}
+PRODUCER = "kcat"  # or "python" (kafka-python, the method before kcat)
 POLL_S = 0.2  # committed offsets in the capacity window
 
 
@@ -356,6 +362,64 @@ class Run:
         return drop_namespace(self.settings)
 
 
+class _ChunkProducer:
+    """Ticks onto the ticks topic as the workers' producer would put them (lz4, 256 KB batches,
+    acks from all replicas, Java's murmur2 partitions for the keys): through kcat (librdkafka),
+    fed line by line, or through the project's kafka-python producer. Writes to kcat block
+    while its queue is full, so what was written by the stop deadline is what the flush still
+    has to deliver, little."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self.python: Producer | None = None
+        self.kcat: subprocess.Popen[bytes] | None = None
+        if PRODUCER == "python":
+            self.python = Producer(settings, client_id="bench-scale")
+        elif settings.kafka_security_protocol != "PLAINTEXT" or not shutil.which("kcat"):
+            raise RuntimeError(
+                "the kcat chunk producer needs kcat (make setup) and a PLAINTEXT listener; "
+                "--producer python uses kafka-python instead"
+            )
+
+    def send(self, ticks: list[tuple[str, bytes]]) -> None:
+        if self.python is not None:
+            for key, value in ticks:
+                self.python.send(topics.PRICE_TICKS, key, value)
+            return
+        if self.kcat is None:
+            self.kcat = subprocess.Popen(  # noqa: S603 - fixed arguments
+                [
+                    "kcat", "-P", "-b", self.settings.kafka_bootstrap, "-t", self.topic,
+                    "-K", "\t", "-z", "lz4",
+                    "-X", "linger.ms=20", "-X", "batch.size=262144",
+                    "-X", "enable.idempotence=true", "-X", "topic.partitioner=murmur2_random",
+                    "-X", "queue.buffering.max.messages=20000",
+                ],
+                stdin=subprocess.PIPE,
+            )  # fmt: skip
+        assert self.kcat.stdin is not None
+        self.kcat.stdin.write(b"".join(b"%s\t%s\n" % (k.encode(), v) for k, v in ticks))
+
+    def flush(self) -> None:
+        """Every tick sent so far acknowledged; kcat exits once it delivered its queue."""
+        if self.python is not None:
+            self.python.flush()
+            return
+        if self.kcat is not None:
+            kcat, self.kcat = self.kcat, None
+            assert kcat.stdin is not None
+            kcat.stdin.close()
+            if kcat.wait(timeout=60):
+                raise RuntimeError(f"kcat exited {kcat.returncode} producing ticks")
+
+    def close(self) -> None:
+        if self.python is not None:
+            self.python.close()
+        if self.kcat is not None:
+            self.kcat.kill()
+            self.kcat.wait()
+
+
 def _box_busy() -> tuple[int, int]:
     cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(cpu) - cpu[3] - cpu[4], sum(cpu)  # busy, total (idle and iowait excluded)
@@ -482,7 +546,7 @@ class _CapacityWindow:
         self.cpu = [0.0] * len(run.procs)
         self.chunks: list[int] = []
         self.chunk_cpu: list[float] = []  # per chunk, the CPU-s of whichever worker spent most
-        self.producer = Producer(run.settings, client_id="bench-scale")
+        self.producer = _ChunkProducer(run.settings, run.ticks_topic)
 
     def chunk(self) -> bool:
         """Measure one more chunk; False once every tick was measured."""
@@ -493,10 +557,11 @@ class _CapacityWindow:
         try:
             stop = time.monotonic() + STOP_S - 1.5  # the flush must fit in STOP_S too
             first = self.sent
-            end = min(n, first + CHUNK_TICKS)
-            while self.sent < end and (self.sent % 1000 or time.monotonic() < stop):
-                self.producer.send(topics.PRICE_TICKS, *self.encoded[self.sent])
-                self.sent += 1
+            end = min(n, first + CHUNK_TICKS[PRODUCER])
+            while self.sent < end and time.monotonic() < stop:
+                step = min(end, self.sent + 1000)
+                self.producer.send(self.encoded[self.sent : step])
+                self.sent = step
             self.producer.flush()
             # stopped: exact
             cpu0 = [cpu_seconds(p.pid, children=False) for p in run.procs]
@@ -536,9 +601,17 @@ class _CapacityWindow:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(timeout=60)
         members1 = run.members()
+        # The split below assumes Java's partitioner placed the keys (kcat is told to).
+        from kafka import TopicPartition
+
+        parts = run.ends.partitions_for_topic(run.ticks_topic) or set()
+        ends = run.ends.end_offsets([TopicPartition(run.ticks_topic, p) for p in parts])
+        if {tp.partition: o for tp, o in ends.items() if o} != _ticks_by_partition(n)[0]:
+            raise RuntimeError(f"ticks not on their keys' partitions: {ends}")
         per_worker = _per_worker(self.m0, run.scrape(), cpu, n)
         symbols = [s for w in per_worker for s in w["treasury_symbols"]]
         res.update(
+            producer=PRODUCER,
             chunks=self.chunks,
             busiest_worker_cpu_s_per_chunk=self.chunk_cpu,
             ticks_measured=n,
@@ -937,7 +1010,7 @@ def run(
 
 
 def main() -> int:
-    global STOP_S, HOLDERS  # noqa: PLW0603 - read by the cases; a CLI run sets them once
+    global STOP_S, HOLDERS, PRODUCER  # noqa: PLW0603 - read by the cases; a CLI run sets them once
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=N_TICKS)
     parser.add_argument("--rss-ticks", type=int, default=N_RSS_TICKS)
@@ -955,13 +1028,20 @@ def main() -> int:
         "(e.g. 16) every group expires and rejoins with a backlog: a fault test, not a rate",
     )
     parser.add_argument(
+        "--producer",
+        choices=tuple(CHUNK_TICKS),
+        default=PRODUCER,
+        help="what fills the capacity chunks: kcat (200,000 ticks a chunk) or kafka-python "
+        "(80,000, the method before kcat)",
+    )
+    parser.add_argument(
         "--extra-holders",
         type=int,
         default=0,
         help="N more holders (h-000, ...) under the same rules: how holder work spreads",
     )
     args = parser.parse_args()
-    STOP_S = args.stop_s
+    STOP_S, PRODUCER = args.stop_s, args.producer
     extra = ((f"h-{i:03d}", "company", 100.0 + i, None) for i in range(args.extra_holders))
     HOLDERS = (*HOLDERS, *extra)
     cases = tuple(c for c in args.cases.split(",") if c)
