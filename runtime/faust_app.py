@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         web_enabled=False,
         autodiscover=False,
         broker_commit_interval=1.0,
+        table_standby_replicas=settings.standby_replicas,  # why 0: cpwatch/settings.py
         # A crashed worker's partitions move after 10 s, not Faust's default 60 s.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
