@@ -32,11 +32,15 @@ STAGE = "route-ticks"
 BATCH = 10_000  # ticks per poll: a symbol message of at most ~180 kB (18 bytes a tick)
 # An empty poll's wait: records return as soon as fetched, so this only paces an idle loop.
 IDLE_POLL_MS = 1_000
+# The first empty poll after records, shorter: it alone decides when the long fetch wait
+# starts. At IDLE_POLL_MS, every burst was followed by a second of 100 ms fetches (12 fetches
+# per burst with 200-tick bursts, the most of any of the worker's consumers).
+QUIET_POLL_MS = 200
 # The broker's longest wait on a fetch that finds no data. While one partition's records are
 # still being routed, aiokafka fetches the others, mostly empty, in a request that holds the
 # connection for this long; the busy partition's next fetch waits behind it (at aiokafka's 500 ms
 # default, route-ticks stood idle for ~0.4 s of a 1.3 s run in bench_pipeline).
-# Once a poll waited IDLE_POLL_MS for nothing, the wait is long (runtime/consumers.py): at
+# Once a poll waited QUIET_POLL_MS for nothing, the wait is long (runtime/consumers.py): at
 # 100 ms the idle loop fetched ten times a second, a third of an idle worker's CPU.
 FETCH_WAIT_MS = 100
 
@@ -68,16 +72,18 @@ async def run(settings: Settings, by_symbol: faust.TopicT, dlq: faust.TopicT) ->
     # for each acknowledgement before the next poll left the loop idle for about a third of
     # every batch (bench_pipeline).
     in_flight: tuple[list[Awaitable[Any]], dict[Any, list[Any]]] | None = None
+    idle = True
     try:
         while True:
             # With a batch in flight, take only what is already fetched: when nothing is, the
             # batch is committed now, not after an empty poll's full wait (a second after every
             # burst, the last batch's offsets were still uncommitted).
-            wait = 0 if in_flight is not None else IDLE_POLL_MS
+            wait = 0 if in_flight is not None else IDLE_POLL_MS if idle else QUIET_POLL_MS
             polled = await consumer.getmany(timeout_ms=wait, max_records=BATCH)
             records = [m for msgs in polled.values() for m in msgs]
-            if records or wait == IDLE_POLL_MS:  # set before the fetcher's next request
-                pace_fetches(consumer, idle=not records, busy_ms=FETCH_WAIT_MS)
+            if records or wait:  # set before the fetcher's next request
+                idle = not records
+                pace_fetches(consumer, idle=idle, busy_ms=FETCH_WAIT_MS)
             routed = None
             if records:
                 metrics.count_in(STAGE, t.PRICE_TICKS, len(records))

@@ -35,6 +35,7 @@ def test_last_batch_commits_without_waiting_for_the_idle_poll(
     s = kafka_settings
     # An idle poll longer than the deadline: the commit can only come from the batch itself.
     monkeypatch.setattr(tick_router, "IDLE_POLL_MS", int(DEADLINE_S * 1000) * 10)
+    monkeypatch.setattr(tick_router, "QUIET_POLL_MS", int(DEADLINE_S * 1000) * 10)
     n = 500
     with Producer(s) as p:
         for i in range(n):

@@ -9,12 +9,14 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpwatch.exceptions import RecordError
 from cpwatch.internal_topics import TickColumnsFrame
 from cpwatch.records import PriceTick
+from runtime.consumers import IDLE_FETCH_WAIT_MS
 from streams import tick_router
 from streams.columnar import from_us
 from streams.columnar_ticks import from_frame
@@ -133,3 +135,52 @@ def test_a_valid_tick_in_another_spelling_is_forwarded_as_the_same_tick() -> Non
     assert len(by_symbol.sent) == 1
     seen = ("kraken", "BTC-USD", 100.0, T0)
     assert _forwarded(by_symbol.sent) == {"BTC-USD": [seen, seen]}
+
+
+class _Consumer:
+    """Plays a script of polls; records each poll's wait and the fetch wait then in force."""
+
+    def __init__(self, script: list[dict[str, list[Rec]]]) -> None:
+        self.script = script
+        self.polls: list[tuple[int, int]] = []
+        self.commits: list[dict[str, int]] = []
+        self._fetcher = type("Fetcher", (), {"_fetch_max_wait_ms": -1})()
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[Rec]]:
+        self.polls.append((timeout_ms, self._fetcher._fetch_max_wait_ms))
+        if not self.script:
+            raise asyncio.CancelledError
+        return self.script.pop(0)
+
+    async def commit(self, offsets: dict[str, int]) -> None:
+        self.commits.append(offsets)
+
+
+def test_the_long_fetch_wait_starts_after_one_short_quiet_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tick = PriceTick(venue="v", symbol="BTC-USD", price=1.0, ts=T0)
+    burst = {"tp": [Rec(tick.key.encode(), tick.to_bytes(), offset=7)]}
+    consumer = _Consumer([burst, {}, {}, {}])
+    monkeypatch.setattr(tick_router, "group_consumer", lambda *a, **k: consumer)
+    by_symbol, dlq = Topic(), Topic()
+
+    async def go() -> None:
+        await tick_router.run(None, by_symbol, dlq)  # type: ignore[arg-type]
+
+    with pytest.raises(asyncio.CancelledError):  # the script ran out
+        asyncio.run(go())
+    idle, busy = tick_router.IDLE_POLL_MS, tick_router.FETCH_WAIT_MS
+    assert consumer.polls == [
+        (idle, -1),  # started idle; the fetch wait is the consumer's own until records come
+        (0, busy),  # a batch in flight: only what is already fetched
+        (tick_router.QUIET_POLL_MS, busy),  # committed; a short quiet poll decides
+        (idle, IDLE_FETCH_WAIT_MS),  # it found nothing: long fetches, long polls
+        (idle, IDLE_FETCH_WAIT_MS),
+    ]
+    assert consumer.commits == [{"tp": 8}]
+    assert [key for key, _ in by_symbol.sent] == [b"BTC-USD"] and not dlq.sent
