@@ -98,8 +98,8 @@ class Settings(BaseSettings):
     # Faust's standby copies of each table partition on other workers. The tables are small (a
     # record per symbol, holder slot, story, input partition), so a new owner restores one from
     # its changelog quickly; a standby instead keeps its worker fetching every other worker's
-    # changelog writes: with two workers, 15 ms more CPU per worker and input burst
-    # (bench_scale's small chunks), a seventh of that fixed cost.
+    # changelog writes: with two workers, 15 ms more CPU per worker and input burst, on top
+    # of 65-70 ms without (bench_scale's chunks of 200 ticks).
     standby_replicas: int = Field(default=0, ge=0)
     # Holdings read from the news: "none" only proposes them (cpwatch holdings proposals);
     # "total" sends statements of a holder's total at once to the holdings topic.
