@@ -967,6 +967,15 @@ def _capacity_rounds(tmp: Path, n: int, rounds: int, profile: Path | None) -> di
             "worker_cpu_s": [r["one_worker"]["worker_cpu_s"], r["two_workers"]["worker_cpu_s"]],
             "box_parallel_ceiling": r["box_parallel_ceiling"]["ratio"],
             "exact": r["one_worker"]["alerts"]["exact"] and r["two_workers"]["alerts"]["exact"],
+            # Where each round's work sat: the split varies from round to round with the group's
+            # assignment (the holders' slots went six and none in one run, four and two in
+            # another), and only the median round's full figures are kept. Holders are listed
+            # per group member, symbols per worker process: not necessarily in the same order.
+            "two_workers_holders": [
+                row["holders"]
+                for row in r["two_workers"]["split_by_assignment"]["holder slots (holder-prices)"]
+            ],
+            "two_workers_symbols": [w["treasury_symbols"] for w in r["two_workers"]["per_worker"]],
         }
         for r in done
     ]
