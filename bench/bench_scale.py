@@ -306,10 +306,14 @@ class Run:
         return out
 
     def end(self, topic: str) -> int:
+        return sum(self.ends_by_partition(topic).values())
+
+    def ends_by_partition(self, topic: str) -> dict[int, int]:
         from kafka import TopicPartition
 
         parts = self.ends.partitions_for_topic(topic) or set()
-        return sum(self.ends.end_offsets([TopicPartition(topic, p) for p in parts]).values())
+        ends = self.ends.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: o for tp, o in ends.items()}
 
     def send_holdings(self) -> None:
         """Send the holdings; acknowledged before any tick, they are in force for every tick
@@ -602,11 +606,8 @@ class _CapacityWindow:
             spy.wait(timeout=60)
         members1 = run.members()
         # The split below assumes Java's partitioner placed the keys (kcat is told to).
-        from kafka import TopicPartition
-
-        parts = run.ends.partitions_for_topic(run.ticks_topic) or set()
-        ends = run.ends.end_offsets([TopicPartition(run.ticks_topic, p) for p in parts])
-        if {tp.partition: o for tp, o in ends.items() if o} != _ticks_by_partition(n)[0]:
+        ends = run.ends_by_partition(run.ticks_topic)
+        if {p: o for p, o in ends.items() if o} != _ticks_by_partition(n)[0]:
             raise RuntimeError(f"ticks not on their keys' partitions: {ends}")
         per_worker = _per_worker(self.m0, run.scrape(), cpu, n)
         symbols = [s for w in per_worker for s in w["treasury_symbols"]]
