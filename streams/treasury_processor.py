@@ -29,7 +29,7 @@ from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate, PriceTick
 from cpwatch.state_versions import StateVersionError
 from streams.alerts import Alert, iso_utc
-from streams.columnar import ColumnarBook, ColumnarEngine, from_us, to_us
+from streams.columnar import ColumnarBook, ColumnarEngine, iso_utc_us, to_us
 from streams.columnar_refprice import ColumnarReferencePrice
 from streams.columnar_stream import process_ticks
 from streams.columnar_ticks import TickColumns, decode_ticks
@@ -326,18 +326,27 @@ def value_series(
     ends = np.flatnonzero(np.diff(minute, append=minute[-1] + 1))
     starts = np.concatenate(([0], ends[:-1] + 1))
     runs = book.runs(now_us)
-    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-        ts, px = from_us(int(now_us[hi])), float(price[hi])
+    # Per holder: the first price it is in force at, and its row at each minute's last price;
+    # read out of the arrays once per series. Only minutes some holder is in force at are
+    # spelled out (a holder slot without holders, most of them, values nothing).
+    enters = [int(np.searchsorted(run.which, 0, side="left")) for run in runs]
+    at_ends = [run.which[ends] for run in runs]
+    valued = np.flatnonzero(np.any(np.stack(at_ends) >= 0, axis=0)) if runs else ends[:0]
+    if not len(valued):
+        return
+    rows_at = [w[valued].tolist() for w in at_ends]
+    stamps = iso_utc_us(now_us[ends[valued]])
+    last_px = price[ends[valued]].tolist()
+    for i, lo in enumerate(starts[valued].tolist()):
         # a holder in force at some price of the minute is in force at its last one; the
         # scalar path writes holders in id order per price, from the first price each is in
         first: list[tuple[int, int, HoldingUpdate]] = []
         for rank, run in enumerate(runs):
-            row = int(run.which[hi])
+            row = rows_at[rank][i]
             if row >= 0:
-                at = max(lo, int(np.searchsorted(run.which, 0, side="left")))
-                first.append((at, rank, run.rows[row]))
+                first.append((max(lo, enters[rank]), rank, run.rows[row]))
         for _, _, h in sorted(first, key=lambda f: (f[0], f[1])):
-            add_valuation(out.valuations, h, symbol, ts, px)
+            add_valuation_at(out.valuations, h, symbol, stamps[i], last_px[i])
 
 
 class _Series:
@@ -387,7 +396,13 @@ def add_valuation(
     out: dict[str, dict[str, Any]], h: HoldingUpdate, symbol: str, ts: datetime, price: float
 ) -> None:
     """Keep the latest valuation per holder and minute (its document id)."""
-    stamp = iso_utc(ts)
+    add_valuation_at(out, h, symbol, iso_utc(ts), price)
+
+
+def add_valuation_at(
+    out: dict[str, dict[str, Any]], h: HoldingUpdate, symbol: str, stamp: str, price: float
+) -> None:
+    """``add_valuation`` with the time already spelled by ``iso_utc``."""
     doc_id = f"{h.holder}|{stamp[:16]}"
     out[doc_id] = {
         "id": doc_id,
