@@ -19,6 +19,7 @@ from cpwatch import topics as t
 from cpwatch.exceptions import RecordError
 from cpwatch.records import HoldingUpdate
 from cpwatch.settings import Settings
+from runtime.consumers import BACKGROUND_WAKE_MS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class HoldingsTable:
             # catch-up queued behind it for the default 500 ms. Partitions are paused between
             # catch-ups, and a fetch already in flight returns within this bound.
             fetch_max_wait_ms=FETCH_WAIT_MS,
+            consumer_timeout_ms=BACKGROUND_WAKE_MS,  # paused but for catch-ups: resumes wake it
             **self.settings.aiokafka_client_kwargs(),
         )
         await consumer.start()

@@ -11,7 +11,14 @@ from aiokafka import TopicPartition
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.subscription_state import SubscriptionState
 
-from runtime.consumers import FETCH_WAIT_MS, IDLE_FETCH_WAIT_MS, pace_fetches
+from cpwatch.settings import Settings
+from runtime.consumers import (
+    BACKGROUND_WAKE_MS,
+    FETCH_WAIT_MS,
+    IDLE_FETCH_WAIT_MS,
+    group_consumer,
+    pace_fetches,
+)
 
 TP = TopicPartition("price-ticks", 0)
 
@@ -48,3 +55,15 @@ def test_idle_fetches_wait_long_and_busy_ones_short_again() -> None:
     ]
     waits = next_fetch_waits(steps)
     assert waits == [IDLE_FETCH_WAIT_MS, FETCH_WAIT_MS, IDLE_FETCH_WAIT_MS, 100]
+
+
+def test_group_consumers_wake_their_fetch_routine_once_a_second_while_idle() -> None:
+    async def timeouts() -> list[float]:
+        settings = Settings()
+        return [
+            group_consumer(settings, topic, "sink")._consumer_timeout
+            for topic in ("price-ticks", "alerts")
+        ]
+
+    assert asyncio.run(timeouts()) == [BACKGROUND_WAKE_MS / 1000] * 2
+    assert BACKGROUND_WAKE_MS > 200  # aiokafka's default, 5 wake-ups a second per consumer
