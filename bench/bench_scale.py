@@ -16,7 +16,7 @@ to slots 1 (three of them), 3, 5 and 7.
     committed the chunk on both stages. Worker start-up and the producer are outside the
     measurement, and each chunk is a backlog. Both capacity cases run at once, each in its
     namespace, and their chunks alternate: the other case's workers idle meanwhile. The
-    order of the cases alternates over 3 rounds; the round with the median ratio is
+    order of the cases alternates over 5 rounds; the round with the median ratio is
     reported, with every round's figures and the box's parallel ceiling (what two CPU-bound
     Python processes reach together). Mid-stream
     join (an exactness test): 1 worker, ticks produced live at full speed, a second worker
@@ -85,11 +85,11 @@ METHOD = (
     "offsets polled every 0.2 s with the admin API (Faust commits every 1 s, so each chunk's "
     "end is late by up to ~1 s: a bias against the rate, and a little idle CPU); ticks per "
     "CPU-second of the busiest worker = N / its CPU, the rate it could reach with a core of its "
-    "own; ratio = 2-worker / 1-worker figure of the same round; 3 rounds alternate the order "
-    "(one, two; two, one; one, two) and the round with the median ratio is reported, each "
-    "round beside the box's parallel ceiling, measured before its cases (2 x the median CPU-s "
-    "of a CPU-bound Python loop alone / the median CPU-s of the slower of two run at once, 3 "
-    "alternated repeats). Per-worker split: route-ticks "
+    "own; ratio = 2-worker / 1-worker figure of the same round; 5 rounds alternate the order "
+    "(one, two; two, one; ...; 3 before 2026-12-05) and the round with the median ratio is "
+    "reported, each round beside the box's parallel ceiling, measured before its cases (2 x "
+    "the median CPU-s of a CPU-bound Python loop alone / the median CPU-s of the slower of two "
+    "run at once, 3 alternated repeats). Per-worker split: route-ticks "
     "records in and the symbols whose reference price moved, from each worker's /metrics; "
     "ticks per partition from the keys' murmur2 partitions. Mid-stream join case (an exactness "
     "test): ticks produced live at full speed from this process while the workers consume, "
@@ -872,7 +872,8 @@ CASES = ("one", "two", "join")
 # Capacity rounds: the one- and two-worker cases alternate (one, two; two, one; ...) and the
 # round with the median ratio is reported. The same code measured 1.16 to 1.84 in single
 # rounds: a worker's CPU for the same 400,000 ticks ranged from 2.9 to 4.6 s between runs.
-ROUNDS = 3
+# Five, not three: three rounds of one make bench run at c156a24 spread from 1.46 to 2.07.
+ROUNDS = 5
 SPIN = (
     "import time\nt=time.process_time()\nd={}\nfor i in range(8_000_000): d[i % 999] = i\n"
     "print(time.process_time()-t)"
