@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 STAGE = "deliver"
 ATTEMPT_FLUSH_S = 0.5
-POLL_MS = 200
+# A poll returns as soon as records come; its wait only sets how often an idle worker wakes here.
+POLL_MS = 1_000
 BATCH = 500
 COMMIT_S = 0.5
 DRAIN_S = 5.0
