@@ -326,12 +326,14 @@ def value_series(
     ends = np.flatnonzero(np.diff(minute, append=minute[-1] + 1))
     starts = np.concatenate(([0], ends[:-1] + 1))
     runs = book.runs(now_us)
+    if not runs:
+        return  # a holder slot without holders (most of them) values nothing
     # Per holder: the first price it is in force at, and its row at each minute's last price;
     # read out of the arrays once per series. Only minutes some holder is in force at are
-    # spelled out (a holder slot without holders, most of them, values nothing).
+    # spelled out.
     enters = [int(np.searchsorted(run.which, 0, side="left")) for run in runs]
     at_ends = [run.which[ends] for run in runs]
-    valued = np.flatnonzero(np.any(np.stack(at_ends) >= 0, axis=0)) if runs else ends[:0]
+    valued = np.flatnonzero(np.any(np.stack(at_ends) >= 0, axis=0))
     if not len(valued):
         return
     rows_at = [w[valued].tolist() for w in at_ends]
