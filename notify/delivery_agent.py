@@ -38,7 +38,7 @@ from notify.matcher import SubscriptionLookup
 from notify.offsets import OffsetTracker
 from notify.senders import Senders, attempt_doc, items_from_message
 from notify.subscriptions import Subscription
-from runtime.consumers import group_consumer, pace_fetches
+from runtime.consumers import IDLE_POLL_MS, group_consumer, pace_fetches
 from runtime.elasticsearch import BulkWriter, async_client
 from runtime.faust_app import Topics
 
@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "deliver"
 ATTEMPT_FLUSH_S = 0.5
-# A poll returns as soon as records come; its wait only sets how often an idle worker wakes here.
-POLL_MS = 1_000
 BATCH = 500
 COMMIT_S = 0.5
 DRAIN_S = 5.0
@@ -210,7 +208,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 ):
                     progress.clear()
                     await progress.wait()
-                polled = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH)
+                polled = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=BATCH)
                 pace_fetches(consumer, idle=not polled)
                 for tp, msgs in polled.items():
                     metrics.count_in(STAGE, t.DELIVERIES, len(msgs))

@@ -20,15 +20,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from cpwatch import metrics
 from cpwatch.settings import Settings
-from runtime.consumers import commit_polled, group_consumer, pace_fetches
+from runtime.consumers import IDLE_POLL_MS, commit_polled, group_consumer, pace_fetches
 
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 5.0
-# How long a poll with nothing fetched waits. Records are returned as soon as a fetch brings
-# any, so this adds no latency; it only sets how often an idle sink wakes up (the alerts sink
-# polled every 20 ms, 50 wake-ups a second for nothing).
-IDLE_POLL_MS = 1_000
 # The writer retries while Elasticsearch is down, however long: staying in the group through
 # that is intended back pressure, not a stuck consumer.
 MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000
