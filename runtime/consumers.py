@@ -21,7 +21,7 @@ FETCH_WAIT_MS = 500  # aiokafka's default broker wait on a fetch that finds no d
 # connection for its wait and the busy partition's next fetch queues behind it, so the wait
 # goes back to short as soon as records come. Each idle fetch cost the worker about 1 ms of CPU.
 IDLE_FETCH_WAIT_MS = 1_000
-# How long a sink's or the delivery consumer's poll with nothing fetched waits. Records are
+# How long a poll of route-ticks, a sink or the deliveries with nothing fetched waits. Records are
 # returned as soon as a fetch brings any, so this adds no latency; it only sets how often an
 # idle loop wakes up (the alerts sink polled every 20 ms, 50 wake-ups a second for nothing).
 IDLE_POLL_MS = 1_000

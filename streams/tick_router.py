@@ -23,15 +23,14 @@ import faust
 from cpwatch import metrics
 from cpwatch import topics as t
 from cpwatch.settings import Settings
-from runtime.consumers import commit_polled, group_consumer, pace_fetches
+from runtime.consumers import IDLE_POLL_MS, commit_polled, group_consumer, pace_fetches
 from runtime.deadletter import dead_letter
 from runtime.range_reader import Message, Replayed
 from streams.columnar_ticks import decode_ticks, to_frame
 
 STAGE = "route-ticks"
 BATCH = 10_000  # ticks per poll: a symbol message of at most ~180 kB (18 bytes a tick)
-# An empty poll's wait: records return as soon as fetched, so this only paces an idle loop.
-IDLE_POLL_MS = 1_000
+# An empty poll waits IDLE_POLL_MS (runtime/consumers.py), as the sinks' and deliveries' do.
 # The first empty poll after records, shorter: it alone decides when the long fetch wait
 # starts. At IDLE_POLL_MS, every burst was followed by a second of 100 ms fetches (12 fetches
 # per burst with 200-tick bursts, the most of any of the worker's consumers).
