@@ -10,17 +10,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
-from runtime.faust_consumer import Transport
+from runtime import faust_consumer, faust_producer
 from runtime.flow_control import KeepingFlowControl
 from runtime.quiet_stream import QuietStream
 
 
+class Transport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with the consumer of runtime/faust_consumer.py and the
+    producer of runtime/faust_producer.py."""
+
+    Consumer = faust_consumer.Consumer
+    Producer = faust_producer.Producer
+
+
 class App(faust.App):
+    # The cpwatch topics, which exist before the worker starts: its producer tracks their
+    # metadata from the start (runtime/faust_producer.py).
+    written_topics: frozenset[str] = frozenset()
+
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         """Faust's, but a resume while flowing keeps what is queued (runtime/flow_control.py)."""
@@ -28,7 +41,8 @@ class App(faust.App):
 
     def _new_transport(self) -> faust.types.TransportT:
         """Faust's aiokafka transport, with a consumer that cannot ask aiokafka for every
-        partition while Faust has none active (runtime/faust_consumer.py)."""
+        partition while Faust has none active and a producer whose metadata cannot lose a
+        topic it writes."""
         return Transport(self.conf.broker_consumer, self)
 
 
@@ -102,4 +116,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         )
         for spec in t.TOPICS
     }
+    app.written_topics = frozenset(h.get_topic_name() for h in handles.values())
     return app, Topics(handles)

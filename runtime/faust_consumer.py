@@ -43,7 +43,3 @@ class Consumer(faust_aiokafka.Consumer):
             if self.should_stop:
                 return
             self.verify_event_path(now, tp)
-
-
-class Transport(faust_aiokafka.Transport):
-    Consumer = Consumer

@@ -88,13 +88,10 @@ async def changelog_ready(app: faust.App, table: Any) -> None:
     synchronously from the producer's cached metadata, and a changelog topic missing there makes
     the write raise TypeError inside the agent, which then stops.
 
-    Looking the topic up once is not enough: once the producer tracks some topics, aiokafka's
-    metadata refreshes ask for those only and replace the cache with the answer, so a topic
-    looked up from the cache earlier drops out (the news agent stopped that way a few seconds
-    after start). The cache is checked on each call and the topic looked up again when missing.
-    Nothing here adds topics to track: tracking one switches every later refresh to tracked
-    topics only, and a batch already queued for an untracked topic then never finds its leader
-    (route-ticks waited on such a send for good in a CI run of the kill test)."""
+    The lookup tracks the changelog topic in the producer's metadata, which then keeps it
+    (runtime/faust_producer.py). Before the producer tracked topics from its start, a refresh
+    could drop a topic looked up from an earlier all-topic answer (the news agent stopped that
+    way a few seconds after start), so the cache is still checked on each call."""
     producer = app.producer._ensure_producer()
     topic = table.changelog_topic.get_topic_name()
     if producer.client.cluster.partitions_for_topic(topic) is None:
