@@ -99,7 +99,7 @@ def test_broker_restart_loses_nothing(
     # Mid-stream: once the worker has indexed its first articles. A fixed 8 s sleep stopped
     # the broker while a worker on a loaded box was still starting, and a Faust worker that
     # cannot bootstrap exits (the supervisor restarts it; this test checks the running case).
-    wait_for(lambda: es_count(s, "articles") > 0, timeout=240, interval=0.5)
+    wait_for(lambda: es_count(s, "articles") > 0, timeout=240, interval=0.5, context=w.report)
     stopped_at = time.monotonic() - began
     stack.stop("kafka")
     time.sleep(OUTAGE_S)
@@ -112,7 +112,7 @@ def test_broker_restart_loses_nothing(
         return es_count(s, "alerts") >= len(expected) and es_count(s, "articles") >= N_ARTICLES
 
     try:
-        wait_for(everything_indexed, timeout=240, interval=1.0)
+        wait_for(everything_indexed, timeout=240, interval=1.0, context=w.report)
     finally:
         print(f"broker stopped at +{stopped_at:.0f}s, back at +{back_at:.0f}s")
         print(f"producer retries {len(retries)}: {retries[:3]}")
