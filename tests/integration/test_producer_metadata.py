@@ -11,26 +11,18 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from cpwatch import topics as t
 from cpwatch.settings import Settings
 from runtime.faust_app import create_app
 
 pytestmark = pytest.mark.integration
-
-
-def _create(settings: Settings, name: str) -> None:
-    admin = KafkaAdminClient(**settings.kafka_client_kwargs())
-    try:
-        admin.create_topics([NewTopic(name, 1, settings.topic_replication)])
-    finally:
-        admin.close()
+LATE = "late-topic"  # created mid-test, after the producer's cache was filled
 
 
 def test_a_plain_producer_drops_a_written_topic_from_its_cache(kafka_settings: Settings) -> None:
     s = kafka_settings
-    written, late = s.topic(t.NEWS), s.topic("late-topic")
+    written, late = s.topic(t.NEWS), s.topic(LATE)
 
     async def scenario() -> tuple[object, object, set[str]]:
         producer = AIOKafkaProducer(**s.aiokafka_client_kwargs())
@@ -40,7 +32,7 @@ def test_a_plain_producer_drops_a_written_topic_from_its_cache(kafka_settings: S
             await client.force_metadata_update()  # what Faust does after declaring a topic
             await producer.send_and_wait(written, b"v")
             before = client.cluster.partitions_for_topic(written)
-            _create(s, late)
+            t.ensure_topics(s, (t.TopicSpec(LATE, partitions=1),))
             await producer.send_and_wait(late, b"v")  # not cached: tracked, then refreshed
             return before, client.cluster.partitions_for_topic(written), set(client._topics)
         finally:
@@ -54,7 +46,7 @@ def test_a_plain_producer_drops_a_written_topic_from_its_cache(kafka_settings: S
 
 def test_the_worker_producer_keeps_every_topic_it_writes(kafka_settings: Settings) -> None:
     s = kafka_settings
-    written, late = s.topic(t.NEWS), s.topic("late-topic")
+    written, late = s.topic(t.NEWS), s.topic(LATE)
 
     async def scenario() -> tuple[object, set[str], set[str]]:
         app, _ = create_app(s)
