@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from bench import bench_scale as b
+from streams.holder_processor import holder_slot
 
 
 def test_ticks_per_key_sums_to_n_with_a_partial_last_step() -> None:
-    per_key = b._ticks_per_key(31)  # two full steps of 15 keys and one tick of the first
-    assert sum(per_key.values()) == 31
+    per_key = b._ticks_per_key(33)  # two full steps of 16 keys and one tick of the first
+    assert sum(per_key.values()) == 33
     assert per_key[b.KEYS[0]] == 3
     assert all(k == 2 for key, k in per_key.items() if key != b.KEYS[0])
 
@@ -16,6 +17,17 @@ def test_ticks_by_partition_covers_every_tick_on_both_topics() -> None:
     on_ticks, on_symbols = b._ticks_by_partition(400_000)
     assert sum(on_ticks.values()) == sum(on_symbols.values()) == 400_000
     assert set(on_ticks) | set(on_symbols) <= set(range(b.PARTITIONS))
+
+
+def test_every_partition_carries_the_same_load_on_every_stage() -> None:
+    # Kafka balances partitions, not load: with these inputs any even split of the partitions
+    # is an even split of the work, so the two-worker figure measures the workers.
+    n = len(b.KEYS) * 1000
+    on_ticks, on_symbols = b._ticks_by_partition(n)
+    share = n // b.PARTITIONS
+    assert on_ticks == on_symbols == dict.fromkeys(range(b.PARTITIONS), share)
+    slots = sorted(holder_slot(h, b.PARTITIONS) for h, *_ in b.HOLDERS)
+    assert slots == list(range(b.PARTITIONS))
 
 
 def test_parse_metrics_reads_route_ticks_prices_batches_and_bulks() -> None:
@@ -29,6 +41,9 @@ def test_parse_metrics_reads_route_ticks_prices_batches_and_bulks() -> None:
         'cpwatch_records_out_total{stage="treasury-holders",topic="treasury-valuations"} 30.0\n'
         'cpwatch_records_out_total{stage="treasury",topic="alerts"} 2.0\n'
         'cpwatch_records_out_total{stage="sink",topic="treasury-valuations"} 30.0\n'
+        "# TYPE cpwatch_venue_events_total counter\n"
+        'cpwatch_venue_events_total{symbol="ETH-USD",venue="va",kind="stale"} 2.0\n'
+        'cpwatch_venue_events_total{symbol="ETH-USD",venue="vb",kind="diverging"} 3.0\n'
         "# TYPE cpwatch_processing_seconds histogram\n"
         'cpwatch_processing_seconds_count{stage="treasury"} 4.0\n'
         'cpwatch_processing_seconds_count{stage="treasury-holders"} 5.0\n'
@@ -42,6 +57,7 @@ def test_parse_metrics_reads_route_ticks_prices_batches_and_bulks() -> None:
         "route_ticks": 1200.0,
         "ref:BTC-USD": 101000.5,
         "valuations_sent": 30.0,
+        "venue_events": 5.0,
         "treasury_batches": 4.0,
         "holder_batches": 5.0,
         "valuation_bulk_writes": 11.0,
@@ -59,6 +75,7 @@ def test_per_worker_counts_only_symbols_whose_price_moved() -> None:
         "treasury_symbols": ["BTC-USD"],
         "treasury_ticks": 1,
         "valuations_sent": 0,
+        "venue_events": 0,
         "treasury_batches": 0,
         "holder_batches": 0,
         "valuation_bulk_writes": 0,
