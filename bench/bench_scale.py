@@ -9,11 +9,12 @@ holder-prices), where holder valuations and rules run, so they spread over worke
 (per ``venue:symbol`` partition) and the other symbols' reference prices do.
 
 Every partition carries the same load on each stage: two keys of price-ticks, two keys' ticks of
-the by-symbol topic, one holder slot with one holder (symbols, venues and holder names chosen
-for it; a unit test holds them to it). Kafka balances partitions, not load: the 15 keys before
-2026-12-05 split 8 to 7 at best, the by-symbol topic used four partitions, and all six holders
-hashed to odd slots, so Faust's even/odd assignment gave one worker two thirds of the valuations
-and every holder, and the figure measured the hash rather than the workers.
+the by-symbol topic, one holder slot with one holder, and that holder's valuations and alerts
+(symbols, venues and holder names chosen for it; a unit test holds them to it). Kafka balances
+partitions, not load: the 15 keys before 2026-12-05 split 8 to 7 at best, the by-symbol topic
+used four partitions, and all six holders hashed to odd slots, so Faust's even/odd assignment
+gave one worker two thirds of the valuations and every holder, and the figure measured the hash
+rather than the workers.
 
 (1) scale, three cases. Capacity (1 worker; 2 workers): the workers start on an empty topic,
     the groups are stable, holdings are routed. Then, in chunks of CHUNK_TICKS: the workers are
@@ -125,15 +126,17 @@ KEYS = [
     *[("vb", "ATOM-USD"), ("vi", "ATOM-USD")],
 ]
 Holder = tuple[str, Literal["state", "company", "fund"], float, float | None]
-HOLDERS: tuple[Holder, ...] = (  # holder, kind, btc, avg cost; one per holder slot
+# One holder per holder slot (crc32) and per partition of the valuations and alerts topics,
+# which are keyed by holder (murmur2): their sinks split as evenly as the holder stage.
+HOLDERS: tuple[Holder, ...] = (  # holder, kind, btc, avg cost
     ("st-a", "state", 6_000.0, None),
-    ("st-b", "state", 3_000.0, None),
+    ("st-c", "state", 3_000.0, None),
     ("co-a", "company", 10_000.0, 100_000.0),
-    ("co-b", "company", 800.0, 95_000.0),
     ("co-d", "company", 25_000.0, 102_000.0),
     ("co-g", "company", 4_000.0, 98_000.0),
-    ("fund-a", "fund", 2_000.0, None),
+    ("co-m", "company", 800.0, 95_000.0),
     ("fund-b", "fund", 1_500.0, None),
+    ("fund-d", "fund", 2_000.0, None),
 )
 RULES = """rules:
   - {id: st-level, holder: st-a, type: level, threshold_usd: 600000000, hysteresis: 0.01}

@@ -28,6 +28,8 @@ def test_every_partition_carries_the_same_load_on_every_stage() -> None:
     assert on_ticks == on_symbols == dict.fromkeys(range(b.PARTITIONS), share)
     slots = sorted(holder_slot(h, b.PARTITIONS) for h, *_ in b.HOLDERS)
     assert slots == list(range(b.PARTITIONS))
+    # valuations and alerts are keyed by holder: their sinks' partitions hold one holder each
+    assert sorted(b._partition(h) for h, *_ in b.HOLDERS) == list(range(b.PARTITIONS))
 
 
 def test_parse_metrics_reads_route_ticks_prices_batches_and_bulks() -> None:
